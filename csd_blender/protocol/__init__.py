@@ -1,0 +1,4 @@
+"""The wire protocol between the add-on and the engine: standard library only (no bpy, zmq, numpy, torch)."""
+from .errors import ErrorCode, ProtocolError
+
+__all__ = ["ErrorCode", "ProtocolError"]

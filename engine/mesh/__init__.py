@@ -1,0 +1,1 @@
+"""Meshes: load and validate, normalise, UV unwrap, bake a field into a UV texture, export."""

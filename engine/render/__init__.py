@@ -1,0 +1,1 @@
+"""Rasterisation (torch reference, nvdiffrast when importable) and cameras."""

@@ -1,0 +1,1 @@
+"""The optimisation loops: texture, generate, edit."""

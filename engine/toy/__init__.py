@@ -1,0 +1,1 @@
+"""The bundled toy prior: its procedural dataset, training and sampling scripts."""
