@@ -2,3 +2,6 @@
 from .errors import ErrorCode, ProtocolError
 
 __all__ = ["ErrorCode", "ProtocolError"]
+from .jobs import ARRAY_SPECS, PARAMS, TASK_NAMES, TextureParams
+
+__all__ += ["ARRAY_SPECS", "PARAMS", "TASK_NAMES", "TextureParams"]
