@@ -1,0 +1,60 @@
+"""What every task provides to the server and the command line: parameters, job building, run, result packing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+
+@dataclass
+class ProgressEvent:
+    """A progress report from a running task.
+
+    Args:
+        stage: "loading" (model), "optimising", "baking" or "done".
+        step: optimisation steps finished so far.
+        total: total optimisation steps.
+        loss: guidance loss of the last step (NaN before the first).
+        elapsed_s: seconds since the job started.
+        eta_s: estimated seconds left (NaN when unknown).
+        preview_png: a small PNG of a fixed view, or None.
+    """
+
+    stage: str
+    step: int
+    total: int
+    loss: float = float("nan")
+    elapsed_s: float = 0.0
+    eta_s: float = float("nan")
+    preview_png: bytes | None = None
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+StopFn = Callable[[], bool]
+
+
+class TaskRun(Protocol):
+    def __call__(self, job: Any, prior: Any = None, progress: ProgressFn | None = None,
+                 should_stop: StopFn | None = None) -> Any: ...
+
+
+@dataclass
+class TaskSpec:
+    """A registered task (engine.registry.TASKS): how to build its job and pack its result for the wire.
+
+    Args:
+        name: task name, equal to the protocol's task name.
+        params_cls: the protocol dataclass of its parameters (csd_blender.protocol.jobs).
+        make_job: (params, arrays: dict[str, np.ndarray]) -> job; validates arrays, raises EngineError.
+        run: (job, prior, progress, should_stop) -> result.
+        pack_result: result -> (meta: JSON-able dict, arrays: dict[str, np.ndarray]).
+        prior_key: job -> (model, controlnets) the server uses to reuse a loaded prior.
+    """
+
+    name: str
+    params_cls: type
+    make_job: Callable[[Any, dict[str, np.ndarray]], Any]
+    run: TaskRun
+    pack_result: Callable[[Any], tuple[dict, dict[str, np.ndarray]]]
+    prior_key: Callable[[Any], tuple] = field(default=lambda job: ("toy", ()))
