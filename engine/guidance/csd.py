@@ -1,0 +1,53 @@
+"""Classifier Score Distillation (Yu et al., ICLR 2024, Eq. 10 and the editing form Eq. 11)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from engine.guidance.base import GuidanceConfig, ScoreGuidance
+from engine.guidance.plan import Coefficients
+from engine.guidance.schedule import ScheduleSpec
+from engine.registry import GUIDANCE
+
+
+@dataclass(frozen=True)
+class CSDConfig(GuidanceConfig):
+    """CSD settings: ω1 (classifier weight of y) and ω2 (weight of the negative prompt), both schedulable.
+
+    Attributes:
+        omega1: ω1 of Eq. 10 (official: 1.0 everywhere).
+        omega2: ω2 of Eq. 10 (official IF: `[0, 0, 1, 5000]`; SD refine: `[0, 1, 0.5, 10000]`).
+    """
+
+    kind: ClassVar[str] = "csd"
+    schedule_fields: ClassVar[tuple[str, ...]] = ("t_min", "t_max", "omega1", "omega2")
+
+    omega1: ScheduleSpec = 1.0
+    omega2: ScheduleSpec = 1.0
+
+
+@GUIDANCE.register("csd")
+class CSDGuidance(ScoreGuidance):
+    """Classifier Score Distillation.
+
+    Paper Eq. 10 (Yu et al., "Text-to-3D with Classifier Score Distillation", ICLR 2024):
+
+        δ = w(t) · [ ω1·(ε(x_t; y) − ε(x_t; ∅)) − ω2·(ε(x_t; y_neg) − ε(x_t; ∅)) ]
+          = w(t) · [ ω1·ε(y) + (ω2 − ω1)·ε(∅) − ω2·ε(y_neg) ]
+
+    There is no −ε noise term. Editing (Eq. 11) is the same formula with y = the target prompt and
+    y_neg = the edit/source prompt. In the official code's scale form (csd_reference.md §1a) this is
+    cond_scale = ω1, uncond_scale = −ω2 (its "uncond" is the negative prompt), null_scale = ω2 − ω1,
+    noise_scale = 0. Branches with a zero total coefficient are not evaluated.
+
+    Args:
+        config: a `CSDConfig`.
+    """
+
+    config: CSDConfig
+
+    def coefficients(self, step: int) -> Coefficients:
+        """(cond, neg, null, noise) = (ω1, −ω2, ω2 − ω1, 0) at `step`."""
+        w1 = self.config.schedule("omega1")(step)
+        w2 = self.config.schedule("omega2")(step)
+        return Coefficients(cond=w1, neg=-w2, null=w2 - w1, noise=0.0)
