@@ -36,6 +36,10 @@ def check_prompt(field_name: str, value: Any, *, allow_empty: bool) -> None:
         raise _fail(field_name, "must not be empty", ErrorCode.BAD_PROMPT)
     if len(value) > MAX_PROMPT_CHARS:
         raise _fail(field_name, f"is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}", ErrorCode.BAD_PROMPT)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(field_name, "is not valid UTF-8 (it contains a lone surrogate)", ErrorCode.BAD_PROMPT) from None
     if any(ord(c) < 32 and c not in "\t\n" for c in value):
         raise _fail(field_name, "contains control characters", ErrorCode.BAD_PROMPT)
 
@@ -214,3 +218,4 @@ ARRAY_SPECS: dict[str, dict[str, tuple[str, tuple, bool]]] = {
 
 PARAMS: dict[str, type] = {"texture": TextureParams}
 TASK_NAMES: tuple[str, ...] = tuple(PARAMS)
+GUIDANCE_NAMES: tuple[str, ...] = ("csd", "sds")   # must equal engine.registry.GUIDANCE (tested)
