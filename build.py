@@ -1,0 +1,425 @@
+#!/usr/bin/env python3
+"""Build the Blender extension zip: manifest + the csd_blender package at the zip root, pyzmq wheels under wheels/.
+
+Usage:
+    python build.py                         # all platforms -> dist/csd_blender-<version>.zip
+    python build.py --platform linux-x64    # one platform  -> dist/csd_blender-<version>-linux_x64.zip
+    python build.py --check                 # validate blender_manifest.toml only
+
+Standard library + pip. Wheels are fetched with `pip download --only-binary=:all: --no-deps` once per
+(Python version, platform) and kept in .wheels-cache/, so repeated builds run offline.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger("build")
+
+ROOT = Path(__file__).resolve().parent
+PACKAGE_DIR = ROOT / "csd_blender"
+MANIFEST_PATH = ROOT / "blender_manifest.toml"
+DEFAULT_CACHE = ROOT / ".wheels-cache"
+DEFAULT_OUT = ROOT / "dist"
+
+PYZMQ_VERSION = "27.1.0"
+# Blender 4.2-5.0 bundle Python 3.11; Blender 5.1+ bundles Python 3.13.
+PYTHON_VERSIONS = ("3.11", "3.13")
+# Blender platform name -> pip --platform tag (pip also accepts older compatible tags for these).
+PLATFORM_TAGS = {
+    "linux-x64": "manylinux_2_28_x86_64",
+    "windows-x64": "win_amd64",
+    "macos-arm64": "macosx_11_0_arm64",
+    "macos-x64": "macosx_10_15_x86_64",
+}
+KNOWN_PLATFORMS = ("windows-x64", "windows-arm64", "macos-x64", "macos-arm64", "linux-x64")
+REQUIRED_FIELDS = ("schema_version", "id", "version", "name", "tagline", "maintainer", "type",
+                   "blender_version_min", "license")
+KNOWN_PERMISSIONS = ("files", "network", "clipboard", "camera", "microphone")
+DEFAULT_EXCLUDES = ("__pycache__/", ".*", "*.zip")
+# Always excluded from the zip, whatever the manifest says: dev files must never ship.
+FORBIDDEN_PARTS = ("__pycache__", "tests", ".pytest_cache", ".git")
+FORBIDDEN_SUFFIXES = (".pyc", ".pyo", ".orig", ".rej", ".blend1")
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class BuildError(Exception):
+    """A build step failed; the message says which and why."""
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+def load_manifest(path: Path = MANIFEST_PATH) -> dict:
+    """Parse the manifest TOML.
+
+    Args:
+        path: blender_manifest.toml.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BuildError(f"manifest not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BuildError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _short_sentence_problem(text: object, what: str) -> str | None:
+    """The problem with a Blender 'short single sentence' (<= 64 chars, no end punctuation), or None."""
+    if not isinstance(text, str) or not text.strip():
+        return f"{what}: must be a non-empty string"
+    if len(text) > 64:
+        return f"{what}: is {len(text)} characters, the limit is 64"
+    if not text[-1].isalnum() and text[-1] not in ")]\"'":
+        return f"{what}: must not end with punctuation ({text[-1]!r})"
+    return None
+
+
+def _is_empty(value: object) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def manifest_problems(data: dict) -> list[str]:
+    """Every rule of Blender's extension manifest that `data` breaks (empty list when valid).
+
+    Args:
+        data: the parsed manifest.
+    """
+    problems: list[str] = []
+    for key in REQUIRED_FIELDS:
+        if key not in data:
+            problems.append(f"{key}: required field is missing")
+
+    def walk(prefix: str, value: object) -> None:
+        if _is_empty(value):
+            problems.append(f"{prefix}: must not be empty (Blender rejects empty values)")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(f"{prefix}[{i}]", v)
+
+    for key, value in data.items():
+        walk(key, value)
+
+    if data.get("schema_version") not in (None, "1.0.0"):
+        problems.append(f"schema_version: must be \"1.0.0\", got {data['schema_version']!r}")
+    ext_id = data.get("id")
+    if ext_id is not None and not (isinstance(ext_id, str) and ext_id.isidentifier() and not ext_id.startswith("_")):
+        problems.append(f"id: must be a Python identifier, got {ext_id!r}")
+    version = data.get("version")
+    if version is not None and not (isinstance(version, str) and SEMVER.match(version)):
+        problems.append(f"version: must follow semantic versioning (e.g. 0.1.0), got {version!r}")
+    name = data.get("name")
+    if isinstance(name, str) and "blender" in name.lower():
+        problems.append(f"name: must not contain \"Blender\" (extensions platform terms 2.1), got {name!r}")
+    if "tagline" in data:
+        problem = _short_sentence_problem(data["tagline"], "tagline")
+        if problem:
+            problems.append(problem)
+    if data.get("type") not in (None, "add-on", "theme"):
+        problems.append(f"type: must be \"add-on\" or \"theme\", got {data['type']!r}")
+    bmin = data.get("blender_version_min")
+    if bmin is not None:
+        match = isinstance(bmin, str) and re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", bmin)
+        if not match:
+            problems.append(f"blender_version_min: must be X.Y.Z, got {bmin!r}")
+        elif tuple(int(g) for g in match.groups()) < (4, 2, 0):
+            problems.append(f"blender_version_min: extensions need at least 4.2.0, got {bmin!r}")
+    licenses = data.get("license")
+    if licenses is not None:
+        if not isinstance(licenses, list):
+            problems.append("license: must be a list such as [\"SPDX:GPL-3.0-or-later\"]")
+        else:
+            for lic in licenses:
+                if not (isinstance(lic, str) and lic.startswith("SPDX:") and len(lic) > 5):
+                    problems.append(f"license: entries must be SPDX identifiers like \"SPDX:GPL-3.0-or-later\", "
+                                    f"got {lic!r}")
+    for plat in data.get("platforms", []) or []:
+        if plat not in KNOWN_PLATFORMS:
+            problems.append(f"platforms: unknown platform {plat!r} (known: {', '.join(KNOWN_PLATFORMS)})")
+    for wheel in data.get("wheels", []) or []:
+        if not (isinstance(wheel, str) and wheel.startswith("./wheels/") and wheel.endswith(".whl")
+                and "\\" not in wheel):
+            problems.append(f"wheels: entries must be \"./wheels/<file>.whl\" with forward slashes, got {wheel!r}")
+    permissions = data.get("permissions", {})
+    if not isinstance(permissions, dict):
+        problems.append("permissions: must be a table of permission = \"reason\"")
+    else:
+        for perm, reason in permissions.items():
+            if perm not in KNOWN_PERMISSIONS:
+                problems.append(f"permissions.{perm}: unknown permission (known: {', '.join(KNOWN_PERMISSIONS)})")
+            problem = _short_sentence_problem(reason, f"permissions.{perm}")
+            if problem:
+                problems.append(problem)
+    build = data.get("build", {})
+    if isinstance(build, dict) and "generated" in build:
+        problems.append("build.generated: is reserved for Blender's own builder")
+    return problems
+
+
+def validate_manifest(data: dict) -> None:
+    """Raise BuildError listing every problem of the manifest.
+
+    Args:
+        data: the parsed manifest.
+    """
+    problems = manifest_problems(data)
+    if problems:
+        raise BuildError("blender_manifest.toml is invalid:\n  - " + "\n  - ".join(problems))
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + "".join(f"  {_toml_value(v)},\n" for v in value) + "]"
+    raise BuildError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_manifest(data: dict) -> str:
+    """Serialise a manifest dict (scalars, lists and nested tables) back to TOML.
+
+    Args:
+        data: the manifest.
+    """
+    lines: list[str] = []
+
+    def emit(table: dict, prefix: str) -> None:
+        for key, value in table.items():
+            if not isinstance(value, dict):
+                lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in table.items():
+            if isinstance(value, dict):
+                name = f"{prefix}.{key}" if prefix else key
+                lines.append("")
+                lines.append(f"[{name}]")
+                emit(value, name)
+
+    emit(data, "")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- wheels
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_wheel(python_version: str, platform: str, cache_dir: Path = DEFAULT_CACHE,
+                package: str = "pyzmq", version: str = PYZMQ_VERSION) -> Path:
+    """The wheel of `package==version` for one Python version and Blender platform, from the cache or pip.
+
+    Args:
+        python_version: "3.11" or "3.13".
+        platform: a key of PLATFORM_TAGS, e.g. "linux-x64".
+        cache_dir: folder holding downloaded wheels and index.json.
+        package, version: the pinned requirement.
+    """
+    if platform not in PLATFORM_TAGS:
+        raise BuildError(f"--platform: unknown platform {platform!r} (known: {', '.join(PLATFORM_TAGS)})")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    index_path = cache_dir / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    key = f"{package}=={version}/{python_version}/{platform}"
+    entry = index.get(key)
+    if entry:
+        cached = cache_dir / entry["file"]
+        if cached.exists() and _sha256(cached) == entry["sha256"]:
+            return cached
+        log.warning("cached wheel %s is missing or corrupt; downloading again", entry["file"])
+    with tempfile.TemporaryDirectory(prefix="wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--no-deps", "--implementation", "cp",
+               "--python-version", python_version, "--platform", PLATFORM_TAGS[platform],
+               "--dest", tmp, f"{package}=={version}"]
+        log.info("downloading %s %s for Python %s on %s", package, version, python_version, platform)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or len(wheels) != 1:
+            raise BuildError(f"pip download of {package}=={version} for Python {python_version} / {platform} "
+                             f"failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        target = cache_dir / wheels[0].name
+        shutil.copyfile(wheels[0], target)
+    index[key] = {"file": target.name, "sha256": _sha256(target)}
+    index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
+    return target
+
+
+def collect_wheels(platforms: list[str], cache_dir: Path = DEFAULT_CACHE) -> list[Path]:
+    """The distinct wheels needed for `platforms` x PYTHON_VERSIONS (a universal2 wheel serves both Macs).
+
+    Args:
+        platforms: Blender platform names.
+        cache_dir: the wheel cache.
+    """
+    found: dict[str, Path] = {}
+    for platform in platforms:
+        for py in PYTHON_VERSIONS:
+            wheel = fetch_wheel(py, platform, cache_dir)
+            found[wheel.name] = wheel
+    return [found[name] for name in sorted(found)]
+
+
+# ---------------------------------------------------------------------------------------------- files
+def is_excluded(rel_path: str, patterns: tuple[str, ...] | list[str], is_dir: bool = False) -> bool:
+    """Whether a path (relative, forward slashes) matches a gitignore-style exclude pattern.
+
+    Args:
+        rel_path: path relative to the package root.
+        patterns: `[build] paths_exclude_pattern` entries ("dir/", "*.ext", "/anchored/path").
+        is_dir: the path is a directory.
+    """
+    parts = rel_path.split("/")
+    for pattern in patterns:
+        dir_only = pattern.endswith("/")
+        pat = pattern.rstrip("/")
+        if pat.startswith("/") or "/" in pat:
+            anchored = pat.lstrip("/")
+            if fnmatch.fnmatchcase(rel_path, anchored) and (is_dir or not dir_only):
+                return True
+            # a directory pattern also excludes everything inside it
+            if any(fnmatch.fnmatchcase("/".join(parts[:i]), anchored) for i in range(1, len(parts))):
+                return True
+            continue
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if fnmatch.fnmatchcase(part, pat) and (not dir_only or not last or is_dir):
+                return True
+    return False
+
+
+def package_files(package_dir: Path, patterns: list[str]) -> list[tuple[Path, str]]:
+    """(file, name inside the zip) for every shipped file of the package, sorted.
+
+    Args:
+        package_dir: csd_blender/.
+        patterns: exclude patterns (the manifest's plus Blender's defaults).
+    """
+    files = []
+    for path in sorted(package_dir.rglob("*")):
+        rel = path.relative_to(package_dir).as_posix()
+        if path.is_dir() or is_excluded(rel, patterns):
+            continue
+        files.append((path, rel))
+    return files
+
+
+def zip_problems(names: list[str]) -> list[str]:
+    """Dev files, caches or tests that must not be in the extension zip (empty list when clean).
+
+    Args:
+        names: the zip's member names.
+    """
+    problems = []
+    for name in names:
+        parts = name.rstrip("/").split("/")
+        if any(p in FORBIDDEN_PARTS for p in parts) or name.endswith(FORBIDDEN_SUFFIXES) \
+                or any(p.startswith(".") for p in parts):
+            problems.append(name)
+    if "blender_manifest.toml" not in names:
+        problems.append("blender_manifest.toml missing at the zip root")
+    if "__init__.py" not in names:
+        problems.append("__init__.py missing at the zip root")
+    return problems
+
+
+def _write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
+
+
+# ---------------------------------------------------------------------------------------------- build
+def build(platforms: list[str] | None = None, out_dir: Path = DEFAULT_OUT, cache_dir: Path = DEFAULT_CACHE,
+          manifest_path: Path = MANIFEST_PATH, package_dir: Path = PACKAGE_DIR) -> Path:
+    """Validate the manifest, gather wheels and write the extension zip; return its path.
+
+    Args:
+        platforms: Blender platform names; None builds one zip for all of PLATFORM_TAGS.
+        out_dir: where the zip goes.
+        cache_dir: the wheel cache.
+        manifest_path: the source manifest.
+        package_dir: the add-on package (its __init__.py lands at the zip root).
+    """
+    data = load_manifest(manifest_path)
+    validate_manifest(data)
+    split = platforms is not None
+    platforms = list(platforms) if platforms else list(PLATFORM_TAGS)
+    for plat in platforms:
+        if plat not in PLATFORM_TAGS:
+            raise BuildError(f"--platform: no wheels known for {plat!r} (known: {', '.join(PLATFORM_TAGS)})")
+    if not (package_dir / "__init__.py").exists():
+        raise BuildError(f"{package_dir}: not a package (no __init__.py)")
+
+    wheels = collect_wheels(platforms, cache_dir)
+    data = dict(data)
+    data["wheels"] = [f"./wheels/{w.name}" for w in wheels]
+    data["platforms"] = platforms
+    validate_manifest(data)
+    patterns = list(DEFAULT_EXCLUDES) + list(data.get("build", {}).get("paths_exclude_pattern", []))
+    files = package_files(package_dir, patterns)
+    if any(rel == "blender_manifest.toml" for _, rel in files):
+        raise BuildError(f"{package_dir}/blender_manifest.toml: the manifest lives at the repository root")
+
+    suffix = f"-{'-'.join(p.replace('-', '_') for p in platforms)}" if split else ""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{data['id']}-{data['version']}{suffix}.zip"
+    tmp = out.with_suffix(".zip.part")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        _write(zf, "blender_manifest.toml", render_manifest(data).encode("utf-8"))
+        for path, rel in files:
+            _write(zf, rel, path.read_bytes())
+        for wheel in wheels:
+            _write(zf, f"wheels/{wheel.name}", wheel.read_bytes())
+        names = zf.namelist()
+    problems = zip_problems(names)
+    if problems:
+        tmp.unlink()
+        raise BuildError("the zip would ship files it must not: " + ", ".join(problems))
+    tmp.replace(out)
+    log.info("wrote %s (%d files, %d wheels, %.1f MB)", out, len(names), len(wheels), out.stat().st_size / 1e6)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", action="append", choices=sorted(PLATFORM_TAGS),
+                        help="build for this platform only (repeatable); default: one zip for all")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default dist/)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="wheel cache (default .wheels-cache/)")
+    parser.add_argument("--check", action="store_true", help="validate the manifest and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.check:
+            validate_manifest(load_manifest(MANIFEST_PATH))
+            log.info("blender_manifest.toml is valid")
+            return 0
+        out = build(args.platform, args.out, args.cache, manifest_path=MANIFEST_PATH)
+    except BuildError as exc:
+        log.error("build failed: %s", exc)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
