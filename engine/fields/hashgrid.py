@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from engine import _optional
 
@@ -97,39 +98,96 @@ def n_hashgrid_params(n_input_dims: int = 3, n_levels: int = 16, n_features_per_
     return sum(lv.size for lv in layout) * n_features_per_level
 
 
+def _axis_view(t: Tensor, k: int, d: int) -> Tensor:
+    """View (N, L, 2) values of axis k as (N, L, 2 | 1, ...) so broadcasting over axes builds the corner cube.
+
+    The corner cube is laid out [bit_{d-1}, ..., bit_0], i.e. corner c = sum_k bit_k << k.
+    """
+    n, lv = t.shape[:2]
+    return t.view([n, lv] + [1] * (d - 1 - k) + [2] + [1] * k)
+
+
 def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tensor, offsets: Tensor,
                      hashed: Tensor) -> tuple[Tensor, Tensor]:
-    """Flat table entries and trilinear weights of every corner of every level.
+    """Flat table entries and multilinear weights of every corner of every level.
+
+    Computed per axis and combined by broadcasting (2^D corners never materialise D coordinates each).
 
     Args:
         x: (N, D) float32 positions in [0, 1].
         scales, resolutions, sizes, offsets, hashed: (L,) per-level layout tensors on x's device
-            (float32, int64, int64, int64, bool).
+            (float32, int64, int64, int64, bool); hashed levels must have power-of-two sizes.
 
     Returns:
-        idx: (N, L, 2^D) int64 entry indices into the flat table viewed as (entries, F).
+        idx: (N, L, 2^D) int64 entry indices into the flat table viewed as (entries, F);
+            corner c has offset bit k on axis k.
         weights: (N, L, 2^D) interpolation weights (differentiable w.r.t. x).
     """
     n, d = x.shape
+    n_levels = scales.shape[0]
     pos = x[:, None, :] * scales[None, :, None] + 0.5            # (N, L, D)
     cell_f = torch.floor(pos)
     frac = pos - cell_f
     cell = cell_f.to(torch.int64)
-    bits = torch.tensor([[(c >> k) & 1 for k in range(d)] for c in range(1 << d)], device=x.device)  # (C, D)
-    corner = cell[:, :, None, :] + bits[None, None, :, :]        # (N, L, C, D)
-    # Dense index (uint32 arithmetic, like tcnn) and hashed index, selected per level.
-    strides = resolutions[:, None] ** torch.arange(d, device=x.device)[None, :]   # (L, D)
-    dense = (corner * strides[None, :, None, :]).sum(-1) & _U32
-    primes = torch.tensor(PRIMES[:d], dtype=torch.int64, device=x.device)
-    prod = (corner * primes) & _U32                               # (N, L, C, D)
-    hashed_idx = prod[..., 0]
-    for k in range(1, d):
-        hashed_idx = hashed_idx ^ prod[..., k]
-    idx = torch.where(hashed[None, :, None], hashed_idx, dense)
-    idx = idx % sizes[None, :, None] + offsets[None, :, None]
-    bits_f = bits.to(frac.dtype)
-    w = torch.where(bits_f[None, None] > 0, frac[:, :, None, :], 1.0 - frac[:, :, None, :])  # (N, L, C, D)
-    return idx, w.prod(-1)
+    corners = torch.stack([cell, cell + 1], -1)                  # (N, L, D, 2)
+    idx = torch.empty((n, n_levels, 1 << d), dtype=torch.int64, device=x.device)
+    for use_hash in (False, True):
+        levels = torch.nonzero(hashed == use_hash).squeeze(1)
+        if levels.numel() == 0:
+            continue
+        c = corners.index_select(1, levels)
+        acc = None
+        if use_hash:      # coherent-prime hash in uint32 wrap-around
+            for k in range(d):
+                comp = c[:, :, k] if PRIMES[k] == 1 else (c[:, :, k] * PRIMES[k]) & _U32
+                comp = _axis_view(comp, k, d)
+                acc = comp if acc is None else acc ^ comp
+            acc = acc.reshape(n, -1, 1 << d) & (sizes[levels] - 1)[None, :, None]
+        else:             # dense x + y*res + z*res^2 (uint32), then % level size
+            stride = torch.ones_like(resolutions[levels])
+            for k in range(d):
+                comp = _axis_view(c[:, :, k] * stride[None, :, None], k, d)
+                acc = comp if acc is None else acc + comp
+                stride = stride * resolutions[levels]
+            acc = (acc.reshape(n, -1, 1 << d) & _U32) % sizes[levels][None, :, None]
+        idx[:, levels] = acc + offsets[levels][None, :, None]
+    w_axis = torch.stack([1.0 - frac, frac], -1)                 # (N, L, D, 2)
+    w = None
+    for k in range(d):
+        comp = _axis_view(w_axis[:, :, k], k, d)
+        w = comp if w is None else w * comp
+    return idx, w.reshape(n, n_levels, 1 << d)
+
+
+class _WeightedGather(torch.autograd.Function):
+    """out[m] = sum_c w[m, c] * table[idx[m, c]]: embedding_bag forward, scatter-add backward.
+
+    Avoids keeping the (M, C, F) gathered features for autograd; backward uses bincount on CPU
+    (deterministic, multi-threaded) and index_add_ on CUDA. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(table, idx, w)
+        return F.embedding_bag(idx, table, per_sample_weights=w, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # noqa: D102
+        table, idx, w = ctx.saved_tensors
+        grad_table = grad_w = None
+        if ctx.needs_input_grad[0]:
+            n_feat = table.shape[1]
+            src = w[..., None] * grad_out[:, None, :]               # (M, C, F)
+            flat_idx = idx.reshape(-1)
+            if table.is_cuda:
+                grad_table = torch.zeros_like(table).index_add_(0, flat_idx, src.reshape(-1, n_feat))
+            else:
+                grad_table = torch.stack([torch.bincount(flat_idx, weights=src[..., f].reshape(-1),
+                                                         minlength=table.shape[0]) for f in range(n_feat)], 1)
+                grad_table = grad_table.to(table.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_w = (table[idx] * grad_out[:, None, :]).sum(-1)
+        return grad_table, None, grad_w
 
 
 class HashGrid(nn.Module):
@@ -231,12 +289,10 @@ class HashGrid(nn.Module):
 
     def _torch_forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
-        f = self.n_features_per_level
         idx, w = hashgrid_indices(x, self._scales, self._res, self._sizes, self._offsets, self._hashed)
-        table = self.params.view(-1, f)
-        feats = table.index_select(0, idx.reshape(-1)).view(n, self.n_levels, -1, f)   # (N, L, C, F)
-        out = (feats * w[..., None]).sum(2)                                             # (N, L, F)
-        return out.reshape(n, self.n_output_dims)
+        table = self.params.view(-1, self.n_features_per_level)
+        out = _WeightedGather.apply(table, idx.view(n * self.n_levels, -1), w.view(n * self.n_levels, -1))
+        return out.reshape(n, self.n_output_dims)                                       # (N, L*F)
 
     def extra_repr(self) -> str:
         return (f"D={self.n_input_dims}, L={self.n_levels}, F={self.n_features_per_level}, "
