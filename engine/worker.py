@@ -1,0 +1,224 @@
+"""The server's job thread: builds and runs one job at a time, keeps priors loaded, maps failures to error replies.
+
+It never touches the socket: every outgoing message goes into `outbox` (a thread-safe deque) that the socket
+loop drains. Priors stay loaded between jobs until a `release` command (or a job needing another prior).
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import queue
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from csd_blender.protocol.errors import ErrorCode, ProtocolError
+from csd_blender.protocol.messages import Cancelled, ErrorReply, Message, Progress, Released, Result
+
+from .errors import CancelledError
+from .tasks.base import ProgressEvent, TaskSpec
+from .validate import from_numpy
+
+logger = logging.getLogger(__name__)
+
+OOM_SETTINGS = ("batch_size", "render_size", "texture_size", "quality")
+
+
+@dataclass
+class JobRecord:
+    """A job from `submit` to its last message (owned by the socket loop; `status` written by the worker).
+
+    Args:
+        job_id: the submit's msg_id.
+        identity: the ROUTER identity of the client that submitted it.
+        spec: the task's registered TaskSpec.
+        params: validated protocol parameters.
+        arrays: validated input arrays (name -> numpy).
+    """
+
+    job_id: str
+    identity: bytes
+    spec: TaskSpec
+    params: Any
+    arrays: dict[str, np.ndarray]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.monotonic)
+    status: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outgoing:
+    """One message for the socket loop to send; `finished` marks the job's last message."""
+
+    identity: bytes | None
+    message: Message | None
+    parent_id: str | None
+    finished: str | None = None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch.cuda.OutOfMemoryError, MemoryError and 'out of memory' RuntimeErrors."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def oom_error(params: Any, device: str, task: str) -> ProtocolError:
+    """An OUT_OF_MEMORY error naming the settings to lower, with their current values."""
+    values = []
+    for name in OOM_SETTINGS:
+        if hasattr(params, name):
+            value = getattr(params, name)
+            values.append(f"{name} (now {'auto' if value is None else value})")
+    hint = ", ".join(values[:-1]) + (f" or {values[-1]}" if values else "")
+    message = f"out of memory on {device} while running {task!r}: lower {hint}" if values else \
+        f"out of memory on {device} while running {task!r}"
+    return ProtocolError(ErrorCode.OUT_OF_MEMORY, message, field="batch_size" if values else None)
+
+
+def free_device_memory() -> int:
+    """Collect garbage and empty the CUDA cache; return bytes still allocated on CUDA (0 without CUDA)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        return int(torch.cuda.memory_allocated())
+    return 0
+
+
+class Worker(threading.Thread):
+    """Runs commands from `commands` one at a time: ("job", JobRecord), ("release", identity, msg_id), ("stop",).
+
+    Args:
+        device: torch device string the priors load on ("cpu", "cuda", "cuda:N").
+        outbox: deque the socket loop drains.
+        progress_hz: at most this many progress events per second per job (events with a preview always go).
+    """
+
+    def __init__(self, device: str, outbox: deque, progress_hz: float = 5.0):
+        super().__init__(name="csd-engine-worker", daemon=True)
+        self.device = device
+        self.outbox = outbox
+        self.min_interval = 1.0 / progress_hz if progress_hz > 0 else 0.0
+        self.commands: queue.Queue = queue.Queue()
+        self._prior: Any = None
+        self._prior_key: tuple | None = None
+
+    @property
+    def loaded_priors(self) -> list[str]:
+        return [] if self._prior_key is None else [str(self._prior_key[0])]
+
+    def run(self) -> None:
+        while True:
+            command = self.commands.get()
+            if command[0] == "stop":
+                return
+            if command[0] == "job":
+                record = command[1]
+                try:
+                    self._run_job(record)
+                finally:
+                    self.outbox.append(Outgoing(None, None, None, finished=record.job_id))
+            elif command[0] == "release":
+                _, identity, msg_id = command
+                names = self.loaded_priors
+                self.release()
+                allocated = free_device_memory()
+                self.outbox.append(Outgoing(identity, Released(names, allocated), msg_id))
+
+    # -- priors ---------------------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the loaded prior (and engine.priors' own cache when it has one)."""
+        self._prior, self._prior_key = None, None
+        priors = sys.modules.get("engine.priors")
+        release = getattr(priors, "release_priors", None)
+        if callable(release):
+            release()
+        free_device_memory()
+
+    def _prior_for(self, record: JobRecord, job: Any) -> Any:
+        key = record.spec.prior_key(job)
+        if key is None:
+            return None
+        key = (key[0], tuple(key[1]) if len(key) > 1 else ())
+        if key != self._prior_key:
+            self.release()
+            from .priors import load_prior   # lazy: torch/diffusers load here, not at server start
+
+            logger.info("loading prior %s on %s", key, self.device)
+            self._prior = load_prior(key[0], device=self.device, controlnets=key[1])
+            self._prior_key = key
+        return self._prior
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    def _send(self, record: JobRecord, message: Message) -> None:
+        self.outbox.append(Outgoing(record.identity, message, record.job_id))
+
+    def _progress_fn(self, record: JobRecord, started: float):
+        last = {"t": -math.inf, "stage": None}
+
+        def progress(event: ProgressEvent) -> None:
+            now = time.monotonic()
+            record.status = {"job_id": record.job_id, "task": record.spec.name, "stage": event.stage,
+                             "step": event.step, "total": event.total, "elapsed_s": now - started}
+            important = event.preview_png is not None or event.stage != last["stage"] or event.step >= event.total
+            if not important and now - last["t"] < self.min_interval:
+                return
+            last["t"], last["stage"] = now, event.stage
+            loss = event.loss if event.loss is not None and math.isfinite(event.loss) else None
+            eta = event.eta_s if event.eta_s is not None and math.isfinite(event.eta_s) else None
+            self._send(record, Progress(record.job_id, event.stage, int(event.step), int(event.total), loss,
+                                        float(event.elapsed_s), eta, event.preview_png))
+
+        return progress
+
+    def _run_job(self, record: JobRecord) -> None:
+        started = time.monotonic()
+        logger.info("job %s (%s) started", record.job_id, record.spec.name)
+        if record.cancel.is_set():
+            self._send(record, Cancelled(record.job_id))
+            return
+        progress = self._progress_fn(record, started)
+        try:
+            job = record.spec.make_job(record.params, record.arrays)
+            progress(ProgressEvent("loading", 0, 0, elapsed_s=time.monotonic() - started))
+            prior = self._prior_for(record, job)
+            result = record.spec.run(job, prior, progress, record.cancel.is_set)
+            if result is None and record.cancel.is_set():
+                raise CancelledError()
+            meta, arrays = record.spec.pack_result(result)
+            meta = dict(meta)
+            meta.setdefault("elapsed_s", time.monotonic() - started)
+            meta.setdefault("cancelled", record.cancel.is_set())
+            self._send(record, Result(record.job_id, meta, {k: from_numpy(v) for k, v in arrays.items()}))
+            logger.info("job %s finished in %.1f s", record.job_id, time.monotonic() - started)
+        except CancelledError:
+            logger.info("job %s cancelled", record.job_id)
+            self._send(record, Cancelled(record.job_id))
+        except ProtocolError as exc:     # EngineError and its subclasses, params errors from make_job
+            if exc.code == ErrorCode.CANCELLED:
+                self._send(record, Cancelled(record.job_id))
+            else:
+                logger.info("job %s failed: %s", record.job_id, exc)
+                self._send(record, ErrorReply.from_exception(exc, record.job_id))
+        except Exception as exc:  # noqa: BLE001 - the server must keep serving
+            text = traceback.format_exc()
+            if is_out_of_memory(exc):
+                logger.warning("job %s ran out of memory: %s", record.job_id, exc)
+                error = oom_error(record.params, self.device, record.spec.name)
+                error.detail = str(exc)[:2000]
+                free_device_memory()
+                self._send(record, ErrorReply.from_exception(error, record.job_id, text))
+            else:
+                logger.error("job %s crashed:\n%s", record.job_id, text)
+                error = ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"[:500])
+                self._send(record, ErrorReply.from_exception(error, record.job_id, text))
