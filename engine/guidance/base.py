@@ -101,7 +101,8 @@ class GuidanceOutput:
     """One guidance step.
 
     Attributes:
-        loss: scalar 0.5·‖x − stopgrad(x − δ)‖² / B; its gradient w.r.t. x is δ.
+        loss: scalar 0.5·‖x − stopgrad(x − δ)‖²_sum / B (the official reduction): ∂loss/∂x = δ / B,
+            i.e. δ per sample (exactly δ for B = 1).
         delta: (B, C, h, w) the gradient δ after weighting and post-processing (detached).
         t: (B,) sampled timesteps.
         unet_calls: prior.predict_noise calls made (1, or 0 when no branch is needed).
