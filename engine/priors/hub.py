@@ -1,0 +1,101 @@
+"""Loading diffusers/transformers components from a local folder or the Hugging Face cache, with clear errors."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ModelMissingError
+
+TOY_PRIOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy_prior"
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE is set now (read at call time; huggingface_hub reads it only at import)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return value.upper() in {"1", "ON", "YES", "TRUE"} or bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache folder (`huggingface_hub.constants.HF_HUB_CACHE`, honouring HF_HUB_CACHE/HF_HOME)."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "these files are not available" (as opposed to a bug)."""
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+    return (OSError, EntryNotFoundError, HFValidationError)
+
+
+def missing_model(model_id: str, what: str, exc: BaseException | None = None) -> ModelMissingError:
+    """A ModelMissingError naming the id, the HF cache folder and how to provide the files.
+
+    Args:
+        model_id: hub id or folder.
+        what: the component that failed ("model_index.json", "unet", ...).
+        exc: the original error (goes into `detail`).
+    """
+    offline = " (HF_HUB_OFFLINE is set, so nothing is downloaded)" if hub_offline() else ""
+    msg = (f"model {model_id!r}: cannot load {what}{offline}. It is neither a local diffusers folder nor in the "
+           f"Hugging Face cache {hub_cache_dir()}. On a machine with internet run "
+           f"`huggingface-cli download {model_id}` (into that cache, or copy the cache folder here), "
+           f"or pass the path of a local folder that holds the model")
+    return ModelMissingError(msg, detail=f"{type(exc).__name__}: {exc}" if exc is not None else "")
+
+
+def read_model_index(source: str, is_local: bool) -> dict[str, Any]:
+    """The model's model_index.json as a dict.
+
+    Args:
+        source: local folder or hub id.
+        is_local: whether `source` is a folder.
+    """
+    if is_local:
+        path = Path(source) / "model_index.json"
+        if not path.is_file():
+            raise missing_model(source, "model_index.json (the folder is not in diffusers layout)")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = Path(hf_hub_download(source, "model_index.json", local_files_only=hub_offline()))
+        except load_errors() as exc:
+            raise missing_model(source, "model_index.json", exc) from exc
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_component(cls: Any, source: str, subfolder: str | None, *, dtype: Any = None, variant: str | None = None,
+                   dtype_kw: str = "torch_dtype") -> Any:
+    """`cls.from_pretrained(source, subfolder=...)` with offline handling; a missing file → ModelMissingError.
+
+    Tries the fp16 `variant` first when given and falls back to the default weights.
+
+    Args:
+        cls: a diffusers/transformers class with `from_pretrained`.
+        source: local folder or hub id.
+        subfolder: the component folder ("unet", "vae", ...), or None.
+        dtype: weight dtype, or None to keep the class default.
+        variant: weight file variant to try first ("fp16").
+        dtype_kw: the keyword the class uses for the dtype (`torch_dtype` for diffusers, `dtype` for transformers 5).
+    """
+    kwargs: dict[str, Any] = {"local_files_only": hub_offline() or Path(source).is_dir()}
+    if subfolder:
+        kwargs["subfolder"] = subfolder
+    if dtype is not None:
+        kwargs[dtype_kw] = dtype
+    first_exc: BaseException | None = None
+    for var in ([variant, None] if variant else [None]):
+        try:
+            return cls.from_pretrained(source, variant=var, **kwargs) if var else cls.from_pretrained(source, **kwargs)
+        except load_errors() as exc:
+            first_exc = first_exc or exc
+            if var is None:
+                raise missing_model(source, subfolder or cls.__name__, exc) from exc
+    raise missing_model(source, subfolder or cls.__name__, first_exc)  # pragma: no cover - loop always returns/raises
