@@ -1,0 +1,340 @@
+"""Rasterizer acceptance tests: hand-derived values, a brute-force reference, gradients, texture addressing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import _optional
+from engine.render import _torch_raster
+from engine.render.rasterize import antialias, interpolate, rasterize, texture
+
+TRI = torch.tensor([[0, 1, 2]])
+
+
+def pixel_ndc(i: float, j: float, height: int, width: int) -> tuple[float, float]:
+    """NDC (x, y) of the centre of pixel row i, column j (nvdiffrast convention)."""
+    return 2 * (j + 0.5) / width - 1, 2 * (i + 0.5) / height - 1
+
+
+def reference_raster(pos: np.ndarray, tri: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Brute-force float64 rasterizer written independently: screen-space barycentrics by a 3x3 solve,
+    perspective correction by 1/w, nearest z/w wins, ties -> smallest id. pos (V, 4) -> (H, W, 4)."""
+    out = np.zeros((height, width, 4))
+    best = np.full((height, width), np.inf)
+    for f, (a, b, c) in enumerate(tri):
+        p = pos[[a, b, c]]
+        if (p[:, 3] <= 0).any():
+            continue
+        ndc = p[:, :3] / p[:, 3:]
+        m = np.stack([ndc[:, 0], ndc[:, 1], np.ones(3)])                      # columns = vertices
+        if abs(np.linalg.det(m)) < 1e-12:
+            continue
+        jj, ii = np.meshgrid(np.arange(width), np.arange(height))
+        xs, ys = 2 * (jj + 0.5) / width - 1, 2 * (ii + 0.5) / height - 1
+        rhs = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+        lam = np.linalg.solve(m, rhs).T.reshape(height, width, 3)               # screen-space barycentrics
+        inside = (lam >= -1e-12).all(-1)
+        z = lam @ ndc[:, 2]
+        inside &= (z >= -1) & (z <= 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pc = lam / p[:, 3]
+            pc = pc / pc.sum(-1, keepdims=True)                                  # perspective-correct
+        win = inside & (z < best)
+        best[win] = z[win]
+        out[win] = np.concatenate([pc[..., :2], z[..., None], np.full(z.shape + (1,), f + 1.0)], -1)[win]
+    return out
+
+
+def random_scene(n_tri: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    w = 1 + torch.rand(n_tri * 3, generator=gen)
+    xy = (torch.rand(n_tri * 3, 2, generator=gen) * 2.4 - 1.2) * w[:, None]
+    z = (torch.rand(n_tri * 3, generator=gen) * 1.6 - 0.8) * w
+    pos = torch.cat([xy, z[:, None], w[:, None]], 1).double()
+    return pos, torch.arange(n_tri * 3).view(n_tri, 3)
+
+
+def test_single_triangle_hand_derived():
+    # w = 1: screen-space = perspective-correct barycentrics; the pixel (4, 4) of 8x8 is at NDC (0.125, 0.125).
+    pos = torch.tensor([[-0.8, -0.8, 0.0, 1.0], [0.8, -0.8, 0.0, 1.0], [0.0, 0.8, 0.5, 1.0]])
+    rast = rasterize(pos, TRI, (8, 8), backend="torch")
+    assert rast.shape == (1, 8, 8, 4)
+    # y: -0.8 + 1.6 w3 = 0.125 -> w3 = 0.578125; x: 0.8 (v - u) = 0.125, u + v = 0.421875
+    w3 = 0.925 / 1.6
+    v = (1 - w3 + 0.125 / 0.8) / 2
+    u = 1 - w3 - v
+    torch.testing.assert_close(rast[0, 4, 4], torch.tensor([u, v, 0.5 * w3, 1.0]), atol=1e-6, rtol=0)
+    # Row 0 is NDC y = -0.9375 (bottom in NDC): outside the triangle (its base is at -0.8), row 1 inside.
+    assert rast[0, 0].abs().sum() == 0
+    assert rast[0, 1, 4, 3] == 1
+    # First vertex has (u, v) = (1, 0): a pixel right next to vertex 0 has u close to 1.
+    near0 = rast[0, 1, 1]
+    assert near0[3] == 1 and near0[0] > 0.75 and near0[1] < 0.1
+
+
+def test_single_triangle_perspective_matches_reference_everywhere():
+    pos = torch.tensor([[-1.2, -1.0, 0.1, 1.5], [2.0, -0.2, 0.9, 3.0], [0.1, 0.7, -0.2, 1.0]], dtype=torch.float64)
+    rast = rasterize(pos, TRI, (16, 20), backend="torch")[0].numpy()
+    ref = reference_raster(pos.numpy(), TRI.numpy(), 16, 20)
+    np.testing.assert_array_equal(rast[..., 3], ref[..., 3])
+    np.testing.assert_allclose(rast, ref, atol=1e-9)
+    assert (ref[..., 3] > 0).sum() > 40
+
+
+def test_empty_pixels_are_all_zero():
+    pos, tri = random_scene(6, seed=1)
+    rast = rasterize(pos.float(), tri, (24, 24), backend="torch")
+    empty = rast[..., 3] == 0
+    assert empty.any() and (~empty).any()
+    assert (rast[empty] == 0).all()
+
+
+@pytest.mark.parametrize("front_first", [True, False])
+def test_two_overlapping_triangles_depth_order(front_first):
+    a = [[-0.9, -0.9, 0.2, 1.0], [0.5, -0.9, 0.2, 1.0], [-0.9, 0.5, 0.2, 1.0]]
+    b = [[-0.5, -0.5, -0.3, 1.0], [0.9, -0.5, -0.3, 1.0], [-0.5, 0.9, -0.3, 1.0]]
+    if not front_first:  # swap depths: now the first triangle (id 1) is in front
+        a = [p[:2] + [-0.3, 1.0] for p in a]
+        b = [p[:2] + [0.2, 1.0] for p in b]
+    pos = torch.tensor(a + b)
+    tri = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    rast = rasterize(pos, tri, (10, 10), backend="torch")[0]
+    # pixel (row 3, col 3) -> NDC (-0.3, -0.3): inside both.
+    expected_id = 2.0 if front_first else 1.0
+    assert rast[3, 3, 3] == expected_id
+    assert rast[3, 3, 2] == pytest.approx(-0.3)
+    # pixel (0, 0) -> (-0.9, -0.9)... centre (-0.9,-0.9) lies on a's corner; (1, 1) -> (-0.7, -0.7) only in a.
+    assert rast[1, 1, 3] == 1.0
+    # pixel (8, 2) -> (-0.5, 0.7): only b (a's hypotenuse x + y <= -0.4 excludes it).
+    assert rast[8, 2, 3] == 2.0
+    x, y = pixel_ndc(3, 3, 10, 10)
+    if front_first:  # b's barycentrics at (-0.3, -0.3): b0 = 1 - (x+0.5)/1.4 - (y+0.5)/1.4
+        assert rast[3, 3, 0] == pytest.approx(1 - 0.4 / 1.4, abs=1e-6)
+        assert rast[3, 3, 1] == pytest.approx(0.2 / 1.4, abs=1e-6)
+
+
+def cube() -> tuple[torch.Tensor, torch.Tensor]:
+    v = torch.tensor([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], dtype=torch.float64)
+    quads = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
+    faces = [[q[0], q[1], q[2]] for q in quads] + [[q[0], q[2], q[3]] for q in quads]
+    return v, torch.tensor(faces)
+
+
+def perspective(fov_deg: float, near: float, far: float) -> torch.Tensor:
+    f = 1 / np.tan(np.radians(fov_deg) / 2)
+    return torch.tensor([[f, 0, 0, 0], [0, f, 0, 0], [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+                         [0, 0, -1, 0]], dtype=torch.float64)
+
+
+def test_cube_front_face_hand_derived_and_reference():
+    v, faces = cube()
+    near, far = 0.1, 10.0
+    # Camera at (0, 0, 3) looking down -Z: the front face z = +0.5 is at distance 2.5.
+    eye = torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64)
+    cam = v - eye
+    pos = torch.cat([cam, torch.ones(8, 1, dtype=torch.float64)], 1) @ perspective(60, near, far).T
+    rast = rasterize(pos, faces, (31, 31), backend="torch")[0]
+    centre = rast[15, 15]
+    front = {int(i) + 1 for i in torch.nonzero((v[faces][:, :, 2] == 0.5).all(1)).flatten()}
+    assert int(centre[3]) in front
+    d = 2.5
+    zw = (far + near) / (far - near) - 2 * far * near / ((far - near) * d)
+    assert float(centre[2]) == pytest.approx(zw, abs=1e-9)
+    ref = reference_raster(pos.numpy(), faces.numpy(), 31, 31)
+    agree = rast[..., 3].numpy() == ref[..., 3]
+    assert agree.mean() >= 0.99  # only pixels exactly on the front face's diagonal may break ties differently
+    np.testing.assert_allclose(rast.numpy()[agree], ref[agree], atol=1e-9)
+    assert set(np.unique(ref[..., 3])) - {0.0} <= front
+
+
+def test_no_backface_culling():
+    pos, tri = random_scene(8, seed=2)
+    a = rasterize(pos, tri, (20, 20), backend="torch")[0]
+    b = rasterize(pos, tri[:, [0, 2, 1]], (20, 20), backend="torch")[0]
+    torch.testing.assert_close(a[..., 3], b[..., 3])
+    hit = a[..., 3] > 0
+    torch.testing.assert_close(a[..., 0][hit], b[..., 0][hit])
+    torch.testing.assert_close(1 - a[..., 0][hit] - a[..., 1][hit], b[..., 1][hit])
+
+
+def test_odd_non_square_matches_reference():
+    pos, tri = random_scene(30, seed=3)
+    rast = rasterize(pos, tri, (35, 31), backend="torch")[0].numpy()
+    assert rast.shape == (35, 31, 4)
+    ref = reference_raster(pos.numpy(), tri.numpy(), 35, 31)
+    same = rast[..., 3] == ref[..., 3]
+    assert same.mean() >= 0.995
+    np.testing.assert_allclose(rast[same], ref[same], atol=1e-8)
+
+
+def test_batch_of_cameras_equals_per_item():
+    pos, tri = random_scene(20, seed=4)
+    batch = torch.stack([pos, pos * torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64),
+                         pos + torch.tensor([0.3, 0.1, 0.0, 0.0], dtype=torch.float64)])
+    rast = rasterize(batch, tri, (17, 23), backend="torch")
+    for b in range(3):
+        torch.testing.assert_close(rast[b], rasterize(batch[b], tri, (17, 23), backend="torch")[0])
+    assert not torch.equal(rast[0, ..., 3], rast[1, ..., 3])
+
+
+def test_chunking_does_not_change_the_result():
+    pos, tri = random_scene(40, seed=5)
+    full = _torch_raster.rasterize_torch(pos[None], tri, 32, 32)
+    chunked = _torch_raster.rasterize_torch(pos[None], tri, 32, 32, chunk_pairs=97)
+    torch.testing.assert_close(full, chunked)
+
+
+def test_behind_camera_and_depth_range_are_dropped():
+    tri = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
+    pos = torch.tensor([
+        [-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, -1.0],    # a vertex behind: dropped
+        [-0.5, -0.5, 1.5, 1.0], [0.5, -0.5, 1.5, 1.0], [0.0, 0.5, 1.5, 1.0],     # z/w = 1.5 > 1: beyond far
+        [-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0],     # visible
+    ])
+    rast = rasterize(pos, tri, (8, 8), backend="torch")
+    ids = set(rast[..., 3].unique().tolist())
+    assert ids == {0.0, 3.0}
+
+
+def test_shared_edges_are_watertight():
+    # A fan of triangles around an interior vertex covers its convex hull without holes.
+    n = 7
+    ang = torch.arange(n, dtype=torch.float64) * 2 * np.pi / n
+    ring = torch.stack([0.9 * torch.cos(ang), 0.9 * torch.sin(ang)], 1)
+    xy = torch.cat([torch.tensor([[0.013, -0.021]], dtype=torch.float64), ring])
+    pos = torch.cat([xy, torch.zeros(n + 1, 1, dtype=torch.float64), torch.ones(n + 1, 1, dtype=torch.float64)], 1)
+    tri = torch.tensor([[0, 1 + k, 1 + (k + 1) % n] for k in range(n)])
+    rast = rasterize(pos.float(), tri, (64, 64), backend="torch")[0]
+    ref = reference_raster(pos.numpy(), tri.numpy(), 64, 64)
+    covered_ref = ref[..., 3] > 0
+    covered = rast[..., 3].numpy() > 0
+    # every pixel the float64 reference covers strictly inside the polygon is covered (no cracks)
+    assert (covered | ~covered_ref).all()
+
+
+def test_interpolation_is_perspective_correct():
+    # A world-space attribute (the position itself) interpolated at a pixel must project back to that pixel.
+    pos_world = torch.tensor([[-0.6, -0.5, -2.0], [1.5, -0.3, -5.0], [0.1, 0.9, -1.5]], dtype=torch.float64)
+    proj = perspective(70, 0.1, 20.0)
+    clip = torch.cat([pos_world, torch.ones(3, 1, dtype=torch.float64)], 1) @ proj.T
+    rast = rasterize(clip, TRI, (21, 27), backend="torch")
+    world = interpolate(pos_world, rast, TRI)[0]
+    hit = rast[0, ..., 3] > 0
+    assert hit.sum() > 50
+    reproj = torch.cat([world[hit], torch.ones(int(hit.sum()), 1, dtype=torch.float64)], 1) @ proj.T
+    ndc = reproj[:, :2] / reproj[:, 3:]
+    ii, jj = torch.nonzero(hit, as_tuple=True)
+    jj, ii = jj.double(), ii.double()
+    expected = torch.stack([2 * (jj + 0.5) / 27 - 1, 2 * (ii + 0.5) / 21 - 1], 1)
+    torch.testing.assert_close(ndc, expected, atol=1e-10, rtol=0)
+    # z/w of the rasterizer is the projected depth of the interpolated point
+    torch.testing.assert_close(rast[0, ..., 2][hit], reproj[:, 2] / reproj[:, 3], atol=1e-10, rtol=0)
+    assert (interpolate(pos_world, rast, TRI)[0][~hit] == 0).all()
+
+
+def test_interpolate_batched_attributes():
+    pos, tri = random_scene(5, seed=6)
+    batch = torch.stack([pos, pos])
+    rast = rasterize(batch, tri, (12, 12), backend="torch")
+    attr = torch.randn(2, pos.shape[0], 3, dtype=torch.float64)
+    out = interpolate(attr, rast, tri)
+    torch.testing.assert_close(out[1], interpolate(attr[1], rast[1:], tri)[0])
+    torch.testing.assert_close(out[0], interpolate(attr[0], rast[:1], tri)[0])
+
+
+def test_gradcheck_attributes_and_positions():
+    pos0 = torch.tensor([[-0.8, -0.7, 0.1, 1.2], [0.9, -0.6, 0.4, 2.0], [0.0, 0.8, -0.3, 1.0]], dtype=torch.float64)
+    attr0 = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+    rast = rasterize(pos0, TRI, (9, 9), backend="torch")[0]
+    # pixels whose centre is far from every edge (all perspective-correct barycentrics >= 0.15)
+    bary = torch.stack([rast[..., 0], rast[..., 1], 1 - rast[..., 0] - rast[..., 1]], -1)
+    interior = (rast[..., 3] > 0) & (bary.min(-1).values > 0.15)
+    assert interior.sum() >= 3
+
+    def fn(pos, attr):
+        r = rasterize(pos, TRI, (9, 9), backend="torch")
+        return interpolate(attr, r, TRI)[0][interior]
+
+    pos = pos0.clone().requires_grad_(True)
+    attr = attr0.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(fn, (pos, attr), eps=1e-6, atol=1e-6)
+    # the positions really receive a gradient through (u, v); z/w carries none (as nvdiffrast)
+    out = fn(pos, attr).sum()
+    (g,) = torch.autograd.grad(out, pos)
+    assert g[:, :2].abs().sum() > 0
+    r = rasterize(pos, TRI, (9, 9), backend="torch")
+    (gz,) = torch.autograd.grad(r[..., 2].sum(), pos, allow_unused=True)
+    assert gz is None or gz.abs().sum() == 0
+
+
+def test_texture_addressing_and_boundaries():
+    tex = torch.arange(6, dtype=torch.float32).view(1, 2, 3, 1)  # row 0 = [0, 1, 2], row 1 = [3, 4, 5]
+    uv = torch.tensor([[[[0.5 / 3, 0.25], [2.5 / 3, 0.75], [1.5 / 3, 0.5]]]])
+    out = texture(tex, uv, filter_mode="linear")
+    torch.testing.assert_close(out[0, 0, :, 0], torch.tensor([0.0, 5.0, 2.5]))
+    near = texture(tex, uv, filter_mode="nearest")
+    torch.testing.assert_close(near[0, 0, :2, 0], torch.tensor([0.0, 5.0]))
+    outside = torch.tensor([[[[-0.5, 0.25], [1.0 + 0.5 / 3, 0.25], [0.0, 0.25]]]])
+    clamp = texture(tex, outside, boundary_mode="clamp")
+    torch.testing.assert_close(clamp[0, 0, :2, 0], torch.tensor([0.0, 2.0]))
+    zero = texture(tex, outside, boundary_mode="zero")
+    assert zero[0, 0, 0, 0] == 0
+    wrap = texture(tex, outside, boundary_mode="wrap")
+    torch.testing.assert_close(wrap[0, 0, 1, 0], torch.tensor(0.0))           # u = 1 + 1/6 -> texel (0, 0)
+    torch.testing.assert_close(wrap[0, 0, 2, 0], torch.tensor(1.0))           # seam: mean of columns 2 and 0
+    with pytest.raises(ValueError, match="filter_mode"):
+        texture(tex, uv, filter_mode="linear-mipmap-linear")
+
+
+def test_texture_is_differentiable():
+    tex = torch.rand(1, 4, 4, 3, requires_grad=True)
+    uv = torch.rand(1, 5, 5, 2, requires_grad=True)
+    texture(tex, uv).sum().backward()
+    assert tex.grad.abs().sum() > 0 and uv.grad.abs().sum() > 0
+
+
+def test_antialias_torch_is_identity_with_gradient():
+    pos, tri = random_scene(4, seed=7)
+    rast = rasterize(pos.float(), tri, (16, 16), backend="torch")
+    color = torch.rand(1, 16, 16, 3, requires_grad=True)
+    out = antialias(color, rast, pos.float(), tri, backend="torch")
+    torch.testing.assert_close(out, color)
+    out.sum().backward()
+    assert (color.grad == 1).all()
+
+
+def test_bad_inputs_raise():
+    pos = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="tri"):
+        rasterize(pos, torch.tensor([[0, 1, 3]]), (4, 4))
+    with pytest.raises(ValueError, match="pos"):
+        rasterize(torch.zeros(3, 3), TRI, (4, 4))
+    with pytest.raises(ValueError, match="backend"):
+        rasterize(pos, TRI, (4, 4), backend="opengl")
+    with pytest.raises(ValueError, match="resolution"):
+        rasterize(pos, TRI, (0, 4))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_backend_on_cuda_matches_cpu():
+    pos, tri = random_scene(50, seed=8)
+    cpu = rasterize(pos.float(), tri, (64, 48), backend="torch")
+    gpu = rasterize(pos.float().cuda(), tri.cuda(), (64, 48), backend="torch").cpu()
+    assert (cpu[..., 3] == gpu[..., 3]).float().mean() >= 0.999
+    same = cpu[..., 3] == gpu[..., 3]
+    torch.testing.assert_close(cpu[same], gpu[same], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_optional.nvdiffrast() is None, reason="needs CUDA and nvdiffrast")
+def test_nvdiffrast_parity():
+    pos, tri = random_scene(200, seed=9)
+    pos = pos.float().cuda()
+    tri = tri.cuda()
+    ours = rasterize(pos, tri, (128, 96), backend="torch")
+    theirs = rasterize(pos, tri, (128, 96), backend="nvdiffrast")
+    same = ours[..., 3] == theirs[..., 3]
+    assert same.float().mean() >= 0.98
+    torch.testing.assert_close(ours[same], theirs[same], atol=1e-3, rtol=1e-3)
