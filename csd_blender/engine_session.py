@@ -1,0 +1,389 @@
+"""The add-on's engine connection: one process/client pair, its state for the UI, and the running job (no bpy).
+
+Blender keeps one `EngineSession` per process (`SESSION`). Operators start and stop it, the modal texture
+operator stores its `JobState` on it so panels can draw progress, and everything here is plain Python so it
+is tested without Blender.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+STOPPED, STARTING, RUNNING, DEAD, FAILED = "stopped", "starting", "running", "dead", "failed"
+
+
+class SessionError(Exception):
+    """Starting or using the engine failed; the message is meant for the user."""
+
+
+@dataclass
+class EngineSettings:
+    """How to reach the engine (from the add-on preferences).
+
+    Args:
+        mode: "LOCAL" (start `python -m engine serve` ourselves) or "REMOTE" (connect to a running engine).
+        python: interpreter with the engine installed (LOCAL).
+        device: "auto", "cpu" or "cuda" (LOCAL).
+        endpoint: "tcp://host:port" (REMOTE).
+        token: the remote engine's access token (REMOTE).
+        key_folder: folder with the remote engine's CurveZMQ public key "server.key" (REMOTE, optional).
+        cache_folder: model cache for the engine (HF_HOME), optional (LOCAL).
+        log_file: where the local engine's output goes.
+        start_timeout_s: how long to wait for the engine to come up.
+    """
+
+    mode: str = "LOCAL"
+    python: str = ""
+    device: str = "auto"
+    endpoint: str = ""
+    token: str = ""
+    key_folder: str = ""
+    cache_folder: str = ""
+    log_file: str = ""
+    start_timeout_s: float = 60.0
+
+
+@dataclass
+class JobState:
+    """What the panel and status bar show about the running job."""
+
+    job_id: str
+    task: str
+    target: str                       # object name
+    stage: str = "queued"
+    step: int = 0
+    total: int = 0
+    loss: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    cancel_requested: bool = False
+    cancelling_since: float | None = None
+    previews: int = 0
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]."""
+        return min(1.0, self.step / self.total) if self.total else 0.0
+
+    def text(self) -> str:
+        """One line: stage, step/total, ETA."""
+        if self.cancel_requested:
+            return "Cancelling..."
+        parts = [self.stage.capitalize()]
+        if self.total:
+            parts.append(f"step {self.step}/{self.total}")
+        if self.eta_s is not None and self.eta_s == self.eta_s:
+            parts.append(f"ETA {format_duration(self.eta_s)}")
+        return ", ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def format_bytes(n: int) -> str:
+    """'1.5 GiB' style."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{n} B"
+
+
+def load_server_key(key_folder: str) -> bytes | None:
+    """The remote engine's CurveZMQ public key from `key_folder`/server.key (zmq.auth certificate format).
+
+    Args:
+        key_folder: folder with "server.key"; empty means no encryption (loopback only).
+    """
+    if not key_folder:
+        return None
+    path = os.path.join(key_folder, "server.key")
+    if not os.path.isfile(path):
+        raise SessionError(f"Key folder: {path} not found (copy the engine's server.key there)")
+    import zmq.auth
+
+    public, _secret = zmq.auth.load_certificate(path)
+    if not public:
+        raise SessionError(f"Key folder: {path} holds no public key")
+    return public
+
+
+class EngineSession:
+    """The engine this Blender talks to: a local process we started, or a remote endpoint."""
+
+    def __init__(self) -> None:
+        self.state = STOPPED
+        self.client = None
+        self.process = None
+        self.hello = None
+        self.mode = "LOCAL"
+        self.last_error = ""
+        self.log_file = ""
+        self.memory_allocated: int | None = None
+        self.job: JobState | None = None
+
+    # ------------------------------------------------------------------------------------------ queries
+    @property
+    def connected(self) -> bool:
+        """A client is open and the engine answered its last heartbeats."""
+        return self.state == RUNNING and self.client is not None and self.client.alive
+
+    def describe(self) -> list[str]:
+        """Lines for the Engine panel: state, device, memory, versions."""
+        if self.state != RUNNING or self.hello is None:
+            lines = [f"Engine: {self.state}"]
+            if self.last_error:
+                lines.append(self.last_error)
+            return lines
+        h = self.hello
+        lines = [f"Engine {h.engine_version} ({'local' if self.mode == 'LOCAL' else 'remote'})",
+                 f"Device: {h.device_name or h.device}"]
+        if h.memory_total_bytes:
+            lines.append(f"Memory: {format_bytes(h.memory_free_bytes)} free of {format_bytes(h.memory_total_bytes)}")
+        if self.memory_allocated is not None:
+            lines.append(f"Allocated after release: {format_bytes(self.memory_allocated)}")
+        return lines
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self, settings: EngineSettings) -> None:
+        """Start (LOCAL) or connect to (REMOTE) the engine and do the handshake.
+
+        Args:
+            settings: from the add-on preferences.
+
+        Raises:
+            SessionError: with the reason (missing setting, the engine's log tail, protocol mismatch...).
+        """
+        if self.connected:
+            return
+        self._discard()
+        self.mode = settings.mode
+        self.state = STARTING
+        self.last_error = ""
+        try:
+            if settings.mode == "LOCAL":
+                endpoint, token, server_key = self._start_local(settings)
+            elif settings.mode == "REMOTE":
+                if not settings.endpoint.strip():
+                    raise SessionError("Endpoint: set the remote engine's address (tcp://host:port) in the "
+                                       "add-on preferences")
+                endpoint, token = settings.endpoint.strip(), settings.token
+                server_key = load_server_key(settings.key_folder)
+            else:
+                raise SessionError(f"Engine mode: unknown mode {settings.mode!r}")
+            from .client import EngineClient
+
+            self.client = EngineClient(endpoint, token, server_public_key=server_key)
+            self.hello = self.client.connect(timeout_s=min(settings.start_timeout_s, 30.0))
+        except Exception as exc:
+            message = exc.args[0] if isinstance(exc, SessionError) else f"{exc}"
+            self.last_error = message or type(exc).__name__
+            self._discard()
+            self.state = FAILED
+            log.warning("engine start failed: %s", self.last_error)
+            raise SessionError(self.last_error) from exc
+        self.state = RUNNING
+        self.memory_allocated = None
+        log.info("connected to engine %s on %s", self.hello.engine_version, self.hello.device)
+
+    def _start_local(self, settings: EngineSettings) -> tuple[str, str, None]:
+        python = settings.python.strip()
+        if not python:
+            raise SessionError("Python: set the interpreter that has the CSD engine installed, in the add-on "
+                               "preferences")
+        if not os.path.isfile(python):
+            raise SessionError(f"Python: {python} does not exist")
+        from .engine_process import EngineProcess
+
+        extra_env = {"HF_HOME": settings.cache_folder} if settings.cache_folder.strip() else None
+        self.log_file = settings.log_file
+        self.process = EngineProcess(python, log_file=settings.log_file, device=settings.device,
+                                     extra_env=extra_env)
+        endpoint, token = self.process.start(timeout_s=settings.start_timeout_s)
+        return endpoint, token, None
+
+    def stop(self) -> None:
+        """Shut the engine down (LOCAL: shutdown message, then signals) or disconnect (REMOTE); safe in any state."""
+        self._discard()
+        self.state = STOPPED
+        self.job = None
+
+    def _discard(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+        if self.process is not None:
+            try:
+                self.process.stop()
+            except Exception as exc:
+                log.warning("stopping the engine process failed: %s", exc)
+        self.process = None
+        self.hello = None
+
+    def release(self) -> str:
+        """Ask the engine to free its models and device memory; return a one-line summary."""
+        if not self.connected:
+            raise SessionError("The engine is not running")
+        reply = self.client.release()
+        self.memory_allocated = reply.memory_allocated_bytes
+        names = ", ".join(reply.priors) or "nothing loaded"
+        return f"Released {names}; {format_bytes(reply.memory_allocated_bytes)} still allocated"
+
+    def mark_dead(self, reason: str) -> None:
+        """The heartbeat failed: remember why, close the client; the process object is kept for its log."""
+        self.last_error = reason
+        self.state = DEAD
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+        if self.process is not None:
+            try:
+                self.process.stop()
+            except Exception as exc:
+                log.debug("stopping a dead engine: %s", exc)
+            self.process = None
+
+    def poll_idle(self) -> bool:
+        """Heartbeat while no job runs (from a UI timer): True when the engine just died."""
+        if self.job is not None or self.client is None or self.state != RUNNING:
+            return False
+        from .client import EngineDied
+
+        for event in self.client.poll():
+            if isinstance(event, EngineDied):
+                self.mark_dead(event.reason)
+                return True
+            log.debug("ignoring %s while idle", type(event).__name__)
+        return False
+
+
+SESSION = EngineSession()
+
+
+# ---------------------------------------------------------------------------------------------- python check
+CHECK_CODE = (
+    "import json, sys\n"
+    "info = {'python': sys.version.split()[0], 'executable': sys.executable}\n"
+    "import torch\n"
+    "info['torch'] = torch.__version__\n"
+    "if torch.cuda.is_available():\n"
+    "    info['device'] = 'cuda: ' + torch.cuda.get_device_name(0)\n"
+    "elif getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():\n"
+    "    info['device'] = 'mps'\n"
+    "else:\n"
+    "    info['device'] = 'cpu'\n"
+    "import engine\n"
+    "info['engine'] = getattr(engine, '__version__', 'unknown')\n"
+    "print('CSD_CHECK ' + json.dumps(info))\n"
+)
+
+
+@dataclass
+class CheckResult:
+    """Outcome of checking an engine interpreter: ok, and either versions or the exact error."""
+
+    ok: bool
+    info: dict = field(default_factory=dict)
+    error: str = ""
+
+    def lines(self) -> list[str]:
+        """Text for the preferences panel."""
+        if not self.ok:
+            return [f"Error: {line}" if i == 0 else line for i, line in enumerate(self.error.splitlines()[-6:])]
+        i = self.info
+        return [f"Python {i.get('python')}, torch {i.get('torch')}, engine {i.get('engine')}",
+                f"Device: {i.get('device')}"]
+
+
+def parse_check_output(returncode: int, stdout: str, stderr: str) -> CheckResult:
+    """Interpret the check subprocess's output.
+
+    Args:
+        returncode: its exit status.
+        stdout, stderr: its output.
+    """
+    for line in stdout.splitlines():
+        if line.startswith("CSD_CHECK ") and returncode == 0:
+            try:
+                return CheckResult(True, json.loads(line[len("CSD_CHECK "):]))
+            except ValueError:
+                break
+    tail = [line for line in (stderr or stdout).strip().splitlines() if line.strip()]
+    # the exception line (e.g. "ModuleNotFoundError: No module named 'torch'") is the last one
+    error = tail[-1] if tail else f"exit status {returncode}, no output"
+    return CheckResult(False, error=error if len(tail) < 2 else "\n".join(tail[-3:]))
+
+
+CHECK_TIMEOUT_S = 120.0
+
+
+def check_python(python: str, timeout_s: float = CHECK_TIMEOUT_S) -> CheckResult:
+    """Run the check in `python` and wait for it (blocking; background mode and tests).
+
+    Args:
+        python: path to the interpreter.
+        timeout_s: give up after this long.
+    """
+    check = PythonCheck(python)
+    while True:
+        result = check.poll_with_timeout(timeout_s)
+        if result is not None:
+            return result
+        time.sleep(0.05)
+
+
+class PythonCheck:
+    """A running interpreter check; `poll()` returns None until it finished (for a UI timer)."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python.strip()
+        self.started = time.monotonic()
+        self.result: CheckResult | None = None
+        self.proc: subprocess.Popen | None = None
+        if not self.python:
+            self.result = CheckResult(False, error="Python: no interpreter set")
+        elif not os.path.isfile(self.python):
+            self.result = CheckResult(False, error=f"Python: {self.python} does not exist")
+        else:
+            try:
+                self.proc = subprocess.Popen([self.python, "-c", CHECK_CODE], stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+            except OSError as exc:
+                self.result = CheckResult(False, error=f"cannot run {self.python}: {exc}")
+
+    def poll(self) -> CheckResult | None:
+        """The result once the process exited, else None."""
+        if self.result is None and self.proc is not None and self.proc.poll() is not None:
+            out, err = self.proc.communicate()
+            self.result = parse_check_output(self.proc.returncode, out, err)
+        return self.result
+
+    def kill(self) -> None:
+        """Stop a check that takes too long."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+    def poll_with_timeout(self, timeout_s: float) -> CheckResult | None:
+        """Like poll(), but kills the check and returns an error once `timeout_s` passed since it started."""
+        result = self.poll()
+        if result is None and time.monotonic() - self.started > timeout_s:
+            self.kill()
+            self.result = result = CheckResult(False, error=f"{self.python} did not finish the check within "
+                                                            f"{timeout_s:g} s")
+        return result

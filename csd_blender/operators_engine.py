@@ -1,0 +1,171 @@
+"""Engine operators: start, stop, release memory, open the log; plus an idle heartbeat timer for the UI."""
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from . import engine_session, preferences
+from .engine_session import SESSION, SessionError
+
+IDLE_POLL_S = 1.0
+
+
+def redraw_ui() -> None:
+    """Redraw the 3D view sidebars (where the CSD panels live) and the status bar."""
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", []):
+        screen = window.screen
+        if screen is None:
+            continue
+        for area in screen.areas:
+            if area.type in {"VIEW_3D", "STATUSBAR", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+def _idle_heartbeat():
+    """bpy.app.timers callback: notice an engine that died while no job runs."""
+    if SESSION.state != engine_session.RUNNING:
+        return None
+    try:
+        if SESSION.poll_idle():
+            redraw_ui()
+    except Exception as exc:            # never let a timer raise: it would be dropped silently
+        SESSION.mark_dead(f"lost the engine: {exc}")
+        redraw_ui()
+        return None
+    return IDLE_POLL_S
+
+
+def start_idle_heartbeat() -> None:
+    if not bpy.app.background and not bpy.app.timers.is_registered(_idle_heartbeat):
+        bpy.app.timers.register(_idle_heartbeat, first_interval=IDLE_POLL_S)
+
+
+def stop_idle_heartbeat() -> None:
+    if bpy.app.timers.is_registered(_idle_heartbeat):
+        bpy.app.timers.unregister(_idle_heartbeat)
+
+
+class CSD_OT_engine_start(bpy.types.Operator):
+    """Start the local engine (or connect to the remote one) as set in the add-on preferences"""
+
+    bl_idname = "csd.engine_start"
+    bl_label = "Start Engine"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if SESSION.connected:
+            cls.poll_message_set("The engine is already running")
+            return False
+        if SESSION.job is not None:
+            cls.poll_message_set("A job is still finishing")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            settings = preferences.engine_settings()
+        except RuntimeError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        window = context.window
+        if window is not None and not bpy.app.background:
+            window.cursor_set("WAIT")        # starting blocks until the engine answers (seconds)
+        try:
+            SESSION.start(settings)
+        except SessionError as exc:
+            self.report({"ERROR"}, f"Engine did not start: {exc}")
+            return {"CANCELLED"}
+        finally:
+            if window is not None and not bpy.app.background:
+                window.cursor_set("DEFAULT")
+            redraw_ui()
+        start_idle_heartbeat()
+        self.report({"INFO"}, " | ".join(SESSION.describe()[:2]))
+        return {"FINISHED"}
+
+
+class CSD_OT_engine_stop(bpy.types.Operator):
+    """Stop the local engine (or disconnect from the remote one); a running job is cancelled"""
+
+    bl_idname = "csd.engine_stop"
+    bl_label = "Stop Engine"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if SESSION.state == engine_session.STOPPED and SESSION.process is None:
+            cls.poll_message_set("The engine is not running")
+            return False
+        return True
+
+    def execute(self, context):
+        if SESSION.job is not None:
+            SESSION.job.cancel_requested = True
+        stop_idle_heartbeat()
+        SESSION.stop()
+        redraw_ui()
+        return {"FINISHED"}
+
+
+class CSD_OT_engine_release(bpy.types.Operator):
+    """Free the engine's loaded models and device memory (they load again with the next job)"""
+
+    bl_idname = "csd.engine_release"
+    bl_label = "Release Memory"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if not SESSION.connected:
+            cls.poll_message_set("The engine is not running")
+            return False
+        if SESSION.job is not None:
+            cls.poll_message_set("Wait for the running job to finish, or cancel it")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            summary = SESSION.release()
+        except Exception as exc:
+            self.report({"ERROR"}, f"Release failed: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, summary)
+        redraw_ui()
+        return {"FINISHED"}
+
+
+class CSD_OT_open_log(bpy.types.Operator):
+    """Open the local engine's log file"""
+
+    bl_idname = "csd.open_log"
+    bl_label = "Open Engine Log"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if not SESSION.log_file or not os.path.exists(SESSION.log_file):
+            cls.poll_message_set("No engine log yet (the local engine writes one when it starts)")
+            return False
+        return True
+
+    def execute(self, context):
+        bpy.ops.wm.path_open(filepath=SESSION.log_file)
+        return {"FINISHED"}
+
+
+CLASSES = (CSD_OT_engine_start, CSD_OT_engine_stop, CSD_OT_engine_release, CSD_OT_open_log)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    stop_idle_heartbeat()
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

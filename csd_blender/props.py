@@ -1,0 +1,82 @@
+"""Scene.csd: the one settings group of the add-on (job settings the user edits in the sidebar)."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from .protocol.jobs import MAX_PROMPT_CHARS, TEXTURE_SIZE_RANGE
+
+QUALITY_ITEMS = [
+    ("fast", "Fast", "Few steps and a small texture: a quick look"),
+    ("balanced", "Balanced", "The default trade-off between time and quality"),
+    ("best", "Best", "Many steps and a large texture"),
+]
+CONTROLNET_ITEMS = [
+    ("NONE", "None", "No ControlNet conditioning"),
+    ("depth", "Depth", "Condition the diffusion model on the rendered depth"),
+    ("normal", "Normal", "Condition the diffusion model on the rendered normals"),
+    ("canny", "Canny", "Condition the diffusion model on edges of the render"),
+]
+CAMERA_MODE_ITEMS = [
+    ("AUTO", "Automatic Orbit", "The engine samples random views on an orbit around the object"),
+    ("COLLECTION", "Camera Collection", "Use the cameras of a collection (see Add Camera Rig)"),
+]
+
+
+def _collection_has_camera(_self, collection) -> bool:
+    return any(obj.type == "CAMERA" for obj in collection.all_objects)
+
+
+class CSDSettings(bpy.types.PropertyGroup):
+    """Settings of the texture job (Scene.csd)."""
+
+    prompt: StringProperty(name="Prompt", description="What the texture should show",
+                           default="", maxlen=MAX_PROMPT_CHARS)
+    negative_prompt: StringProperty(name="Negative Prompt", description="What the texture should not show",
+                                    default="", maxlen=MAX_PROMPT_CHARS)
+    model: StringProperty(name="Model", default="",
+                          description="Diffusion model: 'toy', a hub id or a local folder; empty uses the "
+                                      "default from the add-on preferences")
+    quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
+                          description="Preset for steps, batch size and texture size")
+    steps: IntProperty(name="Steps", default=0, min=0, soft_max=5000,
+                       description="Optimisation steps; 0 uses the quality preset")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; the same seed gives the same texture")
+    use_random_seed: BoolProperty(name="Random Seed", default=False,
+                                  description="Pick a new seed for every job (it is stored on the result)")
+    texture_size: IntProperty(name="Texture Size", default=0, min=0, max=TEXTURE_SIZE_RANGE[1],
+                              description=f"Texture width and height in pixels ({TEXTURE_SIZE_RANGE[0]} to "
+                                          f"{TEXTURE_SIZE_RANGE[1]}); 0 uses the quality preset")
+    controlnet: EnumProperty(name="ControlNet", items=CONTROLNET_ITEMS, default="NONE",
+                             description="Extra conditioning from the mesh (needs a model with that ControlNet)")
+    controlnet_scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=4.0,
+                                    description="Weight of the ControlNet conditioning")
+    camera_mode: EnumProperty(name="Cameras", items=CAMERA_MODE_ITEMS, default="AUTO",
+                              description="Where the views used for optimisation come from")
+    camera_collection: PointerProperty(name="Camera Rig", type=bpy.types.Collection, poll=_collection_has_camera,
+                                       description="Collection whose cameras view the object")
+    rig_cameras: IntProperty(name="Cameras", default=8, min=1, max=64,
+                             description="Number of cameras Add Camera Rig places on the orbit")
+    rig_elevation: FloatProperty(name="Elevation", default=0.349066, min=-1.5, max=1.5, subtype="ANGLE",
+                                 description="Elevation of the orbit above the object's centre")
+    rig_distance: FloatProperty(name="Distance", default=2.5, min=1.05, soft_max=10.0,
+                                description="Orbit radius in multiples of the object's bounding radius")
+    rig_lens: FloatProperty(name="Focal Length", default=50.0, min=1.0, soft_max=300.0, unit="CAMERA",
+                            description="Focal length of the rig's cameras (mm)")
+
+
+CLASSES = (CSDSettings,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.csd = PointerProperty(type=CSDSettings, name="CSD",
+                                          description="Settings of the CSD texture and mesh tools")
+
+
+def unregister() -> None:
+    del bpy.types.Scene.csd
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,80 @@
+"""Headless Blender for the case_*.py modules: isolated user folders, then bpy, then the built extension.
+
+Import this module BEFORE bpy: it points Blender's user resources/config/scripts at a temporary folder so
+nothing touches the real user configuration. test_blender_cases.py runs each case module in its own
+process (bpy can be imported once per process and keeps global state), passing the built zip in
+CSD_TEST_ZIP and a scratch folder in CSD_BPY_HOME.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = Path(os.environ.get("CSD_BPY_HOME") or tempfile.mkdtemp(prefix="csd-bpy-"))
+for _var, _sub in (("BLENDER_USER_RESOURCES", "resources"), ("BLENDER_USER_CONFIG", "config"),
+                   ("BLENDER_USER_SCRIPTS", "scripts")):
+    os.environ[_var] = str(HOME / _sub)
+    (HOME / _sub).mkdir(parents=True, exist_ok=True)
+if "bpy" in sys.modules:
+    raise RuntimeError("bpy_env must be imported before bpy")
+
+import bpy  # noqa: E402
+
+REPO = "user_default"
+MODULE = f"bl_ext.{REPO}.csd_blender"
+
+
+def extension_zip() -> Path:
+    """The zip built by the driver (CSD_TEST_ZIP), or a fresh linux build when run directly."""
+    path = os.environ.get("CSD_TEST_ZIP")
+    if path:
+        return Path(path)
+    sys.path.insert(0, str(ROOT))
+    import build
+
+    return build.build(["linux-x64"], out_dir=HOME / "dist")
+
+
+def install():
+    """Install and enable the extension from its zip; return its top module (bl_ext.user_default.csd_blender)."""
+    if MODULE in sys.modules and MODULE in bpy.context.preferences.addons:
+        return sys.modules[MODULE]
+    result = bpy.ops.extensions.package_install_files(filepath=str(extension_zip()), repo=REPO,
+                                                      enable_on_install=True)
+    assert result == {"FINISHED"}, result
+    assert MODULE in bpy.context.preferences.addons, list(bpy.context.preferences.addons.keys())
+    return importlib.import_module(MODULE)
+
+
+def submodule(name: str):
+    """A module of the installed extension, e.g. submodule("engine_session")."""
+    return importlib.import_module(f"{MODULE}.{name}")
+
+
+def preferences():
+    return bpy.context.preferences.addons[MODULE].preferences
+
+
+def reset_scene() -> None:
+    """An empty scene: factory startup file without its objects."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+
+
+def counts() -> dict[str, int]:
+    """How many datablocks of the kinds a job may create."""
+    return {kind: len(getattr(bpy.data, kind)) for kind in ("images", "materials", "meshes", "objects",
+                                                           "collections", "cameras")}
+
+
+def add_suzanne(with_material: bool = True):
+    """Suzanne at the origin, selected and active, optionally with a plain material."""
+    bpy.ops.mesh.primitive_monkey_add(size=2.0, location=(0.0, 0.0, 0.0))
+    obj = bpy.context.active_object
+    if with_material:
+        mat = bpy.data.materials.new("Original")
+        obj.data.materials.append(mat)
+    return obj
