@@ -109,8 +109,9 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
     """
     import bpy
 
-    check_texture(texture, uvs, mesh_info.faces.shape[0])
     unwrapped = bool(meta.get("unwrapped", mesh_info.uv_name is None))
+    # the returned UVs matter only when the engine made them; with the user's UVs the UV map is used as is
+    check_texture(texture, uvs if unwrapped else None, mesh_info.faces.shape[0])
     if unwrapped and uvs is None:
         raise ValueError("the engine unwrapped the mesh but returned no uvs")
     if unwrapped and not mesh_info.maps_to_original:

@@ -242,6 +242,7 @@ class MeshArrays:
         tri_loops: (F,3) int64 loop index of each triangle corner (to write UVs back).
         maps_to_original: the evaluated mesh has the same loops and triangles as the object's own mesh, so
             per-corner results can be written to it.
+        dropped: degenerate triangles left out (faces, uvs and tri_loops cover the others).
     """
 
     vertices: np.ndarray
@@ -250,6 +251,7 @@ class MeshArrays:
     uv_name: str | None
     tri_loops: np.ndarray
     maps_to_original: bool
+    dropped: int = 0
 
 
 def triangle_loops(mesh) -> np.ndarray:
@@ -298,6 +300,28 @@ def loop_uvs_from_corners(uvs: np.ndarray, tri_loops: np.ndarray, n_loops: int) 
     return out, int(np.unique(loops[conflicts]).size)
 
 
+def degenerate_triangles(vertices: np.ndarray, faces: np.ndarray, rel_eps: float = 1e-12) -> np.ndarray:
+    """(F,) bool: triangles with a repeated vertex or (near) zero area relative to the mesh extent.
+
+    The engine drops zero-area triangles (area test at 1e-14 of the squared extent); dropping them here with a
+    looser bound first keeps the returned per-corner arrays aligned with the triangles that were sent.
+
+    Args:
+        vertices: (V,3) positions.
+        faces: (F,3) vertex indices.
+        rel_eps: area threshold as a fraction of the squared largest extent.
+    """
+    faces = np.asarray(faces)
+    repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
+    v = np.asarray(vertices, dtype=np.float64)
+    if len(v) == 0 or len(faces) == 0:
+        return repeated
+    tri = v[faces]
+    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    extent = float(np.ptp(v, axis=0).max())
+    return repeated | (area2 <= extent * extent * rel_eps)
+
+
 def mesh_arrays(obj, depsgraph) -> MeshArrays:
     """The evaluated (modifiers applied) mesh of `obj` in world space, triangulated.
 
@@ -333,7 +357,14 @@ def mesh_arrays(obj, depsgraph) -> MeshArrays:
     if maps:
         orig_loops = triangle_loops(original)
         maps = orig_loops.shape == tri_loops.shape and bool(np.array_equal(orig_loops, tri_loops))
-    return MeshArrays(world.astype(np.float32), faces.reshape(-1, 3), uvs, uv_name, tri_loops, maps)
+    vertices = world.astype(np.float32)
+    faces = faces.reshape(-1, 3)
+    keep = ~degenerate_triangles(vertices, faces)
+    if not keep.all():
+        log.info("%r: not sending %d degenerate triangles", obj.name, int((~keep).sum()))
+        faces, tri_loops = faces[keep], tri_loops[keep]
+        uvs = None if uvs is None else uvs[keep]
+    return MeshArrays(vertices, np.ascontiguousarray(faces), uvs, uv_name, tri_loops, maps, int((~keep).sum()))
 
 
 def write_uv_layer(mesh, name: str, uvs: np.ndarray, tri_loops: np.ndarray):

@@ -127,3 +127,11 @@ def test_corner_uv_gather_and_scatter():
     assert conflicts == 1
     with pytest.raises(ValueError, match="triangles"):
         convert.loop_uvs_from_corners(corners[:2], tri_loops, 6)
+
+
+def test_degenerate_triangles_cover_the_engines_rule():
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [1e-9, 0, 0]], dtype=np.float32)
+    faces = np.array([[0, 1, 2], [0, 1, 3], [0, 0, 2], [0, 4, 2]])
+    # collinear (zero area) and repeated-index triangles go; a thin but real triangle stays
+    np.testing.assert_array_equal(convert.degenerate_triangles(v, faces), [False, True, True, False])
+    assert convert.degenerate_triangles(v, faces[:0]).shape == (0,)

@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
-from fake_engine import FakeEngine
+from fake_zmq_engine import FakeEngine, fake_texture, fake_unwrap
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_texture_job_creates_material_image_and_keeps_the_old_material(engine, s
     assert image.packed_file is not None and image.is_float and tuple(image.size) == (64, 64)
     pixels = bpy_env.submodule("convert").array_from_image(image)
     assert pixels[..., :3].std() > 0.05                            # not a constant image
-    expected = __import__("fake_engine").fake_texture(params, 64)
+    expected = fake_texture(params, 64)
     np.testing.assert_allclose(pixels[..., :3], expected, atol=1e-5)   # right side up, sRGB round trip
 
     stored = json.loads(mat["csd_params"])
@@ -194,7 +194,7 @@ def test_mesh_without_uvs_gets_csd_uv_from_the_engine(engine, session):
     loop_uvs = np.empty(len(obj.data.loops) * 2, dtype=np.float32)
     layer.data.foreach_get("uv", loop_uvs)
     got = convert.corner_uvs(loop_uvs.reshape(-1, 2), tri_loops)
-    expected = __import__("fake_engine").fake_unwrap(len(arrays["faces"]))
+    expected = fake_unwrap(len(arrays["faces"]))
     # corners shared by the two triangles of a quad hold the last triangle's UVs; all others match exactly
     agree = np.isclose(got, expected, atol=1e-6).all(axis=2)
     assert agree.mean() > 0.6
