@@ -48,7 +48,7 @@ def add_serve_parser(subparsers) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until shutdown; exit code 0 after a clean shutdown, 2 for bad arguments."""
     setup_logging(args.log_file, args.verbose)
-    from . import tasks  # noqa: F401 - fills engine.registry.TASKS
+    from .tasks import texture  # noqa: F401 - registers "texture" in engine.registry.TASKS
     from .device_info import resolve_device
     from .errors import EngineError
     from .server import EngineServer, ServerConfig

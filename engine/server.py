@@ -262,7 +262,7 @@ class EngineServer:
             message = codec.decode_body(header, frames)
             self._dispatch(identity, header, message)
         except ProtocolError as exc:       # EngineError included
-            msg_id = header.msg_id if header else None
+            msg_id = header.msg_id if header else codec.peek_msg_id(frames, self.config.limits)
             job_id = msg_id if header is not None and header.msg_type == "submit" else None
             logger.info("request %s rejected: %s", msg_id, exc)
             self._send(identity, ErrorReply.from_exception(exc, job_id), msg_id)

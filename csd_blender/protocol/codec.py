@@ -143,6 +143,18 @@ def decode_header(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> Hea
                   session=_text(obj, "session"))
 
 
+def peek_msg_id(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> str | None:
+    """Best effort: the msg_id of a message that failed to decode (so an error reply can name its parent)."""
+    try:
+        view = memoryview(frames[0])
+        if view.nbytes > limits.max_json_bytes:
+            return None
+        msg_id = json.loads(bytes(view).decode("utf-8")).get("msg_id")
+    except Exception:  # noqa: BLE001 - anything unparsable simply has no id
+        return None
+    return msg_id if isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS else None
+
+
 def check_version(version: str) -> tuple[int, int]:
     """Parse "major.minor"; a different major than PROTOCOL_VERSION raises PROTOCOL_MISMATCH naming both."""
     match = _VERSION_RE.match(version)
