@@ -119,7 +119,8 @@ def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tens
             (float32, int64, int64, int64, bool); hashed levels must have power-of-two sizes.
 
     Returns:
-        idx: (N, L, 2^D) int64 entry indices into the flat table viewed as (entries, F);
+        idx: (N, L, 2^D) entry indices (int32 when they fit, else int64) into the flat table viewed as
+            (entries, F);
             corner c has offset bit k on axis k.
         weights: (N, L, 2^D) interpolation weights (differentiable w.r.t. x).
     """
@@ -130,27 +131,38 @@ def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tens
     frac = pos - cell_f
     cell = cell_f.to(torch.int64)
     corners = torch.stack([cell, cell + 1], -1)                  # (N, L, D, 2)
-    idx = torch.empty((n, n_levels, 1 << d), dtype=torch.int64, device=x.device)
+    # int32 corner arithmetic is exact when every (dense or masked) index stays below 2^30
+    small = int(sizes.max()) <= (1 << 29) and int(offsets[-1] + sizes[-1]) < (1 << 31)
+    idx_dtype = torch.int32 if small else torch.int64
+    idx = torch.empty((n, n_levels, 1 << d), dtype=idx_dtype, device=x.device)
     for use_hash in (False, True):
         levels = torch.nonzero(hashed == use_hash).squeeze(1)
         if levels.numel() == 0:
             continue
         c = corners.index_select(1, levels)
+        size = sizes[levels][None, :, None]
         acc = None
-        if use_hash:      # coherent-prime hash in uint32 wrap-around
+        if use_hash:
+            # coherent-prime hash in uint32 wrap-around, then % size (a power of two): masking each axis
+            # term before the XOR is the same as masking the XOR
             for k in range(d):
                 comp = c[:, :, k] if PRIMES[k] == 1 else (c[:, :, k] * PRIMES[k]) & _U32
-                comp = _axis_view(comp, k, d)
+                comp = _axis_view((comp & (size - 1)).to(idx_dtype), k, d)
                 acc = comp if acc is None else acc ^ comp
-            acc = acc.reshape(n, -1, 1 << d) & (sizes[levels] - 1)[None, :, None]
-        else:             # dense x + y*res + z*res^2 (uint32), then % level size
+            acc = acc.reshape(n, -1, 1 << d)
+        else:
+            # dense x + y*res + z*res^2 (uint32), then % size; dense levels have res^D <= size, so the
+            # raw index (coordinates up to res) is < 2 * size and one conditional subtraction is the modulo
             stride = torch.ones_like(resolutions[levels])
             for k in range(d):
-                comp = _axis_view(c[:, :, k] * stride[None, :, None], k, d)
+                comp = _axis_view((c[:, :, k] * stride[None, :, None]).to(idx_dtype), k, d)
                 acc = comp if acc is None else acc + comp
                 stride = stride * resolutions[levels]
-            acc = (acc.reshape(n, -1, 1 << d) & _U32) % sizes[levels][None, :, None]
-        idx[:, levels] = acc + offsets[levels][None, :, None]
+            acc = acc.reshape(n, -1, 1 << d)
+            if not small:
+                acc = acc & _U32
+            acc = torch.where(acc >= size.to(idx_dtype), acc - size.to(idx_dtype), acc)
+        idx[:, levels] = acc + offsets[levels][None, :, None].to(idx_dtype)
     w_axis = torch.stack([1.0 - frac, frac], -1)                 # (N, L, D, 2)
     w = None
     for k in range(d):
@@ -273,7 +285,7 @@ class HashGrid(nn.Module):
         """Encode points.
 
         Args:
-            x: (N, D) positions in [0, 1] (values outside wrap/hash like tcnn; callers clamp).
+            x: (N, D) positions in [0, 1]; the torch backend clamps to [0, 1] (tcnn would wrap around).
 
         Returns:
             (N, n_levels * n_features_per_level) float32, level-major, features interleaved per level.
@@ -283,6 +295,7 @@ class HashGrid(nn.Module):
         x = x.float()
         if self._use_tcnn(x):
             return self._tcnn_forward(x)
+        x = x.clamp(0.0, 1.0)
         if x.shape[0] <= self.chunk_size:
             return self._torch_forward(x)
         return torch.cat([self._torch_forward(c) for c in x.split(self.chunk_size)], 0)
