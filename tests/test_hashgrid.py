@@ -185,3 +185,34 @@ def test_tcnn_parity():
     tc.load_state_dict(ref.state_dict())
     x = torch.rand(1 << 14, 3, device="cuda")
     torch.testing.assert_close(tc(x), ref(x), atol=1e-4, rtol=1e-3)
+
+
+def _ref_index(level, corner, d):
+    """Entry index of one integer corner on one LevelInfo, from the formulas (no table needed)."""
+    if level.hashed:
+        h = 0
+        for k, prime in enumerate((1, P1, P2)[:d]):
+            h ^= (corner[k] * prime) % 2**32
+        return level.offset + h % level.size
+    return level.offset + sum(corner[k] * level.resolution**k for k in range(d)) % 2**32 % level.size
+
+
+@pytest.mark.parametrize("log2_size", [14, 30])    # int32 and int64 index paths; nothing is allocated
+def test_indices_without_a_table(log2_size):
+    from engine.fields.hashgrid import hashgrid_indices
+
+    layout = level_layout(3, 8, log2_size, 16, 2.0)
+    t = lambda attr, dtype: torch.tensor([getattr(lv, attr) for lv in layout], dtype=dtype)  # noqa: E731
+    x = torch.rand(40, 3)
+    x[0] = 1.0
+    idx, w = hashgrid_indices(x, t("scale", torch.float32), t("resolution", torch.int64), t("size", torch.int64),
+                              t("offset", torch.int64), t("hashed", torch.bool))
+    assert idx.dtype == (torch.int32 if log2_size < 30 else torch.int64)
+    torch.testing.assert_close(w.sum(-1), torch.ones(40, 8))
+    for i in range(0, 40, 3):
+        for li, lv in enumerate(layout):
+            pos = [np.float32(x[i, k].item()) * np.float32(lv.scale) + np.float32(0.5) for k in range(3)]
+            cell = [math.floor(p) for p in pos]
+            for c in range(8):
+                corner = [cell[k] + ((c >> k) & 1) for k in range(3)]
+                assert int(idx[i, li, c]) == _ref_index(lv, corner, 3)
