@@ -42,7 +42,16 @@ def _ordered_depth_bits(z: Tensor) -> Tensor:
     return bits.to(torch.int64)
 
 
-def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int):
+# Columns of the per-triangle float record.
+_A, _B, _C = slice(0, 3), slice(3, 6), slice(6, 9)
+_AZ, _BZ, _ZREF, _X0, _Y0 = 9, 10, 11, 12, 13
+# Triangles whose bounding box is at least this wide (and this large) are expanded row by row with exact-ish
+# spans instead of testing every bounding-box pixel.
+_SPAN_MIN_WIDTH = 4
+_SPAN_MIN_COUNT = 16
+
+
+def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[str, Tensor]:
     """Per-(batch, triangle) screen-space setup for every triangle that can cover a pixel centre.
 
     Args:
@@ -50,9 +59,10 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int):
         tri: (F, 3) int64 vertex indices.
         height, width: image size.
     Returns:
-        dict with, per kept triangle T: `tid` (T,) flat index b*F + f, `x0`, `y0` (T,) int64 bbox corner,
-        `bw`, `count` (T,) int64 bbox width and area, `coef` (T, 3, 3) float edge coefficients (A, B, C) with
-        E = A*x + B*y + C >= 0 inside, `zplane` (T, 3) z/w plane (Az, Bz, Zref) relative to the bbox corner.
+        dict with, per kept triangle T: `tid` (T,) int64 flat index b*F + f; `rec` (T, 14) float records
+        [A0..2, B0..2, C0..2, Az, Bz, Zref, x0, y0] where edge k (opposite vertex k) is E_k = A_k x + B_k y + C_k
+        >= 0 inside and z/w = Zref + Az (x - x0) + Bz (y - y0); `box` (T, 4) int64 [x0, y0, bw, bh] clipped
+        bounding box (corner and size in pixels).
     """
     bsz, nv, _ = pos.shape
     nf = tri.shape[0]
@@ -60,80 +70,51 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int):
     p = pos.to(work)
     w = p[..., 3]
     safe_w = torch.where(w > 0, w, torch.ones_like(w))
-    sx = (p[..., 0] / safe_w + 1.0) * (0.5 * width) - 0.5          # (B, V) column coordinate
-    sy = (p[..., 1] / safe_w + 1.0) * (0.5 * height) - 0.5         # (B, V) row coordinate
-    sz = p[..., 2] / safe_w
+    sx = ((p[..., 0] / safe_w + 1.0) * (0.5 * width) - 0.5).reshape(-1)   # column (pixel centres at integers)
+    sy = ((p[..., 1] / safe_w + 1.0) * (0.5 * height) - 0.5).reshape(-1)  # row
+    sz = (p[..., 2] / safe_w).reshape(-1)
+    offset = (torch.arange(bsz, device=pos.device) * nv)[:, None, None]
+    corner = (tri[None] + offset).reshape(-1)
+    tx = sx.index_select(0, corner).view(-1, 3)                        # (B*F, 3)
+    ty = sy.index_select(0, corner).view(-1, 3)
+    tz = sz.index_select(0, corner).view(-1, 3)
+    tw = w.reshape(-1).index_select(0, corner).view(-1, 3)
 
-    tx = sx[:, tri]                                                  # (B, F, 3)
-    ty = sy[:, tri]
-    tz = sz[:, tri]
-    tw = w[:, tri]
+    x_lo = torch.ceil(tx.amin(1)).clamp_(min=0)
+    x_hi = torch.floor(tx.amax(1)).clamp_(max=width - 1)
+    y_lo = torch.ceil(ty.amin(1)).clamp_(min=0)
+    y_hi = torch.floor(ty.amax(1)).clamp_(max=height - 1)
+    area2 = (tx[:, 1] - tx[:, 0]) * (ty[:, 2] - ty[:, 0]) - (tx[:, 2] - tx[:, 0]) * (ty[:, 1] - ty[:, 0])
+    ok = (tw.amin(1) > 0) & (x_hi >= x_lo) & (y_hi >= y_lo) & (tz.amin(1) <= 1) & (tz.amax(1) >= -1)
+    ok &= (area2 != 0) & torch.isfinite(area2)
+    sel = ok.nonzero().squeeze(1)
 
-    # Edge k is opposite vertex k: edges (1,2), (2,0), (0,1).  Canonical orientation by vertex index.
-    ia = tri[:, [1, 2, 0]]
-    ib = tri[:, [2, 0, 1]]
-    swap = ia > ib                                                   # (F, 3)
-    xa = tx[..., [1, 2, 0]]
-    ya = ty[..., [1, 2, 0]]
-    xb = tx[..., [2, 0, 1]]
-    yb = ty[..., [2, 0, 1]]
-    xa_c = torch.where(swap, xb, xa)
-    ya_c = torch.where(swap, yb, ya)
-    xb_c = torch.where(swap, xa, xb)
-    yb_c = torch.where(swap, ya, yb)
-    # E(p) = (xb - xa) * (py - ya) - (yb - ya) * (px - xa) = A px + B py + C
-    A = -(yb_c - ya_c)
-    B = xb_c - xa_c
-    C = (yb_c - ya_c) * xa_c - (xb_c - xa_c) * ya_c
-    sign = torch.where(swap, -1.0, 1.0).to(work)
-    A, B, C = A * sign, B * sign, C * sign
-    # Twice the signed area (as the sum of the edge functions, which is constant over the plane).
-    area2 = (tx[..., 1] - tx[..., 0]) * (ty[..., 2] - ty[..., 0]) - (tx[..., 2] - tx[..., 0]) * (ty[..., 1] - ty[..., 0])
-    orient = torch.sign(area2)                                        # no back-face culling: flip to inside >= 0
-    A, B, C = A * orient[..., None], B * orient[..., None], C * orient[..., None]
-
-    x_lo = torch.ceil(tx.amin(-1)).clamp(min=0)
-    x_hi = torch.floor(tx.amax(-1)).clamp(max=width - 1)
-    y_lo = torch.ceil(ty.amin(-1)).clamp(min=0)
-    y_hi = torch.floor(ty.amax(-1)).clamp(max=height - 1)
-    ok = (
-        (tw > 0).all(-1)
-        & (area2 != 0)
-        & torch.isfinite(area2)
-        & (x_hi >= x_lo)
-        & (y_hi >= y_lo)
-        & (tz.amin(-1) <= 1)
-        & (tz.amax(-1) >= -1)
-    )
-    sel = ok.reshape(-1).nonzero().squeeze(1)
-    x_lo = x_lo.reshape(-1)[sel].to(torch.int64)
-    y_lo = y_lo.reshape(-1)[sel].to(torch.int64)
-    bw = x_hi.reshape(-1)[sel].to(torch.int64) - x_lo + 1
-    bh = y_hi.reshape(-1)[sel].to(torch.int64) - y_lo + 1
-
-    A = A.reshape(-1, 3)[sel]
-    B = B.reshape(-1, 3)[sel]
-    C = C.reshape(-1, 3)[sel]
-    tz = tz.reshape(-1, 3)[sel]
-    a2 = (area2.abs()).reshape(-1)[sel]
-    # z/w is affine in screen space: z = sum_k E_k z_k / sum_k E_k, with sum_k E_k = |area2|.
-    az = (A * tz).sum(-1) / a2
-    bz = (B * tz).sum(-1) / a2
-    xf = x_lo.to(work)
-    yf = y_lo.to(work)
-    zref = ((A * xf[:, None] + B * yf[:, None] + C) * tz).sum(-1) / a2
-    coef = torch.stack([A, B, C], dim=1).to(torch.float32)            # (T, 3 [A,B,C], 3 edges)
-    if work == torch.float64:
-        coef = coef.to(torch.float64)
-    return {
-        "tid": sel,
-        "x0": x_lo,
-        "y0": y_lo,
-        "bw": bw,
-        "count": bw * bh,
-        "coef": coef,
-        "zplane": torch.stack([az, bz, zref], dim=1),
-    }
+    # Edge k is opposite vertex k: edges (1,2), (2,0), (0,1), evaluated with the vertex of smaller index first,
+    # so that triangles sharing an edge compute bit-identical coefficients (up to sign).
+    ia = tri.roll(-1, dims=1)
+    ib = tri.roll(-2, dims=1)
+    swap = ia > ib                                                    # (F, 3)
+    ea = (torch.where(swap, ib, ia)[None] + offset).reshape(-1)
+    eb = (torch.where(swap, ia, ib)[None] + offset).reshape(-1)
+    xa = sx.index_select(0, ea).view(-1, 3)
+    ya = sy.index_select(0, ea).view(-1, 3)
+    xb = sx.index_select(0, eb).view(-1, 3)
+    yb = sy.index_select(0, eb).view(-1, 3)
+    # E(p) = (xb - xa)(py - ya) - (yb - ya)(px - xa) = A px + B py + C; undo the canonical swap and orient
+    # so that inside is >= 0 for both windings (no back-face culling).
+    sign = torch.where(swap, -1.0, 1.0).to(work).repeat(bsz, 1) * torch.sign(area2)[:, None]
+    A = (ya - yb) * sign
+    B = (xb - xa) * sign
+    C = ((yb - ya) * xa - (xb - xa) * ya) * sign
+    a2 = area2.abs()
+    # z/w is affine in screen space: z = sum_k E_k z_k / sum_k E_k with sum_k E_k = |area2|.
+    az = (A * tz).sum(1) / a2
+    bz = (B * tz).sum(1) / a2
+    zref = ((A * x_lo[:, None] + B * y_lo[:, None] + C) * tz).sum(1) / a2
+    rec = torch.cat([A, B, C, az[:, None], bz[:, None], zref[:, None], x_lo[:, None], y_lo[:, None]], dim=1)
+    rec = rec.index_select(0, sel)
+    box = torch.stack([x_lo, y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1], 1).index_select(0, sel)
+    return {"tid": sel, "rec": rec, "box": box.to(torch.int64)}
 
 
 def _chunk_bounds(count: Tensor, chunk_pairs: int) -> list[int]:
@@ -153,8 +134,92 @@ def _chunk_bounds(count: Tensor, chunk_pairs: int) -> list[int]:
     return [0] + torch.cumsum(sizes, 0).tolist()
 
 
+def _expand(count: Tensor) -> tuple[Tensor, Tensor]:
+    """(owner, offset) for every unit of `count`: owner k repeated count[k] times, offset 0..count[k]-1.
+
+    Args:
+        count: (T,) int64 non-negative counts.
+    Returns:
+        owner (N,) int64 and offset (N,) int64 with N = count.sum().
+    """
+    total = int(count.sum())
+    owner = torch.repeat_interleave(torch.arange(count.numel(), device=count.device), count, output_size=total)
+    start = torch.cumsum(count, 0) - count
+    offset = torch.arange(total, device=count.device) - start.index_select(0, owner)
+    return owner, offset
+
+
+def _box_candidates(box: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every pixel of each bounding box.
+
+    Args:
+        box: (T, 4) int64 [x0, y0, bw, bh].
+    Returns:
+        owner (N,), px (N,), py (N,) int64.
+    """
+    owner, offs = _expand(box[:, 2] * box[:, 3])
+    b = box.index_select(0, owner)
+    dy = torch.div(offs, b[:, 2], rounding_mode="floor")
+    return owner, b[:, 0] + offs - dy * b[:, 2], b[:, 1] + dy
+
+
+def _span_candidates(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Pixels of each bounding-box row between the row's edge crossings (widened by one pixel each side).
+
+    A crossing is used only when it is well conditioned (its error bound is far below the one-pixel margin);
+    otherwise the row is bounded by the box. The exact edge test runs afterwards, so this only prunes.
+
+    Args:
+        box: (T, 4) int64 [x0, y0, bw, bh].
+        rec: (T, 14) float records from `_triangle_setup`.
+    Returns:
+        owner (N,), px (N,), py (N,) int64.
+    """
+    owner, dy = _expand(box[:, 3])
+    b = box.index_select(0, owner)
+    r = rec.index_select(0, owner).to(torch.float64)
+    y = (b[:, 1] + dy).to(torch.float64)
+    a = r[:, _A]
+    rest = r[:, _B] * y[:, None] + r[:, _C]                           # E = a x + rest
+    err = 1e-6 * (a.abs() * 4096 + r[:, _B].abs() * 4096 + r[:, _C].abs())
+    usable = a.abs() > 4 * err + 1e-12
+    root = -rest / torch.where(usable, a, torch.ones_like(a))
+    inf = torch.full_like(root, float("inf"))
+    lo = torch.where(usable & (a > 0), root, -inf).amax(1)
+    hi = torch.where(usable & (a < 0), root, inf).amin(1)
+    x0 = b[:, 0].to(torch.float64)
+    x1 = (b[:, 0] + b[:, 2] - 1).to(torch.float64)
+    xs = torch.maximum(torch.ceil(lo) - 1, x0)
+    xe = torch.minimum(torch.floor(hi) + 1, x1)
+    n = (xe - xs + 1).clamp(min=0).to(torch.int64)
+    row_owner, dx = _expand(n)
+    tri_owner = owner.index_select(0, row_owner)
+    px = xs.to(torch.int64).index_select(0, row_owner) + dx
+    py = (b[:, 1] + dy).index_select(0, row_owner)
+    return tri_owner, px, py
+
+
+def _fragments(rec: Tensor, owner: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact inside test (inclusive edge functions at pixel centres) and z/w range test of candidates.
+
+    Args:
+        rec: (T, 14) records from `_triangle_setup`; owner, px, py: (N,) candidates (owner indexes rec).
+    Returns:
+        kept candidate positions (K,) int64 and their z/w (K,) float32.
+    """
+    r = rec.index_select(0, owner)
+    fx = px.to(r.dtype)
+    fy = py.to(r.dtype)
+    e = torch.addcmul(r[:, _C], r[:, _A], fx[:, None]).addcmul_(r[:, _B], fy[:, None])
+    inside = e.amin(1) >= 0
+    z = torch.addcmul(r[:, _ZREF], r[:, _AZ], fx - r[:, _X0]).addcmul_(r[:, _BZ], fy - r[:, _Y0])
+    inside &= (z >= -1) & (z <= 1)
+    keep = inside.nonzero().squeeze(1)
+    return keep, z.index_select(0, keep).to(torch.float32)
+
+
 @torch.no_grad()
-def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pairs: int = 1 << 21) -> Tensor:
+def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pairs: int = 1 << 20) -> Tensor:
     """Nearest triangle per pixel (z/w test, ties -> smallest triangle id).
 
     Args:
@@ -173,37 +238,26 @@ def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_p
     if nf == 0:
         return torch.full((bsz * npix,), -1, dtype=torch.int64, device=device)
     setup = _triangle_setup(pos.detach(), tri, height, width)
-    count = setup["count"]
-    bounds = _chunk_bounds(count, chunk_pairs)
-    for c0, c1 in zip(bounds[:-1], bounds[1:]):
-        cnt = count[c0:c1]
-        total = int(cnt.sum())
-        if total == 0:
+    tid, rec, box = setup["tid"], setup["rec"], setup["box"]
+    count = box[:, 2] * box[:, 3]
+    span = (box[:, 2] >= _SPAN_MIN_WIDTH) & (count >= _SPAN_MIN_COUNT)
+    for use_span in (False, True):
+        group = (span if use_span else ~span).nonzero().squeeze(1)
+        if group.numel() == 0:
             continue
-        local = torch.repeat_interleave(torch.arange(c1 - c0, device=device), cnt, output_size=total)
-        offs = torch.arange(total, device=device) - (torch.cumsum(cnt, 0) - cnt)[local]
-        bw = setup["bw"][c0:c1][local]
-        dy = torch.div(offs, bw, rounding_mode="floor")
-        dx = offs - dy * bw
-        px = setup["x0"][c0:c1][local] + dx
-        py = setup["y0"][c0:c1][local] + dy
-        coef = setup["coef"][c0:c1][local]                            # (N, 3, 3)
-        fx = px.to(coef.dtype)[:, None]
-        fy = py.to(coef.dtype)[:, None]
-        e = coef[:, 0] * fx + coef[:, 1] * fy + coef[:, 2]             # (N, 3)
-        inside = (e >= 0).all(1)
-        zp = setup["zplane"][c0:c1][local]
-        z = zp[:, 2] + zp[:, 0] * dx.to(zp.dtype) + zp[:, 1] * dy.to(zp.dtype)
-        inside &= (z >= -1) & (z <= 1)
-        idx = inside.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            continue
-        tid = setup["tid"][c0:c1][local[idx]]
-        b = torch.div(tid, nf, rounding_mode="floor")
-        f = tid - b * nf
-        pix = b * npix + py[idx] * width + px[idx]
-        key = (_ordered_depth_bits(z[idx].to(torch.float32)) << 32) | f
-        keys.scatter_reduce_(0, pix, key, reduce="amin")
+        g_rec, g_box, g_tid = rec.index_select(0, group), box.index_select(0, group), tid.index_select(0, group)
+        bounds = _chunk_bounds(count.index_select(0, group), chunk_pairs)
+        for c0, c1 in zip(bounds[:-1], bounds[1:]):
+            c_rec, c_box = g_rec[c0:c1], g_box[c0:c1]
+            owner, px, py = _span_candidates(c_box, c_rec) if use_span else _box_candidates(c_box)
+            keep, z = _fragments(c_rec, owner, px, py)
+            if keep.numel() == 0:
+                continue
+            t = g_tid[c0:c1].index_select(0, owner.index_select(0, keep))
+            b = torch.div(t, nf, rounding_mode="floor")
+            pix = b * npix + py.index_select(0, keep) * width + px.index_select(0, keep)
+            key = (_ordered_depth_bits(z) << 32) | (t - b * nf)
+            keys.scatter_reduce_(0, pix, key, reduce="amin")
     face = keys & _LOW32
     return torch.where(keys == _EMPTY_KEY, torch.full_like(face, -1), face)
 
@@ -227,14 +281,15 @@ def rasterize_torch(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pai
     out = torch.zeros(bsz * npix, 4, dtype=pos.dtype, device=pos.device)
     if covered.numel() == 0:
         return out.view(bsz, height, width, 4)
-    f = face[covered]
+    f = face.index_select(0, covered)
     b = torch.div(covered, npix, rounding_mode="floor")
     rem = covered - b * npix
     row = torch.div(rem, width, rounding_mode="floor")
     col = rem - row * width
     xp = (2.0 * col.to(pos.dtype) + 1.0) / width - 1.0
     yp = (2.0 * row.to(pos.dtype) + 1.0) / height - 1.0
-    v = pos[b[:, None], tri[f]]                                          # (K, 3, 4)
+    corner = tri.index_select(0, f) + (b * pos.shape[1])[:, None]
+    v = pos.reshape(-1, 4).index_select(0, corner.reshape(-1)).view(-1, 3, 4)   # (K, 3, 4)
     ax = v[..., 0] - xp[:, None] * v[..., 3]
     ay = v[..., 1] - yp[:, None] * v[..., 3]
     # Homogeneous 2D barycentrics: b_k ∝ cross(a_{k+1}, a_{k+2}); they are perspective-correct.

@@ -98,16 +98,17 @@ def interpolate(attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
     out = torch.zeros(flat.shape[0], channels, dtype=dtype, device=rast.device)
     if covered.numel() == 0:
         return out.view(bsz, height, width, channels)
-    f = face[covered]
-    corners = tri[f]                                                      # (K, 3)
+    f = face.index_select(0, covered)
+    corners = tri.index_select(0, f)                                      # (K, 3)
     if attr.dim() == 3 and attr.shape[0] == bsz and bsz > 1:
         b = torch.div(covered, height * width, rounding_mode="floor")
-        a = attr[b[:, None], corners]                                     # (K, 3, C)
+        corners = corners + (b * attr.shape[1])[:, None]
+        table = attr.reshape(-1, channels)
     else:
-        a = (attr[0] if attr.dim() == 3 else attr)[corners]
-    u = flat[covered, 0:1].to(dtype)
-    v = flat[covered, 1:2].to(dtype)
-    a = a.to(dtype)
+        table = attr[0] if attr.dim() == 3 else attr
+    a = table.index_select(0, corners.reshape(-1)).view(-1, 3, channels).to(dtype)
+    uv = flat.index_select(0, covered)[:, :2].to(dtype)
+    u, v = uv[:, 0:1], uv[:, 1:2]
     vals = a[:, 2] + u * (a[:, 0] - a[:, 2]) + v * (a[:, 1] - a[:, 2])
     out = out.index_put((covered,), vals)
     return out.view(bsz, height, width, channels)
