@@ -216,3 +216,20 @@ def test_indices_without_a_table(log2_size):
             for c in range(8):
                 corner = [cell[k] + ((c >> k) & 1) for k in range(3)]
                 assert int(idx[i, li, c]) == _ref_index(lv, corner, 3)
+
+
+def test_input_gradient_matches_plain_autograd():
+    from engine.fields.hashgrid import hashgrid_indices
+
+    torch.manual_seed(3)
+    grid = HashGrid(3, 5, 2, 11, 4, 2.0, backend="torch")
+    with torch.no_grad():
+        grid.params.uniform_(-1, 1)
+    x = (torch.rand(64, 3) * 0.98 + 0.01).requires_grad_()
+    g = torch.randn(64, 10)
+    (grid(x) * g).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    idx, w = hashgrid_indices(x2, grid._scales, grid._res, grid._sizes, grid._offsets, grid._hashed)
+    ref = (grid.params.detach().view(-1, 2)[idx.long()] * w[..., None]).sum(2).reshape(64, 10)
+    (ref * g).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-5, rtol=1e-4)

@@ -124,6 +124,10 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
     if supersample < 1:
         raise ValueError(f"supersample: must be >= 1, got {supersample}")
     dev = _field_device(field, device)
+    outside = float(np.mean((mesh.uvs < -1e-4) | (mesh.uvs > 1 + 1e-4)))
+    if outside > 0:
+        logger.warning("bake: %.1f%% of UV coordinates lie outside [0, 1]; those parts are not baked "
+                       "(tiled/UDIM layouts are not supported, unwrap instead)", 100 * outside)
     n_faces = mesh.num_faces
     uv = torch.from_numpy(np.ascontiguousarray(mesh.uvs, dtype=np.float32)).to(dev)          # (F, 3, 2)
     p3 = torch.from_numpy(np.ascontiguousarray(mesh.vertices[mesh.faces], dtype=np.float32)).to(dev)  # (F,3,3)
@@ -137,6 +141,9 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
     face_id = rast[0, ..., 3].round().long() - 1                                           # -1 = empty
     covered = face_id >= 0
     values = _evaluate(field, pts[covered], chunk)
+    if values.shape[0] == 0:
+        logger.warning("bake: no texel centre lies on any UV triangle (UVs outside [0, 1]?)")
+        values = _evaluate(field, p3[0, :1], chunk)[:0]       # learn the channel count
     n_ch = values.shape[1]
     sub = torch.zeros(hi, hi, n_ch, device=dev)
     sub[covered] = values
