@@ -64,7 +64,8 @@ def read_model_index(source: str, is_local: bool) -> dict[str, Any]:
         from huggingface_hub import hf_hub_download
 
         try:
-            path = Path(hf_hub_download(source, "model_index.json", local_files_only=hub_offline()))
+            path = Path(hf_hub_download(source, "model_index.json", local_files_only=hub_offline(),
+                                        cache_dir=hub_cache_dir()))
         except load_errors() as exc:
             raise missing_model(source, "model_index.json", exc) from exc
     with open(path, encoding="utf-8") as fh:
@@ -85,7 +86,10 @@ def load_component(cls: Any, source: str, subfolder: str | None, *, dtype: Any =
         variant: weight file variant to try first ("fp16").
         dtype_kw: the keyword the class uses for the dtype (`torch_dtype` for diffusers, `dtype` for transformers 5).
     """
-    kwargs: dict[str, Any] = {"local_files_only": hub_offline() or Path(source).is_dir()}
+    is_local = Path(source).is_dir()
+    kwargs: dict[str, Any] = {"local_files_only": hub_offline() or is_local}
+    if not is_local:
+        kwargs["cache_dir"] = hub_cache_dir()
     if subfolder:
         kwargs["subfolder"] = subfolder
     if dtype is not None:

@@ -134,8 +134,8 @@ class PromptEncoder:
                 embs = self._run(encoder, todo)
             finally:
                 del encoder
-                gc.collect()
-                if self.device.type == "cuda":
+                if self.device.type == "cuda":                  # CPU memory is freed by refcounting alone
+                    gc.collect()
                     torch.cuda.empty_cache()
             for p, e in zip(todo, embs):
                 self.cache.put(p, e)
