@@ -294,14 +294,99 @@ def test_texture_is_differentiable():
     assert tex.grad.abs().sum() > 0 and uv.grad.abs().sum() > 0
 
 
-def test_antialias_torch_is_identity_with_gradient():
-    pos, tri = random_scene(4, seed=7)
-    rast = rasterize(pos.float(), tri, (16, 16), backend="torch")
-    color = torch.rand(1, 16, 16, 3, requires_grad=True)
-    out = antialias(color, rast, pos.float(), tri, backend="torch")
-    torch.testing.assert_close(out, color)
-    out.sum().backward()
-    assert (color.grad == 1).all()
+def quad(edge_x: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rectangle x in [-3, edge_x], y in [-3, 3] (w = 1) as two triangles sharing a diagonal."""
+    pos = torch.tensor([[-3.0, -3.0, 0.0, 1.0], [edge_x, -3.0, 0.0, 1.0], [edge_x, 3.0, 0.0, 1.0],
+                        [-3.0, 3.0, 0.0, 1.0]], dtype=torch.float64)
+    return pos, torch.tensor([[0, 1, 2], [0, 2, 3]])
+
+
+@pytest.mark.parametrize("edge_px, expect4, expect5", [(4.3, 0.8, 0.0), (4.8, 1.0, 0.3)])
+def test_antialias_blends_by_edge_coverage(edge_px, expect4, expect5):
+    # 10 px wide: screen x = (ndc + 1) * 5 - 0.5, so the right edge sits at column coordinate edge_px.
+    pos, tri = quad((edge_px + 0.5) / 5 - 1)
+    rast = rasterize(pos, tri, (6, 10), backend="torch")
+    mask = (rast[..., 3:] > 0).double()
+    out = antialias(mask, rast, pos, tri, backend="torch")[0, ..., 0]
+    torch.testing.assert_close(out[:, 4], torch.full((6,), expect4, dtype=torch.float64))
+    torch.testing.assert_close(out[:, 5], torch.full((6,), expect5, dtype=torch.float64))
+    # interior pixels, including those across the shared diagonal, are untouched
+    torch.testing.assert_close(out[:, :4], mask[0, :, :4, 0])
+    assert (out[:, 6:] == 0).all()
+
+
+def test_antialias_coverage_approximates_area_and_interior_is_unchanged():
+    pos = torch.tensor([[-0.71, -0.63, 0.1, 1.0], [0.77, -0.21, 0.1, 1.0], [-0.12, 0.83, 0.1, 1.0]],
+                       dtype=torch.float64)
+    size = 40
+    rast = rasterize(pos, TRI, (size, size), backend="torch")
+    mask = (rast[..., 3:] > 0).double()
+    soft = antialias(mask, rast, pos, TRI, backend="torch")
+    sx = (pos[:, 0] + 1) * size / 2
+    sy = (pos[:, 1] + 1) * size / 2
+    area = 0.5 * abs(float((sx[1] - sx[0]) * (sy[2] - sy[0]) - (sx[2] - sx[0]) * (sy[1] - sy[0])))
+    assert abs(float(soft.sum()) - area) < 0.5 * abs(float(mask.sum()) - area) + 1.0
+    assert abs(float(soft.sum()) - area) / area < 0.01
+    changed = (soft != mask)[0, ..., 0]
+    ids = rast[0, ..., 3]
+    border = torch.zeros_like(changed)
+    border[:, :-1] |= ids[:, :-1] != ids[:, 1:]
+    border[:, 1:] |= ids[:, :-1] != ids[:, 1:]
+    border[:-1] |= ids[:-1] != ids[1:]
+    border[1:] |= ids[:-1] != ids[1:]
+    assert changed.any() and not (changed & ~border).any()
+
+
+def test_antialias_cube_only_touches_the_outline():
+    v, faces = cube()
+    eye = torch.tensor([1.7, 2.3, 2.9], dtype=torch.float64)
+    fwd = -eye / eye.norm()
+    right = torch.linalg.cross(fwd, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    right = right / right.norm()
+    up = torch.linalg.cross(right, fwd)
+    cam = torch.stack([(v - eye) @ right, (v - eye) @ up, (v - eye) @ -fwd], 1)
+    pos = torch.cat([cam, torch.ones(8, 1, dtype=torch.float64)], 1) @ perspective(50, 0.1, 10.0).T
+    rast = rasterize(pos, faces, (32, 32), backend="torch")
+    colour = interpolate(v + 0.5, rast, faces)   # smooth inside each face, different across face edges
+    out = antialias(colour, rast, pos, faces, backend="torch")
+    changed = (out != colour).any(-1)[0]
+    empty = rast[0, ..., 3] == 0
+    near_empty = torch.zeros_like(empty)
+    near_empty[:, :-1] |= empty[:, 1:]
+    near_empty[:, 1:] |= empty[:, :-1]
+    near_empty[:-1] |= empty[1:]
+    near_empty[1:] |= empty[:-1]
+    assert changed.any()
+    assert not (changed & ~near_empty).any()   # edges between visible cube faces are not silhouettes
+
+
+def test_antialias_gradcheck_positions_and_colour():
+    pos0, tri = quad((4.37 + 0.5) / 5 - 1)
+    pos0 = pos0 + torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.013, 0.0, 0.0, 0.0], [-0.02, 0.0, 0.0, 0.0],
+                                [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    colour0 = torch.rand(1, 6, 10, 2, dtype=torch.float64)
+
+    def fn(pos, colour):
+        rast = rasterize(pos, tri, (6, 10), backend="torch")
+        return antialias(colour, rast, pos, tri, backend="torch")
+
+    pos = pos0.clone().requires_grad_(True)
+    colour = colour0.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(fn, (pos, colour), eps=1e-6, atol=1e-6, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda p: fn(p, colour0), (pos,), eps=1e-6, atol=1e-6)
+    (g,) = torch.autograd.grad(fn(pos, colour).sum(), pos)
+    assert g[1:3, 0].abs().sum() > 0   # the silhouette edge's vertices receive an x gradient
+
+
+def test_edge_neighbors():
+    from engine.render._antialias import edge_neighbors
+
+    _, tri = quad(0.0)
+    nb = edge_neighbors(tri)
+    # triangle 0 = (0, 1, 2): edge opposite vertex 1 is (2, 0), shared with triangle 1; others are boundary
+    assert nb.tolist() == [[-1, 1, -1], [-1, -1, 0]]
+    fan = torch.tensor([[0, 1, 2], [0, 2, 1], [0, 1, 2]])
+    assert (edge_neighbors(fan) == -2).all()
 
 
 def test_bad_inputs_raise():

@@ -8,6 +8,7 @@ Conventions (exactly nvdiffrast's, docs/INTERFACES.md):
   (0, 1), the third (0, 0); empty pixels are 0 in all four channels. No back-face culling.
 - u, v are perspective-correct and differentiable w.r.t. `pos`; z/w and the triangle id carry no gradient.
 - Torch backend only: triangles with any vertex at w <= 0 are dropped (nvdiffrast clips them).
+- `antialias` blends across silhouette edges analytically (nvdiffrast's rule) in both backends.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.render import _nvdiffrast
+from engine.render._antialias import antialias_torch
 from engine.render._torch_raster import rasterize_torch
 
 logger = logging.getLogger(__name__)
@@ -163,34 +165,42 @@ def texture(tex: Tensor, uv: Tensor, filter_mode: str = "linear", boundary_mode:
     return out.permute(0, 2, 3, 1)
 
 
-def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, backend: str = "auto") -> Tensor:
-    """Silhouette anti-aliasing (nvdiffrast `antialias`) where available; identity forward otherwise.
+def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, backend: str = "auto",
+              topology: Tensor | None = None) -> Tensor:
+    """Analytic silhouette anti-aliasing (nvdiffrast `antialias` semantics) with geometry gradients.
 
-    With backend "nvdiffrast" (or "auto" on CUDA with nvdiffrast importable) this is nvdiffrast's analytic
-    edge blend: colours of neighbouring pixels across silhouette edges are mixed by the edge's coverage and
-    gradients reach vertex positions through the edge crossing points.
+    Pixels on either side of a silhouette edge (an edge with one adjacent triangle, a non-manifold edge, or an
+    edge between a front- and a back-facing triangle in this view) are blended by how far the edge crosses the
+    segment between the two pixel centres, which gives gradients w.r.t. `pos` from occlusion/coverage.
+    Interior pixels and edges between two triangles facing the same way are returned unchanged.
 
-    The torch backend ("torch", or "auto" without nvdiffrast) returns `color` UNCHANGED (a differentiable
-    identity): no edge blending and NO visibility/silhouette gradients w.r.t. `pos`. Gradients w.r.t. `pos`
-    then only come from the interior (u, v) of `rasterize`. This is exact for texture-only stages (fixed
-    geometry, where threestudio's antialias mainly smooths the mask-lerped background seam) and an honest
-    limitation for geometry stages. Callers composite as `rgb = mask * fg + (1 - mask) * bg` with
-    `mask = (rast[..., 3:] > 0)` before calling this, as threestudio does.
+    Backends: "nvdiffrast" (or "auto" on CUDA with nvdiffrast importable) calls `nvdiffrast.torch.antialias`;
+    otherwise the pure-torch port in `engine.render._antialias` runs (same blend rule, not bit-identical to
+    nvdiffrast: see that module). Like nvdiffrast, shared vertices must share an index in `tri` for edges to
+    be recognised as interior, and only horizontal/vertical neighbour pairs are blended (no supersampling).
+    Callers composite first (`rgb = mask * fg + (1 - mask) * bg`, `mask = rast[..., 3:] > 0`) and then call
+    this, as threestudio does; `antialias(mask)` gives a soft, differentiable coverage mask.
 
     Args:
         color: (B, H, W, C) image to anti-alias.
-        rast: (B, H, W, 4) rasterizer output.
+        rast: (B, H, W, 4) rasterizer output for pos/tri.
         pos: (B, V, 4) or (V, 4) clip-space positions used for `rast`.
         tri: (F, 3) integer indices.
         backend: "auto", "torch" or "nvdiffrast".
+        topology: optional `engine.render._antialias.edge_neighbors(tri)` to reuse across calls (torch backend).
     Returns:
-        (B, H, W, C) tensor.
+        (B, H, W, C) tensor, differentiable w.r.t. color and pos.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
     if color.dim() != 4 or color.shape[:3] != rast.shape[:3]:
         raise ValueError(f"color: expected (B, H, W, C) matching rast {tuple(rast.shape[:3])}, got "
                          f"{tuple(color.shape)}")
+    pos = _batched_pos(pos)
+    if pos.shape[0] not in (1, color.shape[0]):
+        raise ValueError(f"pos: batch {pos.shape[0]} does not match color batch {color.shape[0]}")
+    if pos.shape[0] != color.shape[0]:
+        pos = pos.expand(color.shape[0], -1, -1)
     if backend == "nvdiffrast" or (backend == "auto" and _nvdiffrast.available(color.device)):
-        return _nvdiffrast.antialias_nvdiffrast(color, rast, _batched_pos(pos), tri)
-    return color
+        return _nvdiffrast.antialias_nvdiffrast(color, rast, pos, tri)
+    return antialias_torch(color, rast, pos, tri, topology)
