@@ -66,6 +66,7 @@ class JobState:
     cancel_requested: bool = False
     cancelling_since: float | None = None
     previews: int = 0
+    preview_name: str = ""            # the image datablock showing the live preview
 
     @property
     def fraction(self) -> float:

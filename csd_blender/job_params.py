@@ -37,6 +37,7 @@ def texture_params(settings: Any, *, default_model: str = "toy", seed: int | Non
         steps=int(settings.steps) or None,
         texture_size=int(settings.texture_size) or None,
         seed=int(seed),
+        progress_every=int(settings.progress_every),
     )
     return params.validate()
 
@@ -57,6 +58,7 @@ def settings_from_params(settings: Any, params: TextureParams | dict) -> None:
     settings.texture_size = p.texture_size or 0
     settings.seed = int(p.seed)
     settings.use_random_seed = False
+    settings.progress_every = int(p.progress_every)
     settings.controlnet = p.controlnets[0] if p.controlnets else "NONE"
     if p.controlnet_scales:
         settings.controlnet_scale = float(p.controlnet_scales[0])

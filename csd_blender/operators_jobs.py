@@ -187,6 +187,7 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
                 try:
                     self._preview.update(event.preview_png)
                     job.previews += 1
+                    job.preview_name = self._preview.name
                 except (RuntimeError, OSError) as exc:
                     log.warning("could not show the preview: %s", exc)
             self._status(context, f"CSD {job.task}: {job.text()}")

@@ -12,7 +12,6 @@ import bpy
 from . import job_params
 from .engine_session import SESSION
 from .operators_jobs import texture_block_reason
-from .preview import PREVIEW_NAME
 
 CATEGORY = "CSD"
 
@@ -40,6 +39,7 @@ class CSD_PT_texture(_CSDPanel, bpy.types.Panel):
         col.prop(settings, "quality")
         col.prop(settings, "steps")
         col.prop(settings, "texture_size")
+        col.prop(settings, "progress_every")
         row = col.row(align=True)
         row.prop(settings, "seed")
         row.prop(settings, "use_random_seed", text="", icon="FILE_REFRESH")
@@ -65,8 +65,8 @@ class CSD_PT_texture(_CSDPanel, bpy.types.Panel):
         if job is not None:
             layout.progress(factor=job.fraction, type="BAR", text=job.text())
             layout.operator("csd.cancel", icon="CANCEL")
-            image = bpy.data.images.get(PREVIEW_NAME)
-            if image is not None and job.previews:
+            image = bpy.data.images.get(job.preview_name) if job.preview_name else None
+            if image is not None:
                 image.preview_ensure()
                 layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
         else:

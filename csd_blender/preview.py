@@ -1,8 +1,15 @@
-"""The live preview image ("CSD Preview"): PNG bytes from progress events, decoded by Blender via a temp file."""
+"""The live preview image ("CSD Preview"): PNG bytes from progress events, decoded by Blender via a temp file.
+
+Blender has no in-memory PNG decoder in its Python API, so each preview is written to the extension's user
+folder, loaded into a temporary datablock, copied into the generated "CSD Preview" image, and the temporary
+datablock and file are removed at once: the preview image never depends on a file.
+"""
 from __future__ import annotations
 
 import logging
 import os
+
+import numpy as np
 
 from .paths import user_dir
 
@@ -11,17 +18,49 @@ log = logging.getLogger(__name__)
 PREVIEW_NAME = "CSD Preview"
 
 
-class LivePreview:
-    """Shows a job's preview PNGs in one image datablock.
+def decode_png(png: bytes, tag: str = "decode") -> tuple[np.ndarray, int, int]:
+    """PNG bytes to (flat RGBA float32 pixels, bottom row first as Image.pixels, width, height).
 
-    The datablock is created at the first preview; `discard()` removes it again when this job created it
-    (a failed or cancelled job leaves no new datablocks behind), `keep()` leaves it for the user.
+    Args:
+        png: the bytes of a PNG file.
+        tag: makes the temporary file name unique.
+    """
+    import bpy
+
+    path = os.path.join(user_dir("previews"), f"preview_{tag}.png")
+    with open(path, "wb") as f:
+        f.write(png)
+    try:
+        tmp = bpy.data.images.load(path, check_existing=False)
+        try:
+            w, h = tmp.size
+            if w == 0 or h == 0:
+                raise RuntimeError("the preview PNG could not be decoded")
+            flat = np.empty(w * h * 4, dtype=np.float32)
+            tmp.pixels.foreach_get(flat)
+        finally:
+            bpy.data.images.remove(tmp)
+    finally:
+        try:
+            os.remove(path)
+        except OSError as exc:
+            log.debug("could not remove %s: %s", path, exc)
+    return flat, w, h
+
+
+class LivePreview:
+    """Shows one job's preview PNGs in an image datablock.
+
+    The job reuses an existing "CSD Preview" of the right size (remembering its pixels) or creates one.
+    `discard()` (failed or cancelled job) removes what it created and restores what it reused, so the file is
+    left as it was; `keep()` packs the image so a saved file keeps it.
     """
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.path = ""
+        self.name = ""                       # the datablock in use
         self.created = False
+        self._original: np.ndarray | None = None
 
     def update(self, png: bytes) -> None:
         """Show `png` (bytes of a PNG file).
@@ -31,55 +70,59 @@ class LivePreview:
         """
         import bpy
 
-        # A fresh file name per update: Blender caches decoded files by path.
-        folder = user_dir("previews")
-        path = os.path.join(folder, f"preview_{self.job_id[:12]}.png")
-        with open(path, "wb") as f:
-            f.write(png)
-        image = bpy.data.images.get(PREVIEW_NAME)
+        flat, w, h = decode_png(png, self.job_id[:12])
+        image = bpy.data.images.get(self.name) if self.name else None
+        if image is not None and tuple(image.size) != (w, h):
+            if self.created:
+                image.scale(w, h)
+            else:                             # leave the reused one as it was and use our own
+                self._restore(image)
+                image = None
         if image is None:
-            image = bpy.data.images.load(path, check_existing=False)
-            image.name = PREVIEW_NAME
-            self.created = True
-        else:
-            if image.filepath != path:
-                image.filepath = path
-            image.reload()
-        self.path = path
+            existing = bpy.data.images.get(PREVIEW_NAME)
+            if (existing is not None and not self.name and existing.source == "GENERATED"
+                    and tuple(existing.size) == (w, h)):
+                image = existing
+                self._original = np.empty(w * h * 4, dtype=np.float32)
+                image.pixels.foreach_get(self._original)
+            else:
+                image = bpy.data.images.new(PREVIEW_NAME, width=w, height=h, alpha=True)
+                self.created = True
+            self.name = image.name
+        image.pixels.foreach_set(flat)
+        image.update()
         if image.preview is not None:
             image.preview.reload()
 
     def image(self):
-        """The preview datablock, or None."""
+        """The preview datablock in use, or None."""
         import bpy
 
-        return bpy.data.images.get(PREVIEW_NAME)
+        return bpy.data.images.get(self.name) if self.name else None
+
+    def _restore(self, image) -> None:
+        if self._original is not None:
+            image.pixels.foreach_set(self._original)
+            image.update()
+            self._original = None
 
     def discard(self) -> None:
-        """Remove the datablock if this job created it, and the temp file."""
+        """Remove the datablock if this job created it, or restore the pixels of the one it reused."""
         import bpy
 
-        if self.created:
-            image = bpy.data.images.get(PREVIEW_NAME)
-            if image is not None:
+        image = self.image()
+        if image is not None:
+            if self.created:
                 bpy.data.images.remove(image)
-            self.created = False
-        self._remove_file()
+            else:
+                self._restore(image)
+        self.name, self.created = "", False
 
     def keep(self) -> None:
-        """Leave the datablock; pack it so it does not depend on the temp file."""
+        """Leave the datablock, packed so a saved file keeps it."""
         image = self.image()
-        if image is not None and self.path:
+        if image is not None:
             try:
                 image.pack()
             except RuntimeError as exc:
                 log.debug("could not pack the preview: %s", exc)
-        self._remove_file()
-
-    def _remove_file(self) -> None:
-        if self.path and os.path.exists(self.path):
-            try:
-                os.remove(self.path)
-            except OSError as exc:
-                log.debug("could not remove %s: %s", self.path, exc)
-        self.path = ""

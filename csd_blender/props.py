@@ -52,6 +52,9 @@ class CSDSettings(bpy.types.PropertyGroup):
                              description="Extra conditioning from the mesh (needs a model with that ControlNet)")
     controlnet_scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=4.0,
                                     description="Weight of the ControlNet conditioning")
+    progress_every: IntProperty(name="Preview Every", default=10, min=1, soft_max=100,
+                                description="Steps between progress updates and live previews (each preview "
+                                            "costs the engine a small render)")
     camera_mode: EnumProperty(name="Cameras", items=CAMERA_MODE_ITEMS, default="AUTO",
                               description="Where the views used for optimisation come from")
     camera_collection: PointerProperty(name="Camera Rig", type=bpy.types.Collection, poll=_collection_has_camera,

@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
-from fake_zmq_engine import FakeEngine, fake_texture, fake_unwrap
+from fake_zmq_engine import FakeEngine, fake_texture, fake_unwrap, png_rgb
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +276,36 @@ def test_release_and_status_lines(engine, session):
     assert any("6.0 GiB free of 8.0 GiB" in line for line in lines)
     assert bpy.ops.csd.engine_stop() == {"FINISHED"}
     assert session.describe() == ["Engine: stopped"]
+
+
+# ---------------------------------------------------------------------------------------------- previews
+def test_preview_png_is_decoded_right_side_up(ext):
+    preview = bpy_env.submodule("preview")
+    convert = bpy_env.submodule("convert")
+    y, x = np.mgrid[0:12, 0:20]
+    rgb = np.stack([x * 12, y * 20, np.full_like(x, 77)], axis=-1).astype(np.uint8)
+    flat, w, h = preview.decode_png(png_rgb(rgb))
+    assert (w, h) == (20, 12)
+    back = convert.from_blender_pixels(flat, w, h, srgb=False)
+    np.testing.assert_allclose(back[..., :3] * 255, rgb, atol=0.01)
+    assert not any(i.name.startswith("preview_") for i in bpy.data.images)
+
+
+def test_cancel_restores_a_reused_preview_and_success_keeps_it(engine, session):
+    bpy_env.add_suzanne()
+    old = bpy.data.images.new("CSD Preview", 16, 16, alpha=True)
+    old.pixels.foreach_set(np.full(16 * 16 * 4, 0.5, np.float32))
+    before = np.empty(16 * 16 * 4, np.float32)
+    old.pixels.foreach_get(before)
+    _configure(steps=200)
+    helper = _when(_running_step(session, 3), lambda: setattr(session.job, "cancel_requested", True))
+    assert bpy.ops.csd.texture_from_text() == {"CANCELLED"}
+    helper.join()
+    pixels = np.empty(16 * 16 * 4, np.float32)
+    bpy.data.images["CSD Preview"].pixels.foreach_get(pixels)
+    np.testing.assert_array_equal(pixels, before)
+    assert len(bpy.data.images) == 1
+    _configure(steps=3)
+    assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
+    bpy.data.images["CSD Preview"].pixels.foreach_get(pixels)
+    assert not np.array_equal(pixels, before) and bpy.data.images["CSD Preview"].packed_file is not None

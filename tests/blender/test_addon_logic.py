@@ -17,7 +17,7 @@ from fake_zmq_engine import FakeEngine
 
 def _settings(**over):
     base = dict(prompt="  a blue striped sphere ", negative_prompt="", model="", quality="fast", steps=0, seed=5,
-                use_random_seed=False, texture_size=0, controlnet="NONE", controlnet_scale=1.0)
+                use_random_seed=False, texture_size=0, controlnet="NONE", controlnet_scale=1.0, progress_every=10)
     base.update(over)
     return SimpleNamespace(**base)
 
@@ -43,10 +43,10 @@ def test_texture_params_name_the_bad_field():
 def test_random_seed_is_drawn_and_stored_params_reproduce_it():
     seeds = {job_params.texture_params(_settings(use_random_seed=True)).seed for _ in range(5)}
     assert len(seeds) > 1
-    p = job_params.texture_params(_settings(use_random_seed=True, steps=4))
+    p = job_params.texture_params(_settings(use_random_seed=True, steps=4, progress_every=2))
     text = job_params.dumps_params(p)
     assert job_params.loads_params(text) == p
-    restored = _settings(prompt="other", steps=99, seed=0, use_random_seed=True)
+    restored = _settings(prompt="other", steps=99, seed=0, use_random_seed=True, progress_every=7)
     job_params.settings_from_params(restored, job_params.loads_params(text))
     assert job_params.texture_params(restored) == p          # the same request, seed included
     with pytest.raises(ProtocolError, match="csd_params"):
