@@ -36,6 +36,8 @@ class EngineSettings:
         cache_folder: model cache for the engine (HF_HOME), optional (LOCAL).
         log_file: where the local engine's output goes.
         start_timeout_s: how long to wait for the engine to come up.
+        online_access: Blender's "Allow Online Access" (bpy.app.online_access); without it only an engine on
+            this machine may be reached.
     """
 
     mode: str = "LOCAL"
@@ -47,6 +49,7 @@ class EngineSettings:
     cache_folder: str = ""
     log_file: str = ""
     start_timeout_s: float = 60.0
+    online_access: bool = True
 
 
 @dataclass
@@ -103,6 +106,21 @@ def format_bytes(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{n} B"
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a ZeroMQ endpoint stays on this machine (tcp to localhost/127.x/::1, ipc, inproc).
+
+    Args:
+        endpoint: e.g. "tcp://127.0.0.1:5555".
+    """
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host = rest.rsplit(":", 1)[0].strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def load_server_key(key_folder: str) -> bytes | None:
@@ -184,6 +202,9 @@ class EngineSession:
                     raise SessionError("Endpoint: set the remote engine's address (tcp://host:port) in the "
                                        "add-on preferences")
                 endpoint, token = settings.endpoint.strip(), settings.token
+                if not settings.online_access and not is_loopback(endpoint):
+                    raise SessionError(f"Endpoint: {endpoint} is on another machine; allow Online Access in "
+                                       "Preferences > System to reach it")
                 server_key = load_server_key(settings.key_folder)
             else:
                 raise SessionError(f"Engine mode: unknown mode {settings.mode!r}")

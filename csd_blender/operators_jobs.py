@@ -27,6 +27,11 @@ CANCEL_GRACE_S = 15.0      # wait this long for the engine to confirm a cancel b
 RIG_COLLECTION = "CSD Camera Rig"
 
 
+def run_synchronously() -> bool:
+    """Background Blender (no event loop) runs jobs to completion inside the operator call."""
+    return bool(bpy.app.background)
+
+
 def rig_cameras(settings) -> list:
     """The perspective cameras of the chosen camera collection (sorted by name)."""
     coll = settings.camera_collection
@@ -104,7 +109,7 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
         SESSION.job = JobState(job_id, "texture", obj.name)
         log.info("submitted texture job %s for %r (%d triangles)", job_id, obj.name, mesh_info.faces.shape[0])
 
-        if bpy.app.background:
+        if run_synchronously():
             while True:
                 status = self._tick(context)
                 if status is not None:
@@ -123,7 +128,7 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
             if SESSION.job is not None:
                 SESSION.job.cancel_requested = True
             return {"RUNNING_MODAL"}
-        if event.type == "TIMER" and event.timer is self._timer:
+        if event.type == "TIMER":                 # ours or another timer: polling is cheap and non-blocking
             status = self._tick(context)
             if status is not None:
                 return status

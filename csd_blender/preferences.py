@@ -82,7 +82,8 @@ def engine_settings() -> engine_session.EngineSettings:
         mode=prefs.engine_mode, python=bpy.path.abspath(prefs.python_path), device=prefs.device,
         endpoint=prefs.endpoint, token=prefs.token, key_folder=bpy.path.abspath(prefs.key_folder),
         cache_folder=bpy.path.abspath(prefs.cache_folder),
-        log_file=os.path.join(user_dir("logs"), "engine.log"))
+        log_file=os.path.join(user_dir("logs"), "engine.log"),
+        online_access=bool(getattr(bpy.app, "online_access", True)))
 
 
 def _redraw_preferences() -> None:

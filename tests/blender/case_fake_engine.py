@@ -6,6 +6,7 @@ import bpy_env  # noqa: F401  (must come before bpy)
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -309,3 +310,83 @@ def test_cancel_restores_a_reused_preview_and_success_keeps_it(engine, session):
     assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
     bpy.data.images["CSD Preview"].pixels.foreach_get(pixels)
     assert not np.array_equal(pixels, before) and bpy.data.images["CSD Preview"].packed_file is not None
+
+
+# ---------------------------------------------------------------------------------------------- modal path
+# Headless Blender has no event loop: the tests start the operator modal (as in the UI) and deliver the
+# TIMER / ESC events themselves by calling its modal() with stand-in events.
+@pytest.fixture
+def modal(engine, session, monkeypatch):
+    ops = bpy_env.submodule("operators_jobs")
+    monkeypatch.setattr(ops, "run_synchronously", lambda: False)
+
+    def start():
+        assert bpy.ops.csd.texture_from_text("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
+        op = bpy.context.window.modal_operators[-1]
+        assert op.bl_idname == "CSD_OT_texture_from_text"
+        return op
+
+    def send(op, event_type, value="NOTHING"):
+        return ops.CSD_OT_texture_from_text.modal(op, bpy.context, SimpleNamespace(type=event_type, value=value))
+
+    def run(op, until=lambda: False, max_ticks=500):
+        for _ in range(max_ticks):
+            if until():
+                return None
+            status = send(op, "TIMER")
+            if status != {"PASS_THROUGH"}:
+                return status
+            time.sleep(0.01)
+        raise AssertionError("the modal operator did not finish")
+
+    return SimpleNamespace(start=start, send=send, run=run)
+
+
+def test_modal_job_finishes_on_timer_ticks(modal, session):
+    obj = bpy_env.add_suzanne()
+    _configure(steps=4)
+    before = bpy_env.counts()
+    op = modal.start()
+    assert session.job is not None and bpy_env.counts() == before      # nothing created while it runs
+    assert modal.send(op, "MOUSEMOVE") == {"PASS_THROUGH"}            # the UI stays usable
+    assert modal.run(op) == {"FINISHED"}
+    assert session.job is None and op._timer is None
+    assert bpy_env.counts()["materials"] == before["materials"] + 1 and len(obj.data.materials) == 2
+
+
+def test_modal_escape_cancels_the_engine_job(modal, engine, session):
+    bpy_env.add_suzanne()
+    _configure(steps=300)
+    before = bpy_env.counts()
+    op = modal.start()
+    assert modal.run(op, until=lambda: session.job.previews >= 2) is None
+    assert bpy_env.counts()["images"] == before["images"] + 1         # the live preview
+    assert modal.send(op, "ESC", "PRESS") == {"RUNNING_MODAL"}
+    assert modal.run(op) == {"CANCELLED"}
+    assert engine.cancelled and bpy_env.counts() == before and op._timer is None
+
+
+def test_cancel_operator_stops_a_modal_job(modal, engine, session):
+    bpy_env.add_suzanne()
+    _configure(steps=300)
+    before = bpy_env.counts()
+    op = modal.start()
+    assert modal.run(op, until=lambda: session.job.step >= 1) is None
+    assert bpy.ops.csd.cancel() == {"FINISHED"}
+    assert modal.run(op) == {"CANCELLED"}
+    assert bpy_env.counts() == before
+    with pytest.raises(RuntimeError, match="No job is running"):
+        bpy.ops.csd.cancel()
+
+
+def test_blender_ending_the_operator_cancels_the_job(modal, engine, session):
+    bpy_env.add_suzanne()
+    _configure(steps=300)
+    op = modal.start()
+    assert modal.run(op, until=lambda: session.job.step >= 1) is None
+    bpy.ops.wm.read_homefile(use_empty=True)       # Blender calls the operator's cancel()
+    assert session.job is None
+    deadline = time.monotonic() + 5
+    while not engine.cancelled:
+        assert time.monotonic() < deadline, "the engine job was not cancelled"
+        time.sleep(0.01)

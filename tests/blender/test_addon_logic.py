@@ -78,6 +78,8 @@ def test_session_connects_releases_and_notices_a_dead_engine():
     (engine_session.EngineSettings(mode="REMOTE", endpoint=" "), "Endpoint: set"),
     (engine_session.EngineSettings(mode="REMOTE", endpoint="tcp://127.0.0.1:9", key_folder="/no/keys"),
      "server.key not found"),
+    (engine_session.EngineSettings(mode="REMOTE", endpoint="tcp://gpu-box:5555", online_access=False),
+     "Endpoint: tcp://gpu-box:5555 is on another machine; allow Online Access"),
 ])
 def test_session_start_errors_name_the_setting(settings, message):
     session = engine_session.EngineSession()
@@ -124,3 +126,11 @@ def test_job_state_text():
     assert job.text() == "Cancelling..."
     assert engine_session.format_duration(3725) == "1 h 02 min"
     assert engine_session.format_bytes(3 * 2**30 // 2) == "1.5 GiB"
+
+
+@pytest.mark.parametrize("endpoint, local", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://localhost:1", True), ("tcp://[::1]:5555", True),
+    ("ipc:///tmp/csd", True), ("tcp://10.0.0.2:5555", False), ("tcp://gpu-box:5555", False),
+])
+def test_is_loopback(endpoint, local):
+    assert engine_session.is_loopback(endpoint) is local
