@@ -1,6 +1,7 @@
 """Hash-grid benchmark: points/s for forward and forward+backward (prints a table, asserts nothing).
 
-Usage: .venv/bin/python bench/hashgrid.py [--threads N] [--repeats R] [--devices cpu,cuda] [--log2-points 16,17,18]
+Usage: .venv/bin/python bench/hashgrid.py [--threads N] [--repeats R] [--devices cpu,cuda]
+       [--log2-points 16,17,18] [--backend auto|torch|tcnn]
 Configs: the texture-field default (L=12, T=16, 16 -> 512) and CSD's csd-if.yaml (L=12, T=19, 16 -> 512),
 torch backend (tinycudann is used only where importable, on CUDA). Inputs uniform in [0, 1]^3.
 """
@@ -54,7 +55,8 @@ def main() -> None:
     for name, cfg in CONFIGS.items():
         for device in args.devices.split(","):
             torch.manual_seed(0)
-            grid = HashGrid(3, n_features_per_level=2, base_resolution=16, backend=args.backend, **cfg).to(device)
+            grid = HashGrid(3, n_features_per_level=2, base_resolution=16, backend=args.backend, **cfg)
+            grid = grid.to(device)
             for lp in (int(s) for s in args.log2_points.split(",")):
                 x = torch.rand(1 << lp, 3, device=device)
 

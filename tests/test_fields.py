@@ -32,7 +32,8 @@ def test_texture_field_defaults():
 
 def test_points_map_to_unit_cube_and_clamp():
     torch.manual_seed(0)
-    field = TextureField(TextureFieldConfig(n_levels=4, log2_hashmap_size=10, max_resolution=32, backend="torch"))
+    cfg = TextureFieldConfig(n_levels=4, log2_hashmap_size=10, max_resolution=32, backend="torch")
+    field = TextureField(cfg)
     seen = []
     field.encoding.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
     p = torch.tensor([[-0.5, 0.0, 0.5], [-0.7, 0.2, 0.9]])
@@ -42,14 +43,15 @@ def test_points_map_to_unit_cube_and_clamp():
 
 def test_texture_field_learns_a_colour_pattern():
     torch.manual_seed(0)
-    field = TextureField(TextureFieldConfig(n_levels=6, log2_hashmap_size=12, max_resolution=64, hidden_dim=32))
+    cfg = TextureFieldConfig(n_levels=6, log2_hashmap_size=12, max_resolution=64, hidden_dim=32)
+    field = TextureField(cfg)
     opt = torch.optim.Adam(field.parameters(), lr=2e-2)
     target = lambda p: torch.stack([(p[:, 0] > 0).float(), 0.5 + 0.4 * torch.sin(6 * p[:, 1]),  # noqa: E731
                                     torch.full_like(p[:, 0], 0.2)], 1)
     p_test = torch.rand(2000, 3) - 0.5
     before = (field(p_test) - target(p_test)).abs().mean().item()
     for _ in range(60):
-        p = torch.rand(2048, 3) - 0.5
+        p = torch.rand(1024, 3) - 0.5
         loss = (field(p) - target(p)).square().mean()
         opt.zero_grad()
         loss.backward()

@@ -21,7 +21,8 @@ def _reference(grid: HashGrid, x: np.ndarray) -> np.ndarray:
     out = np.zeros((x.shape[0], grid.n_levels * F))
     offset = 0
     for level in range(grid.n_levels):
-        scale = np.float32(np.float32(np.exp2(np.float32(level * log2_pls))) * np.float32(grid.base_resolution)) - np.float32(1)
+        growth = np.float32(np.exp2(np.float32(level * log2_pls)))
+        scale = np.float32(growth * np.float32(grid.base_resolution)) - np.float32(1)
         res = math.ceil(float(scale)) + 1
         size = min(((res**D + 7) // 8) * 8, 2**grid.log2_hashmap_size)
         use_hash = res**D > size
@@ -71,7 +72,8 @@ def test_matches_reference_2d_and_odd_features():
     with torch.no_grad():
         grid.params.uniform_(-1, 1)
     x = torch.rand(50, 2)
-    np.testing.assert_allclose(grid(x).detach().double().numpy(), _reference(grid, x.numpy()), atol=1e-6, rtol=0)
+    got = grid(x).detach().double().numpy()
+    np.testing.assert_allclose(got, _reference(grid, x.numpy()), atol=1e-6, rtol=0)
 
 
 def test_hand_computed_indices():
@@ -205,8 +207,8 @@ def test_indices_without_a_table(log2_size):
     t = lambda attr, dtype: torch.tensor([getattr(lv, attr) for lv in layout], dtype=dtype)  # noqa: E731
     x = torch.rand(40, 3)
     x[0] = 1.0
-    idx, w = hashgrid_indices(x, t("scale", torch.float32), t("resolution", torch.int64), t("size", torch.int64),
-                              t("offset", torch.int64), t("hashed", torch.bool))
+    idx, w = hashgrid_indices(x, t("scale", torch.float32), t("resolution", torch.int64),
+                              t("size", torch.int64), t("offset", torch.int64), t("hashed", torch.bool))
     assert idx.dtype == (torch.int32 if log2_size < 30 else torch.int64)
     torch.testing.assert_close(w.sum(-1), torch.ones(40, 8))
     for i in range(0, 40, 3):

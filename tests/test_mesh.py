@@ -1,4 +1,4 @@
-"""Mesh loading, validation (each bad input raises MeshError with a specific message), normalisation, unwrap."""
+"""Mesh loading, validation (each bad input: MeshError with a specific message), normalisation, unwrap."""
 from __future__ import annotations
 
 import sys
@@ -117,7 +117,8 @@ def test_png_renamed_glb_and_ply(tmp_path):
     for ext in ("glb", "ply", "stl"):
         p = tmp_path / f"garbage.{ext}"
         p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
-        with pytest.raises(MeshError, match=rf"garbage.{ext} (contains no triangles|as {ext.upper()}: not a valid)"):
+        pattern = rf"garbage.{ext} (contains no triangles|as {ext.upper()}: not a valid)"
+        with pytest.raises(MeshError, match=pattern):
             load_mesh(p)
 
 
@@ -157,7 +158,8 @@ def test_scene_graph_transforms_applied(tmp_path):
     scene = trimesh.Scene()
     a = trimesh.creation.box(extents=(1, 1, 1))
     scene.add_geometry(a, node_name="a", transform=trimesh.transformations.translation_matrix([10, 0, 0]))
-    scene.add_geometry(a.copy(), node_name="b", transform=trimesh.transformations.translation_matrix([0, 0, -5]))
+    move = trimesh.transformations.translation_matrix([0, 0, -5])
+    scene.add_geometry(a.copy(), node_name="b", transform=move)
     p = tmp_path / "scene.glb"
     scene.export(p)
     mesh = load_mesh(p)

@@ -235,7 +235,8 @@ class HashGrid(nn.Module):
         self.per_level_scale = float(per_level_scale)
         self.backend = backend
         self.chunk_size = int(chunk_size)
-        self.levels = level_layout(n_input_dims, n_levels, log2_hashmap_size, base_resolution, per_level_scale)
+        self.levels = level_layout(n_input_dims, n_levels, log2_hashmap_size, base_resolution,
+                                   per_level_scale)
         self.n_entries = sum(lv.size for lv in self.levels)
         self.n_output_dims = n_levels * n_features_per_level
         self.params = nn.Parameter(
@@ -255,7 +256,8 @@ class HashGrid(nn.Module):
     def tcnn_config(self) -> dict:
         """The tiny-cuda-nn encoding config equivalent to this grid."""
         return {"otype": "Grid", "type": "Hash", "n_levels": self.n_levels,
-                "n_features_per_level": self.n_features_per_level, "log2_hashmap_size": self.log2_hashmap_size,
+                "n_features_per_level": self.n_features_per_level,
+                "log2_hashmap_size": self.log2_hashmap_size,
                 "base_resolution": self.base_resolution, "per_level_scale": self.per_level_scale,
                 "interpolation": "Linear", "hash": "CoherentPrime"}
 
@@ -310,4 +312,5 @@ class HashGrid(nn.Module):
     def extra_repr(self) -> str:
         return (f"D={self.n_input_dims}, L={self.n_levels}, F={self.n_features_per_level}, "
                 f"T={self.log2_hashmap_size}, base={self.base_resolution}, "
-                f"per_level_scale={self.per_level_scale:.6g}, params={self.params.numel()}, backend={self.backend}")
+                f"per_level_scale={self.per_level_scale:.6g}, params={self.params.numel()}, "
+                f"backend={self.backend}")

@@ -73,7 +73,10 @@ class TextureField(nn.Module):
         self.mlp = MLP(self.encoding.n_output_dims, c.out_dim, c.hidden_dim, c.n_hidden_layers)
 
     def forward(self, points: Tensor) -> Tensor:
-        """Args: points: (N, 3) in the normalised cube [-0.5, 0.5]^3 (clamped). Returns (N, out_dim) in [0, 1]."""
+        """Args: points: (N, 3) in the normalised cube [-0.5, 0.5]^3 (clamped).
+
+        Returns (N, out_dim) in [0, 1].
+        """
         if points.ndim != 2 or points.shape[1] != 3:
             raise ValueError(f"points: expected shape (N, 3), got {tuple(points.shape)}")
         x = (points.float() + 0.5).clamp(0.0, 1.0)

@@ -129,8 +129,9 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
         logger.warning("bake: %.1f%% of UV coordinates lie outside [0, 1]; those parts are not baked "
                        "(tiled/UDIM layouts are not supported, unwrap instead)", 100 * outside)
     n_faces = mesh.num_faces
-    uv = torch.from_numpy(np.ascontiguousarray(mesh.uvs, dtype=np.float32)).to(dev)          # (F, 3, 2)
-    p3 = torch.from_numpy(np.ascontiguousarray(mesh.vertices[mesh.faces], dtype=np.float32)).to(dev)  # (F,3,3)
+    uv = torch.from_numpy(np.ascontiguousarray(mesh.uvs, dtype=np.float32)).to(dev)  # (F, 3, 2)
+    corners_p = np.ascontiguousarray(mesh.vertices[mesh.faces], dtype=np.float32)
+    p3 = torch.from_numpy(corners_p).to(dev)                                            # (F, 3, 3)
     corners_uv = uv.reshape(-1, 2)
     clip = torch.cat([corners_uv * 2 - 1, torch.zeros_like(corners_uv[:, :1]),
                       torch.ones_like(corners_uv[:, :1])], 1)

@@ -41,7 +41,8 @@ def _trimesh(mesh: Mesh, image: np.ndarray):
 
     vertices, faces, uv = split_by_uv(mesh)
     material = trimesh.visual.material.PBRMaterial(
-        name="csd_texture", baseColorTexture=Image.fromarray(to_uint8(image)), baseColorFactor=[255, 255, 255, 255],
+        name="csd_texture", baseColorTexture=Image.fromarray(to_uint8(image)),
+        baseColorFactor=[255, 255, 255, 255],
         metallicFactor=0.0, roughnessFactor=1.0)
     visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
     return trimesh.Trimesh(vertices=vertices, faces=faces, visual=visual, process=False)
@@ -80,7 +81,8 @@ def export_obj(directory: str | Path, mesh: Mesh, image: np.ndarray, name: str =
     vertices, faces, uv = split_by_uv(mesh)
     save_png(d / "texture.png", image)
     (d / f"{name}.mtl").write_text(
-        "# CSD for Blender\nnewmtl csd_texture\nKa 1.000000 1.000000 1.000000\nKd 1.000000 1.000000 1.000000\n"
+        "# CSD for Blender\nnewmtl csd_texture\nKa 1.000000 1.000000 1.000000\n"
+        "Kd 1.000000 1.000000 1.000000\n"
         "Ks 0.000000 0.000000 0.000000\nNs 1.000000\nillum 1\nmap_Kd texture.png\n")
     lines = [f"# CSD for Blender: {len(vertices)} vertices, {len(faces)} faces", f"mtllib {name}.mtl",
              f"o {name}"]

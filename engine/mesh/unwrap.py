@@ -22,7 +22,9 @@ _CACHE_SIZE = 8
 def mesh_key(mesh: Mesh, *extra: object) -> str:
     """A content hash of (vertices, faces) plus any extra parameters."""
     h = hashlib.sha1()
-    for a in (np.ascontiguousarray(mesh.vertices, dtype=np.float32), np.ascontiguousarray(mesh.faces, np.int64)):
+    arrays = (np.ascontiguousarray(mesh.vertices, dtype=np.float32),
+              np.ascontiguousarray(mesh.faces, dtype=np.int64))
+    for a in arrays:
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     h.update(repr(extra).encode())
