@@ -390,3 +390,111 @@ def test_blender_ending_the_operator_cancels_the_job(modal, engine, session):
     while not engine.cancelled:
         assert time.monotonic() < deadline, "the engine job was not cancelled"
         time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+ICONS = bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys()
+
+
+class RecordingLayout:
+    """Stands in for UILayout (headless Blender cannot draw): records calls and checks what they name."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+        self.use_property_split = False
+        self.scale_y = 1.0
+        self.enabled = True
+
+    def _child(self, *args, **kwargs):
+        return RecordingLayout(self.calls)
+
+    row = column = box = split = _child
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+        assert kwargs.get("icon", "NONE") in ICONS, kwargs
+        self.calls.append(("prop", name))
+
+    def operator(self, idname, **kwargs):
+        module, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, module), name), f"no operator {idname}"
+        assert kwargs.get("icon", "NONE") in ICONS, kwargs
+        self.calls.append(("operator", idname))
+        return SimpleNamespace()
+
+    def label(self, text="", icon="NONE", **kwargs):
+        assert icon in ICONS, icon
+        self.calls.append(("label", text))
+
+    def progress(self, factor=0.0, text="", type="BAR"):
+        assert 0.0 <= factor <= 1.0
+        self.calls.append(("progress", text))
+
+    def template_icon(self, icon_value=0, scale=1.0):
+        self.calls.append(("icon", icon_value))
+
+
+def _draw(panel_cls):
+    calls: list = []
+    panel_cls.draw(SimpleNamespace(layout=RecordingLayout(calls)), bpy.context)
+    return calls
+
+
+def test_panels_draw_in_every_state(modal, engine, session):
+    panels = bpy_env.submodule("panels")
+    obj = bpy_env.add_suzanne()
+    _configure(steps=300)
+    idle = _draw(panels.CSD_PT_texture)
+    assert ("operator", "csd.texture_from_text") in idle and ("prop", "prompt") in idle
+    assert ("operator", "csd.engine_stop") in _draw(panels.CSD_PT_engine)
+    bpy.context.scene.csd.camera_mode = "COLLECTION"
+    assert ("label", "Choose a camera collection with perspective cameras, or use the automatic orbit") in \
+        _draw(panels.CSD_PT_texture)
+    bpy.context.scene.csd.camera_mode = "AUTO"
+
+    op = modal.start()
+    modal.run(op, until=lambda: session.job.previews >= 1)
+    running = _draw(panels.CSD_PT_texture)
+    assert ("operator", "csd.cancel") in running and any(c[0] == "progress" for c in running)
+    assert any(c[0] == "icon" for c in running)
+    assert modal.send(op, "ESC", "PRESS") == {"RUNNING_MODAL"}
+    assert modal.run(op) == {"CANCELLED"}
+
+    _configure(steps=2)
+    op = modal.start()
+    assert modal.run(op) == {"FINISHED"}
+    bpy.context.view_layer.objects.active = obj
+    assert ("operator", "csd.reuse_settings") in _draw(panels.CSD_PT_texture)
+    session.stop()
+    assert ("operator", "csd.engine_start") in _draw(panels.CSD_PT_engine)
+
+
+def test_preferences_draw_in_both_modes(ext):
+    preferences = bpy_env.submodule("preferences")
+    prefs = bpy_env.preferences()
+    for mode in ("LOCAL", "REMOTE"):
+        prefs.engine_mode = mode
+        calls: list = []
+
+        class Owner:                       # the real preferences, with a recording layout
+            layout = RecordingLayout(calls)
+
+            def __getattr__(self, name):
+                return getattr(prefs, name)
+
+        preferences.CSDPreferences.draw(Owner(), bpy.context)
+        names = {c[1] for c in calls if c[0] == "prop"}
+        assert ("python_path" in names) == (mode == "LOCAL") and ("endpoint" in names) == (mode == "REMOTE")
+
+
+def test_check_button_reports_the_interpreter(ext):
+    import sys
+
+    prefs = bpy_env.preferences()
+    prefs.python_path = sys.executable
+    assert bpy.ops.csd.check_python() == {"FINISHED"}
+    assert prefs.check_report.startswith("Python 3.") and "torch" in prefs.check_report
+    prefs.python_path = str(bpy_env.HOME / "missing-python")
+    with pytest.raises(RuntimeError, match="does not exist"):
+        bpy.ops.csd.check_python()
+    assert "does not exist" in prefs.check_report
