@@ -189,13 +189,14 @@ class _WeightedGather(torch.autograd.Function):
         grad_table = grad_w = None
         if ctx.needs_input_grad[0]:
             n_feat = table.shape[1]
-            src = w[..., None] * grad_out[:, None, :]               # (M, C, F)
             flat_idx = idx.reshape(-1)
             if table.is_cuda:
+                src = w[..., None] * grad_out[:, None, :]           # (M, C, F)
                 grad_table = torch.zeros_like(table).index_add_(0, flat_idx, src.reshape(-1, n_feat))
-            else:
-                grad_table = torch.stack([torch.bincount(flat_idx, weights=src[..., f].reshape(-1),
-                                                         minlength=table.shape[0]) for f in range(n_feat)], 1)
+            else:   # one contiguous (M*C,) weight vector per feature
+                cols = [torch.bincount(flat_idx, weights=(w * grad_out[:, f:f + 1]).reshape(-1),
+                                       minlength=table.shape[0]) for f in range(n_feat)]
+                grad_table = torch.stack(cols, 1)
                 grad_table = grad_table.to(table.dtype)
         if ctx.needs_input_grad[2]:
             grad_w = (table[idx] * grad_out[:, None, :]).sum(-1)
