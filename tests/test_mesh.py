@@ -51,6 +51,10 @@ def test_negative_index():
 def test_zero_faces():
     with pytest.raises(MeshError, match="faces: the mesh has zero faces"):
         validate_mesh(TETRA_V, np.zeros((0, 3), np.int64))
+    with pytest.raises(MeshError, match="faces: the mesh has zero faces"):
+        validate_mesh(TETRA_V, [])
+    with pytest.raises(MeshError, match=r"faces: expected shape \(F, 3\) triangles, got \(2, 4\)"):
+        validate_mesh(TETRA_V, np.zeros((2, 4), np.int64))
 
 
 def test_float_faces_rejected():

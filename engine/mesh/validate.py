@@ -67,10 +67,10 @@ def validate_mesh(vertices, faces, uvs=None, max_faces: int = MAX_FACES,
         i = int(np.argmax(bad))
         raise MeshError(f"vertices: {int(bad.sum())} vertices have non-finite (NaN or inf) coordinates, "
                         f"first is vertex {i} = {v[i].tolist()}")
-    if f.ndim != 2 or (f.size and f.shape[1] != 3):
-        raise MeshError(f"faces: expected shape (F, 3) triangles, got {f.shape}")
-    if f.shape[0] == 0:
+    if f.size == 0:
         raise MeshError("faces: the mesh has zero faces")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise MeshError(f"faces: expected shape (F, 3) triangles, got {f.shape}")
     if not np.issubdtype(f.dtype, np.integer):
         raise MeshError(f"faces: expected an integer dtype, got {f.dtype}")
     if f.shape[0] > max_faces:
