@@ -8,7 +8,7 @@ import torch
 
 from engine.errors import EngineError, ErrorCode, ModelMissingError, RequestError
 from engine.guidance import CSDConfig, CSDGuidance, PromptEmbeddings, SDSConfig, SDSGuidance, build_guidance
-from engine.priors import canny_edges, depth_to_control, load_prior, loaded_priors, release_priors
+from engine.priors import available_priors, canny_edges, depth_to_control, load_prior, loaded_priors, release_priors
 from engine.priors import loader as loader_mod
 from engine.priors.tiny import TINY_WORDS, save_tiny_controlnet, save_tiny_if, save_tiny_sd, save_tiny_toy
 
@@ -247,6 +247,19 @@ def test_missing_toy_prior_says_how_to_train(monkeypatch, tmp_path):
     monkeypatch.setattr(loader_mod, "TOY_PRIOR_DIR", tmp_path / "toy_prior")
     with pytest.raises(ModelMissingError, match="python -m engine.toy.train"):
         load_prior("toy")
+
+
+def test_available_priors_lists_toy_and_cached_pipelines(monkeypatch, tmp_path):
+    monkeypatch.setattr(loader_mod, "TOY_PRIOR_DIR", tmp_path / "toy_prior")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert available_priors() == []
+    (tmp_path / "toy_prior").mkdir()
+    (tmp_path / "toy_prior" / "model_index.json").write_text("{}")
+    snap = tmp_path / "hub" / "models--org--some-pipeline" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "model_index.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--a-text-model" / "snapshots" / "x").mkdir(parents=True)
+    assert available_priors() == ["toy", "org/some-pipeline"]
 
 
 def test_canny_and_depth_control_images():

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from engine.errors import ModelMissingError
 
 TOY_PRIOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy_prior"
@@ -76,7 +78,8 @@ def load_component(cls: Any, source: str, subfolder: str | None, *, dtype: Any =
                    dtype_kw: str = "torch_dtype") -> Any:
     """`cls.from_pretrained(source, subfolder=...)` with offline handling; a missing file → ModelMissingError.
 
-    Tries the fp16 `variant` first when given and falls back to the default weights.
+    Tries the fp16 `variant` first when given and falls back to the default weights. Model weights are read from
+    safetensors files only (`use_safetensors=True`): pickled `.bin` weights are refused.
 
     Args:
         cls: a diffusers/transformers class with `from_pretrained`.
@@ -94,6 +97,12 @@ def load_component(cls: Any, source: str, subfolder: str | None, *, dtype: Any =
         kwargs["subfolder"] = subfolder
     if dtype is not None:
         kwargs[dtype_kw] = dtype
+    if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+        kwargs["use_safetensors"] = True          # never unpickle weight files (.bin)
+    if variant and is_local:
+        folder = Path(source) / (subfolder or "")
+        if not any(f".{variant}." in f.name for f in folder.glob("*")):
+            variant = None                          # a local folder without variant files: skip the failed try
     first_exc: BaseException | None = None
     for var in ([variant, None] if variant else [None]):
         try:

@@ -85,7 +85,7 @@ def _build(model: str, device: torch.device, dtype: torch.dtype, controlnets: Se
 
     source, is_local = _resolve_source(model)
     index = read_model_index(source, is_local)
-    variant = "fp16" if dtype == torch.float16 and not is_local else None
+    variant = "fp16" if dtype == torch.float16 else None      # falls back to the full weights when absent
     family = "toy" if index.get("_class_name") == TOY_PIPELINE_CLASS or model == "toy" else \
         ("sd" if index.get("vae") and index["vae"][1] else "if")
     unet = load_component(_component_class(index, "unet", diffusers, model), source, "unet", dtype=dtype,
@@ -114,9 +114,7 @@ def _build(model: str, device: torch.device, dtype: torch.dtype, controlnets: Se
             raise RequestError("controlnets", f"lists a ControlNet twice: {names}")
         nets = {}
         for name, cn_id in specs:
-            cn_local = Path(cn_id).expanduser().is_dir()
-            net = load_component(diffusers.ControlNetModel, cn_id, None, dtype=dtype,
-                                 variant="fp16" if dtype == torch.float16 and not cn_local else None)
+            net = load_component(diffusers.ControlNetModel, cn_id, None, dtype=dtype, variant=variant)
             nets[name] = prepare_unet(net, device, dtype)
         stack = ControlNetStack(nets, scales_for(names, controlnet_scales), unet.config.sample_size * 2 ** (
             len(vae.config.block_out_channels) - 1))
@@ -156,6 +154,20 @@ def load_prior(model: str = "toy", device: str | torch.device = "cpu", controlne
         prior = _build(model, dev, dt, controlnets, controlnet_scales, cache_dir)
         _PRIORS[key] = prior
     return prior
+
+
+def available_priors() -> list[str]:
+    """Priors usable without a download: "toy" when its weights exist, then hub ids in the HF cache that have a
+    model_index.json (diffusers pipelines), sorted."""
+    from engine.priors.hub import hub_cache_dir
+
+    names = ["toy"] if (TOY_PRIOR_DIR / "model_index.json").is_file() else []
+    cache = Path(hub_cache_dir())
+    found = set()
+    if cache.is_dir():
+        for snap in cache.glob("models--*/snapshots/*/model_index.json"):
+            found.add(snap.parents[2].name[len("models--"):].replace("--", "/"))
+    return names + sorted(found)
 
 
 def loaded_priors() -> list[Prior]:
