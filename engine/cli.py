@@ -48,12 +48,11 @@ def add_serve_parser(subparsers) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until shutdown; exit code 0 after a clean shutdown, 2 for bad arguments."""
     setup_logging(args.log_file, args.verbose)
-    from .tasks import texture  # noqa: F401 - registers "texture" in engine.registry.TASKS
+    load_registries()
     from .device_info import resolve_device
     from .errors import EngineError
     from .server import EngineServer, ServerConfig
 
-    _import_guidance()
     try:
         token = _read_token(args.token_file)
         device = resolve_device(args.device)
@@ -67,11 +66,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return server.serve_forever()
 
 
-def _import_guidance() -> None:
-    try:
-        from . import guidance  # noqa: F401 - fills engine.registry.GUIDANCE
-    except Exception as exc:  # noqa: BLE001 - the server can still report what it has
-        logger.warning("guidance package failed to import: %s", exc)
+def load_registries() -> None:
+    """Import every task and guidance module so engine.registry.TASKS and GUIDANCE are complete.
+
+    The server and the registry test both call this: a task module added here is served and checked
+    against the protocol's TASK_NAMES.
+    """
+    from . import guidance  # noqa: F401 - registers "csd", "sds"
+    from .tasks import texture  # noqa: F401 - registers "texture"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,9 +83,21 @@ def oom_error(params: Any, device: str, task: str) -> ProtocolError:
     return ProtocolError(ErrorCode.OUT_OF_MEMORY, message, field="batch_size" if values else None)
 
 
+def _malloc_trim() -> None:
+    """Give freed heap pages back to the OS (glibc only) so a release shows in the process's RSS."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def free_device_memory() -> int:
-    """Collect garbage and empty the CUDA cache; return bytes still allocated on CUDA (0 without CUDA)."""
+    """Collect garbage, trim the heap and empty the CUDA cache; return bytes still allocated on CUDA (0 without)."""
     gc.collect()
+    _malloc_trim()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -125,6 +137,7 @@ class Worker(threading.Thread):
                 try:
                     self._run_job(record)
                 finally:
+                    free_device_memory()         # a long-lived server hands each job's scratch memory back
                     self.outbox.append(Outgoing(None, None, None, finished=record.job_id))
             elif command[0] == "release":
                 _, identity, msg_id = command

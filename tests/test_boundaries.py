@@ -122,10 +122,11 @@ def test_the_scanners_catch_what_they_look_for(tmp_path):
 
 
 def test_protocol_task_and_guidance_names_match_the_engine_registries():
-    import engine.guidance  # noqa: F401 - fills GUIDANCE
-    import engine.tasks  # noqa: F401 - fills TASKS
     from csd_blender.protocol.jobs import GUIDANCE_NAMES, TASK_NAMES
+    from engine.cli import load_registries
     from engine.registry import GUIDANCE, TASKS
+
+    load_registries()                       # what `python -m engine serve` registers
 
     assert sorted(TASK_NAMES) == TASKS.names()
     assert sorted(GUIDANCE_NAMES) == GUIDANCE.names()
