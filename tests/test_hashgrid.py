@@ -235,3 +235,20 @@ def test_input_gradient_matches_plain_autograd():
     ref = (grid.params.detach().view(-1, 2)[idx.long()] * w[..., None]).sum(2).reshape(64, 10)
     (ref * g).sum().backward()
     torch.testing.assert_close(x.grad, x2.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_scatter_paths_agree(dtype):
+    from engine.fields.hashgrid import scatter_table_grad
+
+    torch.manual_seed(0)
+    idx = torch.randint(0, 50, (300, 8), dtype=dtype)
+    w, g = torch.rand(300, 8), torch.randn(300, 3)
+    a = scatter_table_grad(50, idx, w, g, use_index_add=True)      # the CUDA path, run on CPU
+    b = scatter_table_grad(50, idx, w, g, use_index_add=False)
+    ref = torch.zeros(50, 3)
+    for m in range(300):
+        for c in range(8):
+            ref[idx[m, c]] += w[m, c] * g[m]
+    torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b, ref, atol=1e-5, rtol=1e-5)

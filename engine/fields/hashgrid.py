@@ -171,11 +171,38 @@ def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tens
     return idx, w.reshape(n, n_levels, 1 << d)
 
 
+def scatter_table_grad(n_entries: int, idx: Tensor, w: Tensor, grad_out: Tensor,
+                       use_index_add: bool | None = None) -> Tensor:
+    """Gradient of sum_c w[m, c] * table[idx[m, c]] w.r.t. the (n_entries, F) table.
+
+    Args:
+        n_entries: table rows.
+        idx: (M, C) integer entry indices.
+        w: (M, C) weights.
+        grad_out: (M, F) upstream gradient.
+        use_index_add: index_add_ (atomics; the CUDA choice) or per-feature bincount (deterministic,
+            faster on CPU); None picks by device.
+
+    Returns:
+        (n_entries, F) gradient in grad_out's dtype.
+    """
+    n_feat = grad_out.shape[1]
+    flat_idx = idx.reshape(-1)
+    if use_index_add is None:
+        use_index_add = grad_out.is_cuda
+    if use_index_add:
+        src = (w[..., None] * grad_out[:, None, :]).reshape(-1, n_feat)          # (M*C, F)
+        out = torch.zeros((n_entries, n_feat), dtype=grad_out.dtype, device=grad_out.device)
+        return out.index_add_(0, flat_idx, src)
+    cols = [torch.bincount(flat_idx, weights=(w * grad_out[:, f:f + 1]).reshape(-1), minlength=n_entries)
+            for f in range(n_feat)]                                            # contiguous (M*C,) weights
+    return torch.stack(cols, 1).to(grad_out.dtype)
+
+
 class _WeightedGather(torch.autograd.Function):
     """out[m] = sum_c w[m, c] * table[idx[m, c]]: embedding_bag forward, scatter-add backward.
 
-    Avoids keeping the (M, C, F) gathered features for autograd; backward uses bincount on CPU
-    (deterministic, multi-threaded) and index_add_ on CUDA. Not twice differentiable.
+    Avoids keeping the (M, C, F) gathered features for autograd. Not twice differentiable.
     """
 
     @staticmethod
@@ -188,16 +215,7 @@ class _WeightedGather(torch.autograd.Function):
         table, idx, w = ctx.saved_tensors
         grad_table = grad_w = None
         if ctx.needs_input_grad[0]:
-            n_feat = table.shape[1]
-            flat_idx = idx.reshape(-1)
-            if table.is_cuda:
-                src = w[..., None] * grad_out[:, None, :]           # (M, C, F)
-                grad_table = torch.zeros_like(table).index_add_(0, flat_idx, src.reshape(-1, n_feat))
-            else:   # one contiguous (M*C,) weight vector per feature
-                cols = [torch.bincount(flat_idx, weights=(w * grad_out[:, f:f + 1]).reshape(-1),
-                                       minlength=table.shape[0]) for f in range(n_feat)]
-                grad_table = torch.stack(cols, 1)
-                grad_table = grad_table.to(table.dtype)
+            grad_table = scatter_table_grad(table.shape[0], idx, w, grad_out).to(table.dtype)
         if ctx.needs_input_grad[2]:
             grad_w = (table[idx] * grad_out[:, None, :]).sum(-1)
         return grad_table, None, grad_w
