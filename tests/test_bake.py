@@ -151,3 +151,18 @@ def test_bake_needs_uvs():
     mesh = Mesh(np.eye(3, dtype=np.float32), np.array([[0, 1, 2]]))
     with pytest.raises(ValueError, match="ensure_uvs"):
         bake(analytic, mesh, 16)
+
+
+def test_png_helpers_round_trip(tmp_path):
+    from PIL import Image
+
+    from engine.mesh import load_texture_image, save_png
+
+    img = np.zeros((8, 4, 3), np.float32)
+    img[0] = [1.0, 0.0, 0.0]                      # top row red
+    img[1:, :, 2] = np.linspace(0, 1, 4)
+    p = save_png(tmp_path / "t.png", img)
+    assert Image.open(p).getpixel((0, 0)) == (255, 0, 0)   # PIL (x, y): top-left is red
+    back = load_texture_image(p)
+    assert back.shape == (8, 4, 3) and back.dtype == np.float32
+    np.testing.assert_allclose(back, img, atol=0.5 / 255 + 1e-6)
