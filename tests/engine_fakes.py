@@ -35,6 +35,7 @@ class SleepyParams:
     seed: int = 0
     fail: str = ""
     size: int = 16
+    batch_size: int = 1          # only named in the out-of-memory advice
 
     @classmethod
     def from_dict(cls, data):

@@ -1,0 +1,92 @@
+"""Server start-up rules and CurveZMQ, with an in-process server (a thread) running the fake `sleepy` task."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import zmq
+import zmq.auth
+
+from csd_blender.client import EngineClient
+from csd_blender.protocol.errors import ErrorCode, ProtocolError
+from engine.server import EngineServer, ServerConfig, is_loopback
+
+import engine_fakes
+
+TOKEN = "security-test-token-0123456789"
+
+
+@pytest.mark.parametrize("endpoint, local", [
+    ("tcp://127.0.0.1:0", True), ("tcp://localhost:5555", True), ("tcp://[::1]:5555", True),
+    ("ipc:///tmp/x", True), ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://10.1.2.3:5", False),
+])
+def test_loopback_detection(endpoint, local):
+    assert is_loopback(endpoint) is local
+
+
+def test_non_loopback_bind_needs_curve_keys():
+    with pytest.raises(ValueError, match="CurveZMQ"):
+        EngineServer(ServerConfig(bind="tcp://0.0.0.0:0", token=TOKEN))
+
+
+def test_short_token_is_refused():
+    with pytest.raises(ValueError, match="token"):
+        EngineServer(ServerConfig(token="short"))
+
+
+@pytest.fixture
+def curve_server(tmp_path):
+    engine_fakes.register()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    server_public_file, _ = zmq.auth.create_certificates(str(keys), "server")
+    server_public, _ = zmq.auth.load_certificate(server_public_file)
+    endpoint_file = tmp_path / "endpoint.json"
+    server = EngineServer(ServerConfig(bind="tcp://127.0.0.1:0", token=TOKEN, curve_dir=str(keys),
+                                       endpoint_file=str(endpoint_file)))
+    server.bind()
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(server.serve_forever()), daemon=True)
+    thread.start()
+    yield server, server_public, endpoint_file
+    server.request_stop()
+    thread.join(10)
+    assert codes == [0]
+
+
+def test_curve_server_answers_only_encrypted_clients(curve_server):
+    server, server_public, endpoint_file = curve_server
+    info = json.loads(endpoint_file.read_text())
+    assert info["endpoint"] == server.endpoint and info["protocol_version"] == "1.0"
+    with EngineClient(server.endpoint, TOKEN, server_public_key=server_public) as client:
+        assert "sleepy" in client.connect(timeout_s=10).tasks
+        result = client.wait(client.submit("sleepy", {"steps": 2, "step_s": 0.01, "seed": 3}), timeout_s=10)
+        np.testing.assert_array_equal(result.arrays["texture"],
+                                      np.random.default_rng(3).random((16, 16, 3), dtype=np.float32))
+    with EngineClient(server.endpoint, TOKEN) as plain:                  # no key: the handshake never completes
+        with pytest.raises(ProtocolError) as info:
+            plain.connect(timeout_s=1.0)
+        assert info.value.code == ErrorCode.ENGINE_DIED
+    with EngineClient(server.endpoint, "wrong-token-0123456789", server_public_key=server_public) as intruder:
+        with pytest.raises(ProtocolError) as info:
+            intruder.connect(timeout_s=10)
+        assert info.value.code == ErrorCode.UNAUTHORIZED
+
+
+def test_worker_failures_become_error_replies_and_the_server_keeps_serving(curve_server):
+    server, server_public, _ = curve_server
+    with EngineClient(server.endpoint, TOKEN, server_public_key=server_public) as client:
+        client.connect(timeout_s=10)
+        expected = {"engine_error": ErrorCode.MODEL_MISSING, "oom": ErrorCode.OUT_OF_MEMORY,
+                    "crash": ErrorCode.INTERNAL}
+        for fail, code in expected.items():
+            with pytest.raises(ProtocolError) as info:
+                client.wait(client.submit("sleepy", {"steps": 2, "step_s": 0.01, "fail": fail}), timeout_s=10)
+            assert info.value.code == code, fail
+            if fail == "crash":
+                assert "ZeroDivisionError: fake crash" in info.value.traceback
+            if fail == "oom":
+                assert "lower" in info.value.message
+        assert client.wait(client.submit("sleepy", {"steps": 1, "step_s": 0.01}), timeout_s=10).arrays
