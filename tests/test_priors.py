@@ -205,6 +205,10 @@ def test_toy_prior_rejects_unknown_words(models):
     for word in TINY_WORDS:
         assert word in err.value.message
     assert prior.encode_prompts(["A RED sphere"]).shape == (1, 8, 32)      # the tokenizer lower-cases
+    with pytest.raises(EngineError) as err:
+        PromptEmbeddings.from_prompts(prior, "a red sphere", negative_prompt="blurry")
+    assert err.value.code == ErrorCode.BAD_PROMPT and err.value.field == "negative_prompt"
+    assert "'blurry'" in err.value.message
 
 
 def test_embeddings_cached_in_memory_and_on_disk(models, tmp_path):
@@ -293,3 +297,18 @@ def test_guidance_end_to_end_on_toy_style_prior(models):
         opt.step()
         assert out.unet_batch == 4 and out.delta.norm().item() == pytest.approx(1.0, abs=1e-4)
     assert (rgb.detach() - 0.5).abs().max() > 0.05
+
+
+def test_sdpa_processors_and_reduced_precision_weights(models):
+    for key in ("sd", "if"):
+        prior = _load(models, key)
+        names = {type(p).__name__ for p in prior.unet.attn_processors.values()}
+        assert names and all(n.endswith("2_0") for n in names), names     # torch-2 SDPA everywhere
+    full = _load(models, "toy")
+    half = _load(models, "toy", dtype="bfloat16")                         # CPU stand-in for CUDA fp16
+    assert next(half.unet.parameters()).dtype == torch.bfloat16
+    emb = full.encode_prompts(["a red sphere"])
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([300])
+    out = half.predict_noise(x, t, emb)
+    assert out.dtype == torch.float32                                    # inputs cast in, outputs back to fp32
+    torch.testing.assert_close(out, full.predict_noise(x, t, emb), atol=0.1, rtol=0.1)

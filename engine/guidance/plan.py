@@ -45,7 +45,15 @@ class PromptEmbeddings:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         cond = prior.encode_prompts(prompts)
         null = prior.encode_prompts([""])
-        neg = prior.encode_prompts([negative_prompt]) if negative_prompt.strip() else None
+        neg = None
+        if negative_prompt.strip():
+            try:
+                neg = prior.encode_prompts([negative_prompt])
+            except EngineError as exc:
+                if exc.code != ErrorCode.BAD_PROMPT:
+                    raise
+                raise EngineError(ErrorCode.BAD_PROMPT, f"negative_prompt: {exc.message}",
+                                  field="negative_prompt") from exc
         return cls(cond=cond, null=null, neg=neg)
 
     def neg_is_null(self) -> bool:
