@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the Blender extension zip: manifest + the csd_blender package at the zip root, pyzmq wheels under wheels/.
+"""Build the Blender extension zip: manifest + csd_blender package at the zip root, pyzmq wheels in wheels/.
 
 Usage:
     python build.py                         # all platforms -> dist/csd_blender-<version>.zip
@@ -116,7 +116,8 @@ def manifest_problems(data: dict) -> list[str]:
     if data.get("schema_version") not in (None, "1.0.0"):
         problems.append(f"schema_version: must be \"1.0.0\", got {data['schema_version']!r}")
     ext_id = data.get("id")
-    if ext_id is not None and not (isinstance(ext_id, str) and ext_id.isidentifier() and not ext_id.startswith("_")):
+    if ext_id is not None and not (isinstance(ext_id, str) and ext_id.isidentifier()
+                                   and not ext_id.startswith("_")):
         problems.append(f"id: must be a Python identifier, got {ext_id!r}")
     version = data.get("version")
     if version is not None and not (isinstance(version, str) and SEMVER.match(version)):
@@ -144,7 +145,8 @@ def manifest_problems(data: dict) -> list[str]:
         else:
             for lic in licenses:
                 if not (isinstance(lic, str) and lic.startswith("SPDX:") and len(lic) > 5):
-                    problems.append(f"license: entries must be SPDX identifiers like \"SPDX:GPL-3.0-or-later\", "
+                    problems.append("license: entries must be SPDX identifiers like "
+                                    f"\"SPDX:GPL-3.0-or-later\", "
                                     f"got {lic!r}")
     for plat in data.get("platforms", []) or []:
         if plat not in KNOWN_PLATFORMS:
@@ -152,14 +154,16 @@ def manifest_problems(data: dict) -> list[str]:
     for wheel in data.get("wheels", []) or []:
         if not (isinstance(wheel, str) and wheel.startswith("./wheels/") and wheel.endswith(".whl")
                 and "\\" not in wheel):
-            problems.append(f"wheels: entries must be \"./wheels/<file>.whl\" with forward slashes, got {wheel!r}")
+            problems.append(f"wheels: entries must be \"./wheels/<file>.whl\" with forward slashes, "
+                            f"got {wheel!r}")
     permissions = data.get("permissions", {})
     if not isinstance(permissions, dict):
         problems.append("permissions: must be a table of permission = \"reason\"")
     else:
         for perm, reason in permissions.items():
             if perm not in KNOWN_PERMISSIONS:
-                problems.append(f"permissions.{perm}: unknown permission (known: {', '.join(KNOWN_PERMISSIONS)})")
+                problems.append(f"permissions.{perm}: unknown permission "
+                                f"(known: {', '.join(KNOWN_PERMISSIONS)})")
             problem = _short_sentence_problem(reason, f"permissions.{perm}")
             if problem:
                 problems.append(problem)
@@ -395,7 +399,8 @@ def build(platforms: list[str] | None = None, out_dir: Path = DEFAULT_OUT, cache
         tmp.unlink()
         raise BuildError("the zip would ship files it must not: " + ", ".join(problems))
     tmp.replace(out)
-    log.info("wrote %s (%d files, %d wheels, %.1f MB)", out, len(names), len(wheels), out.stat().st_size / 1e6)
+    log.info("wrote %s (%d files, %d wheels, %.1f MB)", out, len(names), len(wheels),
+             out.stat().st_size / 1e6)
     return out
 
 
@@ -404,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--platform", action="append", choices=sorted(PLATFORM_TAGS),
                         help="build for this platform only (repeatable); default: one zip for all")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default dist/)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="wheel cache (default .wheels-cache/)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="wheel cache (default .wheels-cache/)")
     parser.add_argument("--check", action="store_true", help="validate the manifest and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

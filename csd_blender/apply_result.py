@@ -1,4 +1,4 @@
-"""Put a finished texture job into the scene non-destructively: new image, new material, new slot, maybe a UV map.
+"""Put a finished texture job into the scene non-destructively: new image, material, slot, maybe a UV map.
 
 Nothing is created before the result is complete; if applying fails half-way, what was created is removed
 again, so a failed job leaves the file as it was. The previous material stays in its slot and in the file.
@@ -115,8 +115,8 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
     if unwrapped and uvs is None:
         raise ValueError("the engine unwrapped the mesh but returned no uvs")
     if unwrapped and not mesh_info.maps_to_original:
-        raise ValueError(f"{obj.name!r}: its modifiers change the topology, so the engine's UV unwrap cannot be "
-                         "written back; add a UV map or apply the modifiers")
+        raise ValueError(f"{obj.name!r}: its modifiers change the topology, so the engine's UV unwrap cannot "
+                         "be written back; add a UV map or apply the modifiers")
     resolved_json = json.dumps(meta.get("params", {}), sort_keys=True)
     mesh = obj.data
     created_image = material = layer = None

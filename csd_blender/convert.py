@@ -134,9 +134,11 @@ def camera_arrays(cameras: list, scene) -> tuple[np.ndarray, np.ndarray]:
         if cam.type != "PERSP":
             raise ValueError(f"camera {obj.name!r}: only perspective cameras are supported, got {cam.type}")
         intr.append(pixel_intrinsics(cam.lens, cam.sensor_width, cam.sensor_height, cam.sensor_fit,
-                                     cam.shift_x, cam.shift_y, width, height, r.pixel_aspect_x, r.pixel_aspect_y))
+                                     cam.shift_x, cam.shift_y, width, height,
+                                     r.pixel_aspect_x, r.pixel_aspect_y))
         c2w.append(remove_scale(np.array(obj.matrix_world)))
-    return np.asarray(c2w, dtype=np.float32).reshape(-1, 4, 4), np.asarray(intr, dtype=np.float32).reshape(-1, 6)
+    return (np.asarray(c2w, dtype=np.float32).reshape(-1, 4, 4),
+            np.asarray(intr, dtype=np.float32).reshape(-1, 6))
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -364,7 +366,8 @@ def mesh_arrays(obj, depsgraph) -> MeshArrays:
         log.info("%r: not sending %d degenerate triangles", obj.name, int((~keep).sum()))
         faces, tri_loops = faces[keep], tri_loops[keep]
         uvs = None if uvs is None else uvs[keep]
-    return MeshArrays(vertices, np.ascontiguousarray(faces), uvs, uv_name, tri_loops, maps, int((~keep).sum()))
+    return MeshArrays(vertices, np.ascontiguousarray(faces), uvs, uv_name, tri_loops, maps,
+                      int((~keep).sum()))
 
 
 def write_uv_layer(mesh, name: str, uvs: np.ndarray, tri_loops: np.ndarray):

@@ -1,4 +1,4 @@
-"""The add-on's engine connection: one process/client pair, its state for the UI, and the running job (no bpy).
+"""The add-on's engine connection: one process/client pair, its state for the UI and the running job (no bpy).
 
 Blender keeps one `EngineSession` per process (`SESSION`). Operators start and stop it, the modal texture
 operator stores its `JobState` on it so panels can draw progress, and everything here is plain Python so it
@@ -173,7 +173,8 @@ class EngineSession:
         lines = [f"Engine {h.engine_version} ({'local' if self.mode == 'LOCAL' else 'remote'})",
                  f"Device: {h.device_name or h.device}"]
         if h.memory_total_bytes:
-            lines.append(f"Memory: {format_bytes(h.memory_free_bytes)} free of {format_bytes(h.memory_total_bytes)}")
+            lines.append(f"Memory: {format_bytes(h.memory_free_bytes)} free of "
+                         f"{format_bytes(h.memory_total_bytes)}")
         if self.memory_allocated is not None:
             lines.append(f"Allocated after release: {format_bytes(self.memory_allocated)}")
         return lines
@@ -240,7 +241,7 @@ class EngineSession:
         return endpoint, token, None
 
     def stop(self) -> None:
-        """Shut the engine down (LOCAL: shutdown message, then signals) or disconnect (REMOTE); safe in any state."""
+        """Shut the engine down (LOCAL: message, then signals) or disconnect (REMOTE); safe in any state."""
         self._discard()
         self.state = STOPPED
         self.job = None
@@ -326,7 +327,8 @@ class CheckResult:
     def lines(self) -> list[str]:
         """Text for the preferences panel."""
         if not self.ok:
-            return [f"Error: {line}" if i == 0 else line for i, line in enumerate(self.error.splitlines()[-6:])]
+            tail = self.error.splitlines()[-6:]
+            return [f"Error: {line}" if i == 0 else line for i, line in enumerate(tail)]
         i = self.info
         return [f"Python {i.get('python')}, torch {i.get('torch')}, engine {i.get('engine')}",
                 f"Device: {i.get('device')}"]

@@ -84,18 +84,20 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
         settings = context.scene.csd
         obj = context.active_object
         try:
-            params = job_params.texture_params(settings, default_model=preferences.get_preferences().default_model)
+            default_model = preferences.get_preferences().default_model
+            params = job_params.texture_params(settings, default_model=default_model)
             mesh_info = convert.mesh_arrays(obj, context.evaluated_depsgraph_get())
             if mesh_info.faces.shape[0] == 0:
                 raise ValueError(f"{obj.name!r} has no faces")
             if mesh_info.uvs is None and not mesh_info.maps_to_original:
-                raise ValueError(f"{obj.name!r} has no UV map and modifiers that change its topology; add a UV "
-                                 "map or apply the modifiers so the engine's unwrap can be written back")
+                raise ValueError(f"{obj.name!r} has no UV map and modifiers that change its topology; add "
+                                 "a UV map or apply the modifiers so the engine's unwrap can be written back")
             arrays = {"vertices": mesh_info.vertices, "faces": mesh_info.faces}
             if mesh_info.uvs is not None:
                 arrays["uvs"] = mesh_info.uvs
             if settings.camera_mode == "COLLECTION":
-                arrays["c2w"], arrays["intrinsics"] = convert.camera_arrays(rig_cameras(settings), context.scene)
+                cameras = rig_cameras(settings)
+                arrays["c2w"], arrays["intrinsics"] = convert.camera_arrays(cameras, context.scene)
             job_id = SESSION.client.submit("texture", params, arrays)
         except (ProtocolError, ValueError) as exc:
             self.report({"ERROR"}, str(exc.message if isinstance(exc, ProtocolError) else exc))
@@ -150,7 +152,8 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
         job = SESSION.job
         try:
             if job is None:                       # the engine was stopped from the panel
-                return self._end(context, {"CANCELLED"}, "WARNING", "Texture job stopped: the engine was stopped")
+                return self._end(context, {"CANCELLED"}, "WARNING",
+                                 "Texture job stopped: the engine was stopped")
             client = SESSION.client
             if client is None or not client.alive:
                 SESSION.mark_dead(SESSION.last_error or "the engine connection was closed")
@@ -178,8 +181,8 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
         if isinstance(event, EngineDied):
             SESSION.mark_dead(event.reason)
             return self._end(context, {"CANCELLED"}, "ERROR",
-                             f"Texture job failed: the engine died ({event.reason}); restart it from the Engine "
-                             "panel")
+                             f"Texture job failed: the engine died ({event.reason}); restart it from the "
+                             "Engine panel")
         if getattr(event, "job_id", None) != job.job_id:
             log.debug("ignoring %s of another job", type(event).__name__)
             return None
@@ -202,7 +205,8 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
         elif isinstance(event, ErrorReply):
             if event.code == ErrorCode.CANCELLED.value:
                 return self._end(context, {"CANCELLED"}, "WARNING", "Texture job cancelled")
-            hint = " (lower the texture size or quality)" if event.code == ErrorCode.OUT_OF_MEMORY.value else ""
+            oom = event.code == ErrorCode.OUT_OF_MEMORY.value
+            hint = " (lower the texture size or quality)" if oom else ""
             if event.traceback:
                 log.error("engine traceback for job %s:\n%s", job.job_id, event.traceback)
             return self._end(context, {"CANCELLED"}, "ERROR",
@@ -345,7 +349,8 @@ class CSD_OT_add_camera_rig(bpy.types.Operator):
         distance = max(settings.rig_distance * radius, radius / math.sin(half_fov) * 1.05)
         coll = bpy.data.collections.new(RIG_COLLECTION)
         context.scene.collection.children.link(coll)
-        for i, pos in enumerate(orbit_positions(centre, distance, settings.rig_elevation, settings.rig_cameras)):
+        positions = orbit_positions(centre, distance, settings.rig_elevation, settings.rig_cameras)
+        for i, pos in enumerate(positions):
             cam = bpy.data.cameras.new(f"CSD Camera {i + 1:02d}")
             cam.lens = settings.rig_lens
             cam.sensor_width = sensor
@@ -359,7 +364,8 @@ class CSD_OT_add_camera_rig(bpy.types.Operator):
             coll.objects.link(obj)
         settings.camera_collection = coll
         settings.camera_mode = "COLLECTION"
-        self.report({"INFO"}, f"Added {settings.rig_cameras} cameras at distance {distance:.2f} in {coll.name!r}")
+        self.report({"INFO"},
+                    f"Added {settings.rig_cameras} cameras at distance {distance:.2f} in {coll.name!r}")
         return {"FINISHED"}
 
 

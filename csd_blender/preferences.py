@@ -35,7 +35,8 @@ class CSDPreferences(bpy.types.AddonPreferences):
     endpoint: StringProperty(name="Endpoint", default="tcp://127.0.0.1:5555",
                              description="Address of the running engine")
     key_folder: StringProperty(name="Key Folder", subtype="DIR_PATH", default="",
-                               description="Folder with the remote engine's CurveZMQ public key (server.key); "
+                               description="Folder with the remote engine's CurveZMQ public key "
+                                           "(server.key); "
                                            "empty for an unencrypted engine on this machine")
     token: StringProperty(name="Token", subtype="PASSWORD", default="",
                           description="Access token the remote engine printed when it started")

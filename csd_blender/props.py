@@ -42,14 +42,16 @@ class CSDSettings(bpy.types.PropertyGroup):
                           description="Preset for steps, batch size and texture size")
     steps: IntProperty(name="Steps", default=0, min=0, soft_max=5000,
                        description="Optimisation steps; 0 uses the quality preset")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed; the same seed gives the same texture")
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Random seed; the same seed gives the same texture")
     use_random_seed: BoolProperty(name="Random Seed", default=False,
                                   description="Pick a new seed for every job (it is stored on the result)")
     texture_size: IntProperty(name="Texture Size", default=0, min=0, max=TEXTURE_SIZE_RANGE[1],
                               description=f"Texture width and height in pixels ({TEXTURE_SIZE_RANGE[0]} to "
                                           f"{TEXTURE_SIZE_RANGE[1]}); 0 uses the quality preset")
     controlnet: EnumProperty(name="ControlNet", items=CONTROLNET_ITEMS, default="NONE",
-                             description="Extra conditioning from the mesh (needs a model with that ControlNet)")
+                             description="Extra conditioning from the mesh (needs a model with that "
+                                         "ControlNet)")
     controlnet_scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=4.0,
                                     description="Weight of the ControlNet conditioning")
     progress_every: IntProperty(name="Preview Every", default=10, min=1, soft_max=100,
@@ -57,7 +59,8 @@ class CSDSettings(bpy.types.PropertyGroup):
                                             "costs the engine a small render)")
     camera_mode: EnumProperty(name="Cameras", items=CAMERA_MODE_ITEMS, default="AUTO",
                               description="Where the views used for optimisation come from")
-    camera_collection: PointerProperty(name="Camera Rig", type=bpy.types.Collection, poll=_collection_has_camera,
+    camera_collection: PointerProperty(name="Camera Rig", type=bpy.types.Collection,
+                                       poll=_collection_has_camera,
                                        description="Collection whose cameras view the object")
     rig_cameras: IntProperty(name="Cameras", default=8, min=1, max=64,
                              description="Number of cameras Add Camera Rig places on the orbit")

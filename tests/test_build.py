@@ -144,8 +144,8 @@ def test_blender_own_validator_accepts_the_zip(linux_zip):
     spec = importlib.util.find_spec("bpy")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("bpy not installed")
-    tool = next(Path(spec.submodule_search_locations[0]).glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"),
-                None)
+    pattern = "*/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+    tool = next(Path(spec.submodule_search_locations[0]).glob(pattern), None)
     if tool is None:
         pytest.skip("Blender's blender_ext.py not found in the bpy package")
     proc = subprocess.run([sys.executable, str(tool), "validate", str(linux_zip)],

@@ -1,4 +1,4 @@
-"""csd_blender.convert pure maths (no bpy): camera intrinsics and projection, colour and row order, UV scatter."""
+"""csd_blender.convert pure maths (no bpy): intrinsics and projection, colour and row order, UV scatter."""
 from __future__ import annotations
 
 import math

@@ -40,7 +40,7 @@ def extension_zip() -> Path:
 
 
 def install():
-    """Install and enable the extension from its zip; return its top module (bl_ext.user_default.csd_blender)."""
+    """Install and enable the extension from its zip; return its module (bl_ext.user_default.csd_blender)."""
     if MODULE in sys.modules and MODULE in bpy.context.preferences.addons:
         return sys.modules[MODULE]
     result = bpy.ops.extensions.package_install_files(filepath=str(extension_zip()), repo=REPO,

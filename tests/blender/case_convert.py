@@ -1,4 +1,4 @@
-"""convert.py against Blender itself (headless bpy): camera exchange, image round trip, evaluated world mesh."""
+"""convert.py against Blender (headless bpy): camera exchange, image round trip, evaluated world mesh."""
 from __future__ import annotations
 
 import bpy_env  # noqa: F401  (must come before bpy)
@@ -28,7 +28,10 @@ CAMERAS = [
 ]
 
 
-@pytest.mark.parametrize("case", CAMERAS, ids=[f"{c[0]}-{c[3]}x{c[4]}@{c[5]}-pa{c[6]}:{c[7]}" for c in CAMERAS])
+IDS = [f"{c[0]}-{c[3]}x{c[4]}@{c[5]}-pa{c[6]}:{c[7]}" for c in CAMERAS]
+
+
+@pytest.mark.parametrize("case", CAMERAS, ids=IDS)
 def test_projection_matches_world_to_camera_view(convert, case):
     fit, sx, sy, rx, ry, pct, pax, pay, lens, sw, sh = case
     bpy_env.reset_scene()

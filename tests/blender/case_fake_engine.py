@@ -1,4 +1,4 @@
-"""Add-on operators against a fake engine on a real socket (headless bpy): results, refusals, cancel, death."""
+"""Add-on operators on a fake engine over a real socket (headless bpy): results, refusals, cancel, death."""
 from __future__ import annotations
 
 import bpy_env  # noqa: F401  (must come before bpy)
@@ -51,7 +51,7 @@ def _configure(prompt="a red striped cube", steps=4, size=64, seed=7):
 
 
 def _when(condition, action, timeout=10.0) -> threading.Thread:
-    """Run `action` (no bpy!) from a helper thread once `condition` holds: the operator blocks the main thread."""
+    """Run `action` (no bpy!) from a helper thread once `condition` holds (the operator blocks this one)."""
     def run():
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -327,7 +327,8 @@ def modal(engine, session, monkeypatch):
         return op
 
     def send(op, event_type, value="NOTHING"):
-        return ops.CSD_OT_texture_from_text.modal(op, bpy.context, SimpleNamespace(type=event_type, value=value))
+        event = SimpleNamespace(type=event_type, value=value)
+        return ops.CSD_OT_texture_from_text.modal(op, bpy.context, event)
 
     def run(op, until=lambda: False, max_ticks=500):
         for _ in range(max_ticks):

@@ -1,4 +1,4 @@
-"""The built zip installs as an extension, registers cleanly and unregisters without leftovers (headless bpy)."""
+"""The built zip installs as an extension, registers, and unregisters without leftovers (headless bpy)."""
 from __future__ import annotations
 
 import bpy_env  # noqa: F401  (must come before bpy)

@@ -56,7 +56,8 @@ def model(session):
 
 def _configure(prompt="a blue striped sphere", steps=4, size=64, seed=3, model=""):
     s = bpy.context.scene.csd
-    s.prompt, s.steps, s.texture_size, s.seed, s.use_random_seed, s.model = prompt, steps, size, seed, False, model
+    s.prompt, s.steps, s.texture_size, s.seed, s.model = prompt, steps, size, seed, model
+    s.use_random_seed = False
     s.progress_every = 1                     # a progress event (and preview) after every step
     s.quality, s.camera_mode, s.controlnet = "fast", "AUTO", "NONE"
     return s
@@ -68,7 +69,7 @@ def _texture_of(obj):
 
 
 def _when(condition, action, timeout=120.0) -> threading.Thread:
-    """Run `action` (no bpy) from a helper thread once `condition` holds: the operator blocks the main thread."""
+    """Run `action` (no bpy) from a helper thread once `condition` holds (the operator blocks this one)."""
     def run():
         end = time.monotonic() + timeout
         while time.monotonic() < end:

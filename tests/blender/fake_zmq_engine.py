@@ -1,4 +1,4 @@
-"""A fake engine for add-on tests: a real ZeroMQ ROUTER in a thread speaking the wire protocol (no torch, no bpy).
+"""A fake engine for add-on tests: a real ZeroMQ ROUTER in a thread speaking the protocol (no torch, no bpy).
 
 It answers hello/ping/status/release/cancel/shutdown and runs "texture" jobs as timed steps that emit
 progress (with PNG previews) and a seed-dependent texture plus per-corner UVs. `die()` makes it go silent
@@ -20,9 +20,9 @@ from csd_blender.protocol import codec
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from csd_blender.protocol.jobs import TextureParams
 from csd_blender.protocol.limits import REQUEST_LIMITS
-from csd_blender.protocol.messages import (PROTOCOL_VERSION_STR, Accepted, Cancel, Cancelled, ErrorReply, Hello,
-                                           HelloReply, Ping, Pong, Progress, Release, Released, Result, Shutdown,
-                                           Status, StatusReply, Submit)
+from csd_blender.protocol.messages import (PROTOCOL_VERSION_STR, Accepted, Cancel, Cancelled, ErrorReply,
+                                           Hello, HelloReply, Ping, Pong, Progress, Release, Released, Result,
+                                           Shutdown, Status, StatusReply, Submit)
 
 
 def png_rgb(image: np.ndarray) -> bytes:
@@ -170,7 +170,8 @@ class FakeEngine:
             return
         self.submitted.append((params, arrays))
         total = params.steps or 3
-        self._job = FakeJob(header.msg_id, identity, params, arrays, total, next_at=time.monotonic() + self.step_s)
+        self._job = FakeJob(header.msg_id, identity, params, arrays, total,
+                            next_at=time.monotonic() + self.step_s)
         self._send(identity, Accepted(header.msg_id, 0), header.msg_id)
 
     def _advance(self) -> None:
@@ -181,8 +182,8 @@ class FakeEngine:
         job.next_at = time.monotonic() + self.step_s
         if self.fail_code:
             self._job = None
-            self._send(job.identity, ErrorReply(job.job_id, self.fail_code, f"fake failure ({self.fail_code})"),
-                       job.job_id)
+            error = ErrorReply(job.job_id, self.fail_code, f"fake failure ({self.fail_code})")
+            self._send(job.identity, error, job.job_id)
             return
         size = job.params.texture_size or 64
         preview = (fake_texture(job.params, 16) * 255 * job.step / job.total).astype(np.uint8)

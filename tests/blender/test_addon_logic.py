@@ -16,8 +16,9 @@ from fake_zmq_engine import FakeEngine
 
 
 def _settings(**over):
-    base = dict(prompt="  a blue striped sphere ", negative_prompt="", model="", quality="fast", steps=0, seed=5,
-                use_random_seed=False, texture_size=0, controlnet="NONE", controlnet_scale=1.0, progress_every=10)
+    base = dict(prompt="  a blue striped sphere ", negative_prompt="", model="", quality="fast", steps=0,
+                seed=5, use_random_seed=False, texture_size=0, controlnet="NONE", controlnet_scale=1.0,
+                progress_every=10)
     base.update(over)
     return SimpleNamespace(**base)
 
@@ -26,8 +27,8 @@ def test_texture_params_from_settings():
     p = job_params.texture_params(_settings(), default_model="toy")
     assert p == TextureParams(prompt="a blue striped sphere", quality="fast", seed=5, model="toy")
     assert p.steps is None and p.texture_size is None and p.controlnets == []
-    p = job_params.texture_params(_settings(steps=4, texture_size=64, controlnet="depth", controlnet_scale=0.5,
-                                            model=" sd15 "), default_model="toy")
+    settings = _settings(steps=4, texture_size=64, controlnet="depth", controlnet_scale=0.5, model=" sd15 ")
+    p = job_params.texture_params(settings, default_model="toy")
     assert (p.steps, p.texture_size, p.controlnets, p.controlnet_scales, p.model) == (4, 64, ["depth"], [0.5],
                                                                                      "sd15")
 
@@ -114,9 +115,9 @@ def test_python_check_shows_the_exact_error(tmp_path):
 def test_parse_check_output():
     ok = engine_session.parse_check_output(0, 'noise\nCSD_CHECK {"python": "3.11.7", "torch": "2.13"}\n', "")
     assert ok.ok and ok.info["torch"] == "2.13"
-    bad = engine_session.parse_check_output(1, "", "Traceback (most recent call last):\n  File x\n"
-                                                    "ImportError: libcudart.so.12: cannot open shared object\n")
-    assert not bad.ok and bad.error.splitlines()[-1] == "ImportError: libcudart.so.12: cannot open shared object"
+    last = "ImportError: libcudart.so.12: cannot open shared object"
+    bad = engine_session.parse_check_output(1, "", f"Traceback (most recent call last):\n  File x\n{last}\n")
+    assert not bad.ok and bad.error.splitlines()[-1] == last
 
 
 def test_job_state_text():
