@@ -1,12 +1,22 @@
 """Guidance identities (CSD Eq. 10/11, SDS), official schedules, weighting, loss gradient and the branch plan."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from engine.errors import RequestError
-from engine.guidance import (CSDConfig, CSDGuidance, PromptEmbeddings, SDSConfig, SDSGuidance, Schedule,
-                             build_guidance, get_preset, preset_names)
+from engine.guidance import (
+    CSDConfig,
+    CSDGuidance,
+    PromptEmbeddings,
+    Schedule,
+    SDSConfig,
+    SDSGuidance,
+    build_guidance,
+    get_preset,
+    preset_names,
+)
 from engine.registry import GUIDANCE
 
 C, H, W = 3, 4, 4
@@ -88,7 +98,7 @@ def test_csd_edit_preset_is_target_minus_edit(setup):
 def test_sds_reduces_to_cond_minus_noise_at_scale_one(setup):
     prior, prompts, x, (ey, eneg, e0) = setup
     prompts = PromptEmbeddings(cond=prompts.cond, null=prompts.null)
-    g = SDSGuidance(SDSConfig(guidance_scale=1.0, weighting="uniform"))   # diffusers 1 = threestudio 0
+    g = SDSGuidance(SDSConfig(guidance_scale=1.0, weighting="uniform"))  # diffusers 1 = threestudio 0
     out = g(prior, x, prompts, step=0, generator=torch.Generator().manual_seed(0))
     noise = prior.noise_of(x)
     torch.testing.assert_close(out.delta, ey - noise, rtol=1e-4, atol=1e-4)
@@ -102,7 +112,9 @@ def test_sds_cfg_in_diffusers_and_threestudio_conventions(setup):
     out = SDSGuidance(SDSConfig(guidance_scale=s, weighting="uniform"))(prior, x, prompts, step=0)
     noise = prior.noise_of(x)
     torch.testing.assert_close(out.delta, e0 + s * (ey - e0) - noise, rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(out.delta, ey + (s - 1) * (ey - e0) - noise, rtol=1e-4, atol=1e-3)  # threestudio 100
+    torch.testing.assert_close(
+        out.delta, ey + (s - 1) * (ey - e0) - noise, rtol=1e-4, atol=1e-3
+    )  # threestudio 100
     assert out.branches == ("cond", "null") and out.unet_batch == 4
 
 
@@ -123,14 +135,17 @@ def test_loss_gradient_is_delta(setup, preset, b):
     out = build_guidance(preset)(prior, x, prompts, step=1234, generator=torch.Generator().manual_seed(3))
     out.loss.backward()
     torch.testing.assert_close(x.grad * b, out.delta)
-    torch.testing.assert_close(out.loss, 0.5 * (out.delta ** 2).sum() / b)
+    torch.testing.assert_close(out.loss, 0.5 * (out.delta**2).sum() / b)
     assert out.delta.abs().sum() > 0
 
 
 def test_weightings(setup):
     prior, prompts, x, (ey, eneg, e0) = setup
-    for name, fn in [("uniform", lambda a: torch.ones_like(a)), ("sds", lambda a: 1 - a),
-                     ("fantasia3d", lambda a: a.sqrt() * (1 - a))]:
+    for name, fn in [
+        ("uniform", lambda a: torch.ones_like(a)),
+        ("sds", lambda a: 1 - a),
+        ("fantasia3d", lambda a: a.sqrt() * (1 - a)),
+    ]:
         out = csd(omega1=1.0, omega2=0.0, weighting=name)(prior, x, prompts, step=0)
         w = fn(prior.alphas_cumprod[out.t]).view(-1, 1, 1, 1)
         torch.testing.assert_close(out.delta, w * (ey - e0))
@@ -139,7 +154,7 @@ def test_weightings(setup):
 def test_grad_postprocessing(setup):
     prior, prompts, x, (ey, eneg, e0) = setup
     out = csd(omega1=3.0, omega2=0.0, grad_mode="unit_l2")(prior, x, prompts, step=0)
-    assert out.delta.norm().item() == pytest.approx(1.0, abs=1e-5)                 # ONE global norm
+    assert out.delta.norm().item() == pytest.approx(1.0, abs=1e-5)  # ONE global norm
     torch.testing.assert_close(out.delta, 3 * (ey - e0) / (3 * (ey - e0)).norm())
     out = csd(omega1=3.0, omega2=0.0, grad_mode="clamp", grad_clip=0.1)(prior, x, prompts, step=0)
     assert out.delta.abs().max().item() == pytest.approx(0.1)
@@ -187,7 +202,7 @@ def test_scaled_presets():
     g = build_guidance("csd-if", total_steps=100)
     assert g.config.omega2 == [0, 0.0, 1.0, 50] and g.config.t_max == [50, 0.98, 0.5, 51]
     assert g.config.schedule("t_max")(50) == 0.98 and g.config.schedule("t_max")(51) == 0.5
-    g = build_guidance("csd-if", total_steps=10)          # the step change survives rounding
+    g = build_guidance("csd-if", total_steps=10)  # the step change survives rounding
     assert g.config.t_max == [5, 0.98, 0.5, 6]
     toy = build_guidance("csd-toy", total_steps=300)
     assert toy.config.omega2 == [0, 0.0, 1.0, 150] and toy.config.grad_mode == "unit_l2"
@@ -205,19 +220,21 @@ def test_timestep_sampling_range_and_determinism(setup):
     a = g(prior, x.clone().requires_grad_(), prompts, 10, generator=torch.Generator().manual_seed(5))
     b = g(prior, x.clone().requires_grad_(), prompts, 10, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a.t, b.t) and torch.equal(a.delta, b.delta)
-    assert len(set(a.t.tolist())) > 1                           # one t per batch element
+    assert len(set(a.t.tolist())) > 1  # one t per batch element
 
 
 def test_branch_plan_drops_zero_weight_branches(setup):
     prior, prompts, x, _ = setup
     b = x.shape[0]
     g = build_guidance("csd-if")
-    cases = [(0, prompts, ("cond", "null")),          # ω2 = 0: no negative branch
-             (2500, prompts, ("cond", "neg", "null")),
-             (5000, prompts, ("cond", "neg")),         # ω1 = ω2 = 1: null coefficient 0
-             (8000, prompts, ("cond", "neg")),
-             (2500, PromptEmbeddings(prompts.cond, prompts.null), ("cond", "null")),              # no neg prompt
-             (2500, PromptEmbeddings(prompts.cond, prompts.null, prompts.null.clone()), ("cond", "null"))]
+    cases = [
+        (0, prompts, ("cond", "null")),  # ω2 = 0: no negative branch
+        (2500, prompts, ("cond", "neg", "null")),
+        (5000, prompts, ("cond", "neg")),  # ω1 = ω2 = 1: null coefficient 0
+        (8000, prompts, ("cond", "neg")),
+        (2500, PromptEmbeddings(prompts.cond, prompts.null), ("cond", "null")),  # no neg prompt
+        (2500, PromptEmbeddings(prompts.cond, prompts.null, prompts.null.clone()), ("cond", "null")),
+    ]
     for step, p, expected in cases:
         prior.calls.clear()
         out = g(prior, x, p, step)
@@ -233,14 +250,14 @@ def test_control_images_and_per_sample_prompts_follow_branches(setup):
     prior, _, _, _ = setup
     b = 3
     x = torch.randn(b, C, H, W, requires_grad=True)
-    cond = eps(11, b)                                            # one prompt per batch element
+    cond = eps(11, b)  # one prompt per batch element
     prompts = PromptEmbeddings(cond=cond, null=eps(12), neg=eps(13))
     depth = torch.rand(b, 3, 8, 8)
     out = csd(omega1=1.0, omega2=0.5)(prior, x, prompts, 0, control={"depth": depth})
     ctrl = prior.calls[-1]["control"]["depth"]
     assert ctrl.shape == (3 * b, 3, 8, 8)
     for k in range(3):
-        torch.testing.assert_close(ctrl[k * b:(k + 1) * b], depth)
+        torch.testing.assert_close(ctrl[k * b : (k + 1) * b], depth)
     e0 = as_img(eps(12), b)
     torch.testing.assert_close(out.delta, cond.reshape(b, C, H, W) - e0 - 0.5 * (as_img(eps(13), b) - e0))
 
@@ -254,6 +271,6 @@ def test_build_guidance_errors_and_registry():
     with pytest.raises(RequestError, match="weighting"):
         build_guidance("csd-if", weighting="cosine")
     with pytest.raises(RequestError, match="t_min"):
-        build_guidance("csd-if", t_min=0.9)                    # above t_max = 0.5 after step 5000
+        build_guidance("csd-if", t_min=0.9)  # above t_max = 0.5 after step 5000
     assert isinstance(build_guidance(get_preset("sds-sd")), SDSGuidance)
     assert build_guidance("csd-sd-refine", omega2=0.3).config.omega2 == 0.3

@@ -1,14 +1,20 @@
 """Priors on tiny random models saved in diffusers layout and loaded by the real loader (CPU, no downloads)."""
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 import torch
 
 from engine.errors import EngineError, ErrorCode, ModelMissingError, RequestError
 from engine.guidance import CSDConfig, CSDGuidance, PromptEmbeddings, SDSConfig, SDSGuidance, build_guidance
-from engine.priors import available_priors, canny_edges, depth_to_control, load_prior, loaded_priors, release_priors
+from engine.priors import (
+    available_priors,
+    canny_edges,
+    depth_to_control,
+    load_prior,
+    loaded_priors,
+    release_priors,
+)
 from engine.priors import loader as loader_mod
 from engine.priors.tiny import TINY_WORDS, save_tiny_controlnet, save_tiny_if, save_tiny_sd, save_tiny_toy
 
@@ -27,7 +33,7 @@ def models(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("tiny_models")
     paths = {
         "sd": save_tiny_sd(root / "sd"),
-        "sd_v": save_tiny_sd(root / "sd_v", prediction_type="v_prediction"),   # same seed → same weights
+        "sd_v": save_tiny_sd(root / "sd_v", prediction_type="v_prediction"),  # same seed → same weights
         "if": save_tiny_if(root / "if"),
         "toy": save_tiny_toy(root / "toy"),
         "cache": root / "embedding_cache",
@@ -63,9 +69,9 @@ class CallCounter:
 
 # guidance configs giving 1, 2 and 3 UNet branches
 BRANCH_CASES = {
-    1: lambda: SDSGuidance(SDSConfig(guidance_scale=1.0, weighting="uniform")),       # ε(y) − ε: cond only
-    2: lambda: CSDGuidance(CSDConfig(omega1=1.0, omega2=0.0)),                        # cond, null
-    3: lambda: CSDGuidance(CSDConfig(omega1=1.0, omega2=0.5)),                        # cond, neg, null
+    1: lambda: SDSGuidance(SDSConfig(guidance_scale=1.0, weighting="uniform")),  # ε(y) − ε: cond only
+    2: lambda: CSDGuidance(CSDConfig(omega1=1.0, omega2=0.0)),  # cond, null
+    3: lambda: CSDGuidance(CSDConfig(omega1=1.0, omega2=0.5)),  # cond, neg, null
 }
 
 
@@ -79,22 +85,28 @@ def test_sd_one_unet_call_per_step(models, with_controlnets):
     try:
         for batch in (1, 4):
             rgb = torch.rand(batch, 3, 24, 24, generator=torch.Generator().manual_seed(batch))
-            x = prior.to_model_space(rgb, generator=torch.Generator().manual_seed(0)).detach().requires_grad_()
+            x = (
+                prior.to_model_space(rgb, generator=torch.Generator().manual_seed(0))
+                .detach()
+                .requires_grad_()
+            )
             control = {"depth": torch.rand(batch, 3, 32, 32), "normal": torch.rand(batch, 3, 32, 32)}
             for k, make in BRANCH_CASES.items():
                 g = make()
                 unet.batches.clear()
                 for c in nets:
                     c.batches.clear()
-                repeats = 2 if k == 3 else 1                                 # determinism on the largest plan
-                outs = [g(prior, x, prompts, step=3, control=control, generator=torch.Generator().manual_seed(7))
-                        for _ in range(repeats)]
+                repeats = 2 if k == 3 else 1  # determinism on the largest plan
+                outs = [
+                    g(prior, x, prompts, step=3, control=control, generator=torch.Generator().manual_seed(7))
+                    for _ in range(repeats)
+                ]
                 assert outs[0].delta.shape == (batch, 4, 8, 8) and torch.isfinite(outs[0].delta).all()
                 assert torch.equal(outs[0].delta, outs[-1].delta)
                 assert (outs[0].unet_calls, outs[0].unet_batch) == (1, k * batch)
-                assert unet.batches == [k * batch] * repeats                 # exactly one UNet call per step
+                assert unet.batches == [k * batch] * repeats  # exactly one UNet call per step
                 for c in nets:
-                    assert c.batches == [k * batch] * repeats                # each ControlNet once, same batch
+                    assert c.batches == [k * batch] * repeats  # each ControlNet once, same batch
     finally:
         unet.close()
         for c in nets:
@@ -118,7 +130,10 @@ def test_predict_noise_shapes_and_determinism(models):
 def test_controlnet_residuals_scales_and_canny_from_normal(models):
     plain = _load(models, "sd")
     with_cn = _load(models, "sd", controlnets=_sd_controlnets(models), controlnet_scales=[0.7, 1.3])
-    assert with_cn.controlnets == ("depth", "canny") and with_cn.controlnet_scales == {"depth": 0.7, "canny": 1.3}
+    assert with_cn.controlnets == ("depth", "canny") and with_cn.controlnet_scales == {
+        "depth": 0.7,
+        "canny": 1.3,
+    }
     emb = plain.encode_prompts(["a dog", "a cat"])
     x, t = torch.randn(2, 4, 8, 8), torch.tensor([100, 800])
     normal = torch.zeros(1, 3, 16, 16)
@@ -127,11 +142,11 @@ def test_controlnet_residuals_scales_and_canny_from_normal(models):
     e_plain = plain.predict_noise(x, t, emb)
     e_cn = with_cn.predict_noise(x, t, emb, control=ctrl)
     assert not torch.allclose(e_plain, e_cn)
-    ctrl2 = {"depth": ctrl["depth"], "canny": canny_edges(normal)}                # precomputed canny = derived one
+    ctrl2 = {"depth": ctrl["depth"], "canny": canny_edges(normal)}  # precomputed canny = derived one
     torch.testing.assert_close(with_cn.predict_noise(x, t, emb, control=ctrl2), e_cn)
     saved = dict(with_cn.controlnet_scales)
     try:
-        with_cn.controlnet_scales.update(depth=0.0, canny=0.0)                   # scale 0 skips the nets
+        with_cn.controlnet_scales.update(depth=0.0, canny=0.0)  # scale 0 skips the nets
         torch.testing.assert_close(with_cn.predict_noise(x, t, emb, control=ctrl), e_plain)
     finally:
         with_cn.controlnet_scales.update(saved)
@@ -148,7 +163,7 @@ def test_v_prediction_is_converted_to_epsilon(models):
     assert v_prior.prediction_type == "v_prediction"
     emb = eps_prior.encode_prompts(["a red sphere", "a blue cube"])
     x_t, t = torch.randn(2, 4, 8, 8), torch.tensor([50, 700])
-    v = eps_prior.predict_noise(x_t, t, emb)                     # identical weights: this is the raw UNet output
+    v = eps_prior.predict_noise(x_t, t, emb)  # identical weights: this is the raw UNet output
     a = eps_prior.alphas_cumprod[t].view(-1, 1, 1, 1)
     torch.testing.assert_close(v_prior.predict_noise(x_t, t, emb), a.sqrt() * v + (1 - a).sqrt() * x_t)
     # and it inverts the forward process: x_t = sqrt(ᾱ)x0 + sqrt(1−ᾱ)ε ⇒ v = sqrt(ᾱ)ε − sqrt(1−ᾱ)x0
@@ -173,9 +188,10 @@ def test_if_style_prior_keeps_epsilon_channels_and_t5_mask(models):
     assert prior.family == "if" and not prior.latent and prior.unet.config.out_channels == 6
     emb = prior.encode_prompts(["A Red Sphere ", ""])
     assert emb.shape[:2] == (2, 77)
-    enc = prior.text._load_encoder()                              # the encoder is not kept after encoding
-    tok = prior.text.tokenizer(["a red sphere"], padding="max_length", max_length=77, truncation=True,
-                               return_tensors="pt")
+    enc = prior.text._load_encoder()  # the encoder is not kept after encoding
+    tok = prior.text.tokenizer(
+        ["a red sphere"], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+    )
     manual = enc(tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
     torch.testing.assert_close(emb[:1], manual)
     x_t, t = torch.randn(3, 3, 16, 16), torch.tensor([1, 500, 999])
@@ -204,7 +220,7 @@ def test_toy_prior_rejects_unknown_words(models):
     assert "'spaceship'" in err.value.message
     for word in TINY_WORDS:
         assert word in err.value.message
-    assert prior.encode_prompts(["A RED sphere"]).shape == (1, 8, 32)      # the tokenizer lower-cases
+    assert prior.encode_prompts(["A RED sphere"]).shape == (1, 8, 32)  # the tokenizer lower-cases
     with pytest.raises(EngineError) as err:
         PromptEmbeddings.from_prompts(prior, "a red sphere", negative_prompt="blurry")
     assert err.value.code == ErrorCode.BAD_PROMPT and err.value.field == "negative_prompt"
@@ -215,16 +231,16 @@ def test_embeddings_cached_in_memory_and_on_disk(models, tmp_path):
     prior = load_prior(str(models["toy"]), cache_dir=tmp_path)
     loads = prior.text.encoder_loads
     a = prior.encode_prompts(["a green cube", "a green cube", ""])
-    assert prior.text.encoder_loads == loads + 1                  # one encoder load for the uncached prompts
+    assert prior.text.encoder_loads == loads + 1  # one encoder load for the uncached prompts
     assert torch.equal(a[0], a[1])
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
     prior.encode_prompts(["a green cube"])
-    assert prior.text.encoder_loads == loads + 1                  # memory hit
+    assert prior.text.encoder_loads == loads + 1  # memory hit
     release_priors()
     again = load_prior(str(models["toy"]), cache_dir=tmp_path)
     assert again is not prior
     torch.testing.assert_close(again.encode_prompts(["a green cube"]), a[:1])
-    assert again.text.encoder_loads == 0                          # disk hit: the text encoder never loaded
+    assert again.text.encoder_loads == 0  # disk hit: the text encoder never loaded
 
 
 def test_load_prior_cache_and_release(models):
@@ -268,12 +284,12 @@ def test_available_priors_lists_toy_and_cached_pipelines(monkeypatch, tmp_path):
 
 def test_canny_and_depth_control_images():
     img = torch.zeros(1, 3, 32, 32)
-    img[..., 16:] = 1.0                                           # a vertical step edge
+    img[..., 16:] = 1.0  # a vertical step edge
     edges = canny_edges(img)
     assert edges.shape == (1, 3, 32, 32) and set(edges.unique().tolist()) <= {0.0, 1.0}
     cols = edges[0, 0].sum(dim=0).nonzero().flatten().tolist()
-    assert cols and all(13 <= c <= 18 for c in cols)              # only near the step (5×5 blur widens it)
-    assert edges[0, 0, :, 13:19].sum() >= 30                      # a continuous line down the image
+    assert cols and all(13 <= c <= 18 for c in cols)  # only near the step (5×5 blur widens it)
+    assert edges[0, 0, :, 13:19].sum() >= 30  # a continuous line down the image
     assert canny_edges(torch.full((1, 3, 16, 16), 0.5)).sum() == 0
     depth = torch.tensor([[[[1.0, 2.0], [3.0, 9.0]]]])
     mask = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
@@ -303,12 +319,12 @@ def test_sdpa_processors_and_reduced_precision_weights(models):
     for key in ("sd", "if"):
         prior = _load(models, key)
         names = {type(p).__name__ for p in prior.unet.attn_processors.values()}
-        assert names and all(n.endswith("2_0") for n in names), names     # torch-2 SDPA everywhere
+        assert names and all(n.endswith("2_0") for n in names), names  # torch-2 SDPA everywhere
     full = _load(models, "toy")
-    half = _load(models, "toy", dtype="bfloat16")                         # CPU stand-in for CUDA fp16
+    half = _load(models, "toy", dtype="bfloat16")  # CPU stand-in for CUDA fp16
     assert next(half.unet.parameters()).dtype == torch.bfloat16
     emb = full.encode_prompts(["a red sphere"])
     x, t = torch.randn(1, 3, 32, 32), torch.tensor([300])
     out = half.predict_noise(x, t, emb)
-    assert out.dtype == torch.float32                                    # inputs cast in, outputs back to fp32
+    assert out.dtype == torch.float32  # inputs cast in, outputs back to fp32
     torch.testing.assert_close(out, full.predict_noise(x, t, emb), atol=0.1, rtol=0.1)

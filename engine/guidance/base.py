@@ -1,4 +1,5 @@
 """The shared score-distillation step: sample t and ε, one batched prior call, weight, post-process, loss."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,19 +49,29 @@ class GuidanceConfig:
         for f in self.schedule_fields:
             Schedule.parse(getattr(self, f), f"guidance.{f}")
         if self.weighting not in WEIGHTINGS:
-            raise RequestError("guidance.weighting", f"must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+            raise RequestError(
+                "guidance.weighting", f"must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}"
+            )
         if self.grad_mode not in GRAD_MODES:
-            raise RequestError("guidance.grad_mode", f"must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}")
+            raise RequestError(
+                "guidance.grad_mode", f"must be one of {', '.join(GRAD_MODES)}, got {self.grad_mode!r}"
+            )
         if self.grad_mode == "clamp" and (self.grad_clip is None or self.grad_clip <= 0):
-            raise RequestError("guidance.grad_clip", f"grad_mode 'clamp' needs grad_clip > 0, got {self.grad_clip!r}")
+            raise RequestError(
+                "guidance.grad_clip", f"grad_mode 'clamp' needs grad_clip > 0, got {self.grad_clip!r}"
+            )
         if not isinstance(self.reference_steps, int) or self.reference_steps < 1:
-            raise RequestError("guidance.reference_steps", f"must be an integer >= 1, got {self.reference_steps!r}")
+            raise RequestError(
+                "guidance.reference_steps", f"must be an integer >= 1, got {self.reference_steps!r}"
+            )
         lo_s, hi_s = self.schedule("t_min"), self.schedule("t_max")
         for s in {0, lo_s.start_step, lo_s.end_step, hi_s.start_step, hi_s.end_step}:
             lo, hi = lo_s(s), hi_s(s)
             if not (0.0 <= lo <= hi <= 1.0):
-                raise RequestError("guidance.t_min",
-                                   f"need 0 <= t_min <= t_max <= 1 at every step, got {lo} and {hi} at step {s}")
+                raise RequestError(
+                    "guidance.t_min",
+                    f"need 0 <= t_min <= t_max <= 1 at every step, got {lo} and {hi} at step {s}",
+                )
 
     def schedule(self, field: str) -> Schedule:
         """The parsed `Schedule` of a schedule field.
@@ -91,8 +102,10 @@ class GuidanceConfig:
         known = {f.name for f in dataclasses.fields(self)}
         for key in overrides:
             if key not in known:
-                raise RequestError(f"guidance.{key}",
-                                   f"unknown setting for {self.kind} guidance; known: {', '.join(sorted(known))}")
+                raise RequestError(
+                    f"guidance.{key}",
+                    f"unknown setting for {self.kind} guidance; known: {', '.join(sorted(known))}",
+                )
         return dataclasses.replace(self, **overrides)
 
 
@@ -142,16 +155,23 @@ class ScoreGuidance:
         hi = min(hi, num_train_timesteps - 1)
         return lo, max(hi, lo) + 1
 
-    def sample_timesteps(self, batch_size: int, step: int, num_train_timesteps: int,
-                         generator: torch.Generator | None = None) -> Tensor:
+    def sample_timesteps(
+        self, batch_size: int, step: int, num_train_timesteps: int, generator: torch.Generator | None = None
+    ) -> Tensor:
         """(B,) int64 timesteps, one per batch element, on the generator's device (CPU when None)."""
         lo, hi = self.timestep_range(step, num_train_timesteps)
         device = generator.device if generator is not None else torch.device("cpu")
         return torch.randint(lo, hi, (batch_size,), generator=generator, device=device)
 
-    def __call__(self, prior: "Prior", x: Tensor, prompts: PromptEmbeddings, step: int,
-                 control: Mapping[str, Tensor] | None = None,
-                 generator: torch.Generator | None = None) -> GuidanceOutput:
+    def __call__(
+        self,
+        prior: "Prior",
+        x: Tensor,
+        prompts: PromptEmbeddings,
+        step: int,
+        control: Mapping[str, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> GuidanceOutput:
         """Compute δ for the model-space batch x and the reparameterised loss.
 
         Args:
@@ -171,9 +191,17 @@ class ScoreGuidance:
             x_t = prior.add_noise(x.detach().float(), noise, t)
             eps = evaluate_branches(prior, plan, x_t, t, prompts, control)
             delta = combine(plan, eps, noise)
-            w = timestep_weight(self.config.weighting, prior.alphas_cumprod, t).view(b, *([1] * (x.dim() - 1)))
+            w = timestep_weight(self.config.weighting, prior.alphas_cumprod, t).view(
+                b, *([1] * (x.dim() - 1))
+            )
             delta = postprocess_grad(w * delta, self.config.grad_mode, self.config.grad_clip)
         target = (x - delta.to(x.dtype)).detach()
         loss = 0.5 * F.mse_loss(x, target, reduction="sum") / b
-        return GuidanceOutput(loss=loss, delta=delta, t=t, unet_calls=1 if plan.k else 0,
-                              unet_batch=plan.k * b, branches=plan.branches)
+        return GuidanceOutput(
+            loss=loss,
+            delta=delta,
+            t=t,
+            unet_calls=1 if plan.k else 0,
+            unet_batch=plan.k * b,
+            branches=plan.branches,
+        )

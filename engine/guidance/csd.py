@@ -1,4 +1,5 @@
 """Classifier Score Distillation (Yu et al., ICLR 2024, Eq. 10 and the editing form Eq. 11)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Branch planning: which prompts need a UNet evaluation this step, and one batched prior call for all of them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class PromptEmbeddings:
     neg: Tensor | None = None
 
     @classmethod
-    def from_prompts(cls, prior: "Prior", prompt: str | list[str], negative_prompt: str = "") -> "PromptEmbeddings":
+    def from_prompts(
+        cls, prior: "Prior", prompt: str | list[str], negative_prompt: str = ""
+    ) -> "PromptEmbeddings":
         """Encode `prompt` (one string, or one per batch element), the negative prompt and "" with `prior`.
 
         Args:
@@ -52,8 +55,9 @@ class PromptEmbeddings:
             except EngineError as exc:
                 if exc.code != ErrorCode.BAD_PROMPT:
                     raise
-                raise EngineError(ErrorCode.BAD_PROMPT, f"negative_prompt: {exc.message}",
-                                  field="negative_prompt") from exc
+                raise EngineError(
+                    ErrorCode.BAD_PROMPT, f"negative_prompt: {exc.message}", field="negative_prompt"
+                ) from exc
         return cls(cond=cond, null=null, neg=neg)
 
     def neg_is_null(self) -> bool:
@@ -73,13 +77,16 @@ class PromptEmbeddings:
         if emb is None:
             emb = self.null
         if emb.dim() != 3:
-            raise EngineError(ErrorCode.INTERNAL, f"{branch} embeddings must be (1|B, L, D), got {tuple(emb.shape)}")
+            raise EngineError(
+                ErrorCode.INTERNAL, f"{branch} embeddings must be (1|B, L, D), got {tuple(emb.shape)}"
+            )
         if emb.shape[0] == batch_size:
             return emb
         if emb.shape[0] == 1:
             return emb.expand(batch_size, -1, -1)
-        raise EngineError(ErrorCode.INTERNAL,
-                          f"{branch} embeddings have batch {emb.shape[0]}, expected 1 or {batch_size}")
+        raise EngineError(
+            ErrorCode.INTERNAL, f"{branch} embeddings have batch {emb.shape[0]}, expected 1 or {batch_size}"
+        )
 
 
 @dataclass(frozen=True)
@@ -139,14 +146,21 @@ def repeat_control(control: Mapping[str, Tensor] | None, batch_size: int, k: int
         if img.shape[0] == 1 and batch_size != 1:
             img = img.expand(batch_size, -1, -1, -1)
         if img.shape[0] != batch_size:
-            raise EngineError(ErrorCode.INTERNAL,
-                              f"control[{name!r}] has batch {img.shape[0]}, expected 1 or {batch_size}")
+            raise EngineError(
+                ErrorCode.INTERNAL, f"control[{name!r}] has batch {img.shape[0]}, expected 1 or {batch_size}"
+            )
         out[name] = img.repeat(k, 1, 1, 1)
     return out
 
 
-def evaluate_branches(prior: "Prior", plan: BranchPlan, x_t: Tensor, t: Tensor, prompts: PromptEmbeddings,
-                      control: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+def evaluate_branches(
+    prior: "Prior",
+    plan: BranchPlan,
+    x_t: Tensor,
+    t: Tensor,
+    prompts: PromptEmbeddings,
+    control: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
     """ε for every planned branch from ONE batched `prior.predict_noise` call on k·B samples.
 
     Args:

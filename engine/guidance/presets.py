@@ -1,4 +1,5 @@
 """Named guidance presets (the official CSD configs and our documented choices) and `build_guidance`."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Union
@@ -19,19 +20,42 @@ TOY_DEFAULT_STEPS = 400
 # ⇔ ω1 = 1, ω2 0 → 1 over steps 0-5000; t_max steps from 0.98 to 0.5 after step 5000; uniform w; unit-L2.
 # Perp-Neg (used by csd-if.yaml, not by csd-if-object.yaml) is not implemented.
 CSD_IF = CSDConfig(
-    name="csd-if", omega1=1.0, omega2=[0, 0.0, 1.0, 5000], t_min=0.02, t_max=[5000, 0.98, 0.5, 5001],
-    weighting="uniform", grad_mode="unit_l2", negative_prompt=OFFICIAL_NEGATIVE_PROMPT, reference_steps=10000)
+    name="csd-if",
+    omega1=1.0,
+    omega2=[0, 0.0, 1.0, 5000],
+    t_min=0.02,
+    t_max=[5000, 0.98, 0.5, 5001],
+    weighting="uniform",
+    grad_mode="unit_l2",
+    negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
+    reference_steps=10000,
+)
 
 # `configs/csd-sd-refine.yaml` (§1b/§2b): cond 1, uncond [0,-1,-0.5,10000], null [0,0,-0.5,10000]
 # ⇔ ω1 = 1, ω2 1 → 0.5 over 10000 steps; t ∈ [0.02, 0.5]; w = 1 − ᾱ_t; no normalisation.
 CSD_SD_REFINE = CSDConfig(
-    name="csd-sd-refine", omega1=1.0, omega2=[0, 1.0, 0.5, 10000], t_min=0.02, t_max=0.5,
-    weighting="sds", grad_mode="none", negative_prompt=OFFICIAL_NEGATIVE_PROMPT, reference_steps=10000)
+    name="csd-sd-refine",
+    omega1=1.0,
+    omega2=[0, 1.0, 0.5, 10000],
+    t_min=0.02,
+    t_max=0.5,
+    weighting="sds",
+    grad_mode="none",
+    negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
+    reference_steps=10000,
+)
 
 # threestudio DreamFusion-SD (§3): guidance_scale 100 (threestudio) = 101 (diffusers), sds weighting, t ∈ [0.02, 0.98].
 SDS_SD = SDSConfig(
-    name="sds-sd", guidance_scale=101.0, t_min=0.02, t_max=0.98, weighting="sds", grad_mode="none",
-    negative_prompt="", reference_steps=10000)
+    name="sds-sd",
+    guidance_scale=101.0,
+    t_min=0.02,
+    t_max=0.98,
+    weighting="sds",
+    grad_mode="none",
+    negative_prompt="",
+    reference_steps=10000,
+)
 
 # Editing (paper Eq. 11; no official config, csd_reference.md §2d): y = target prompt, y_neg = the edit/source
 # description, ω1 = ω2 = 1, i.e. δ = ε(y_target) − ε(y_edit): the null branch drops out (2 UNet branches) and
@@ -39,8 +63,16 @@ SDS_SD = SDSConfig(
 # (the full range first, then t ≤ 0.5 for detail); uniform w and unit-L2 keep the step size independent of the
 # prior, since editing runs on pixel and latent priors alike. `negative_prompt` is unused: tasks pass the edit prompt.
 CSD_EDIT = CSDConfig(
-    name="csd-edit", omega1=1.0, omega2=1.0, t_min=0.02, t_max=[5000, 0.98, 0.5, 5001],
-    weighting="uniform", grad_mode="unit_l2", negative_prompt="", reference_steps=10000)
+    name="csd-edit",
+    omega1=1.0,
+    omega2=1.0,
+    t_min=0.02,
+    t_max=[5000, 0.98, 0.5, 5001],
+    weighting="uniform",
+    grad_mode="unit_l2",
+    negative_prompt="",
+    reference_steps=10000,
+)
 
 # The bundled toy prior: csd-if rescaled to a short CPU run; its vocabulary has no words for the official
 # negative prompt, so there is none (ω2 then multiplies ε(∅) − ε(∅) = 0 and the null branch carries −ω1).
@@ -63,8 +95,9 @@ def get_preset(name: str) -> GuidanceConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise RequestError("guidance", f"unknown guidance preset {name!r}; known: {', '.join(preset_names())}") \
-            from None
+        raise RequestError(
+            "guidance", f"unknown guidance preset {name!r}; known: {', '.join(preset_names())}"
+        ) from None
 
 
 def auto_preset(prior: "Prior") -> str:
@@ -79,8 +112,9 @@ def auto_preset(prior: "Prior") -> str:
     return "csd-sd-refine" if family == "sd" else "csd-if"
 
 
-def build_guidance(name_or_config: Union[str, GuidanceConfig], total_steps: int | None = None,
-                   **overrides) -> ScoreGuidance:
+def build_guidance(
+    name_or_config: Union[str, GuidanceConfig], total_steps: int | None = None, **overrides
+) -> ScoreGuidance:
     """A guidance object from a preset name or a config.
 
     Args:
@@ -91,7 +125,9 @@ def build_guidance(name_or_config: Union[str, GuidanceConfig], total_steps: int 
     """
     config = get_preset(name_or_config) if isinstance(name_or_config, str) else name_or_config
     if not isinstance(config, GuidanceConfig):
-        raise RequestError("guidance", f"must be a preset name or a GuidanceConfig, got {type(config).__name__}")
+        raise RequestError(
+            "guidance", f"must be a preset name or a GuidanceConfig, got {type(config).__name__}"
+        )
     if total_steps is not None:
         config = config.scaled(total_steps)
     if overrides:

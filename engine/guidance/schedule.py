@@ -1,4 +1,5 @@
 """Scalar schedules in the official threestudio `C()` convention: a number or `[start_step, start, end, end_step]`."""
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,9 @@ class Schedule:
         if isinstance(spec, Schedule):
             return spec
         if isinstance(spec, bool):
-            raise RequestError(field, f"must be a number or a [start_step, start, end, end_step] list, got {spec!r}")
+            raise RequestError(
+                field, f"must be a number or a [start_step, start, end, end_step] list, got {spec!r}"
+            )
         if isinstance(spec, (int, float)):
             value = float(spec)
             if not math.isfinite(value):
@@ -56,16 +59,22 @@ class Schedule:
         try:
             items = list(spec)
         except TypeError:
-            raise RequestError(field, f"must be a number or a [start_step, start, end, end_step] list, got {spec!r}")
+            raise RequestError(
+                field, f"must be a number or a [start_step, start, end, end_step] list, got {spec!r}"
+            )
         if len(items) == 3:
             items = [0, *items]
         if len(items) != 4:
             raise RequestError(field, f"a schedule list needs 3 or 4 entries, got {len(items)}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items
+        ):
             raise RequestError(field, f"schedule entries must be finite numbers, got {items!r}")
         start_step, start_value, end_value, end_step = items
         if start_step != int(start_step) or end_step != int(end_step) or start_step < 0:
-            raise RequestError(field, f"schedule steps must be integers >= 0, got {start_step!r} and {end_step!r}")
+            raise RequestError(
+                field, f"schedule steps must be integers >= 0, got {start_step!r} and {end_step!r}"
+            )
         if end_step <= start_step:
             raise RequestError(field, f"end_step must be > start_step, got {start_step} and {end_step}")
         return cls(int(start_step), float(start_value), float(end_value), int(end_step))

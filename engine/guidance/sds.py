@@ -1,4 +1,5 @@
 """Score Distillation Sampling (Poole et al., DreamFusion, 2022), the baseline CSD is compared with."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Timestep weightings w(t) and gradient post-processing, as in the official CSD / threestudio guidance code."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The Prior interface (DESIGN §4.1): one noise-prediction model behind encode/to_model_space/predict_noise."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,12 @@ def ensure_sdpa(model: Any) -> int:
     """
     if not hasattr(model, "attn_processors"):
         return 0
-    from diffusers.models.attention_processor import (AttnAddedKVProcessor, AttnAddedKVProcessor2_0, AttnProcessor,
-                                                      AttnProcessor2_0)
+    from diffusers.models.attention_processor import (
+        AttnAddedKVProcessor,
+        AttnAddedKVProcessor2_0,
+        AttnProcessor,
+        AttnProcessor2_0,
+    )
 
     procs = dict(model.attn_processors)
     changed = 0
@@ -75,8 +80,18 @@ class Prior:
     latent: bool = False
     controlnets: tuple[str, ...] = ()
 
-    def __init__(self, *, name: str, unet: Any, scheduler: Any, text: PromptEncoder, device: torch.device,
-                 dtype: torch.dtype, resolution: int, channels: int):
+    def __init__(
+        self,
+        *,
+        name: str,
+        unet: Any,
+        scheduler: Any,
+        text: PromptEncoder,
+        device: torch.device,
+        dtype: torch.dtype,
+        resolution: int,
+        channels: int,
+    ):
         self.name = name
         self.unet = prepare_unet(unet, device, dtype)
         self.scheduler = scheduler
@@ -89,12 +104,16 @@ class Prior:
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise EngineError(ErrorCode.MODEL_MISSING, f"model {name!r}: unsupported prediction_type "
-                                                       f"{self.prediction_type!r}")
+            raise EngineError(
+                ErrorCode.MODEL_MISSING,
+                f"model {name!r}: unsupported prediction_type {self.prediction_type!r}",
+            )
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, family={self.family!r}, resolution={self.resolution}, "
-                f"device={self.device}, dtype={self.dtype}, controlnets={self.controlnets})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, family={self.family!r}, resolution={self.resolution}, "
+            f"device={self.device}, dtype={self.dtype}, controlnets={self.controlnets})"
+        )
 
     def encode_prompts(self, prompts: list[str]) -> Tensor:
         """(N, L, D) float32 embeddings, one per prompt; cached in memory and on disk per prompt.
@@ -104,7 +123,9 @@ class Prior:
         """
         return self.text.encode(prompts)
 
-    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:  # pragma: no cover
+    def to_model_space(
+        self, rgb: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:  # pragma: no cover
         """(B, 3, H, W) in [0, 1] → (B, C, h, w) model input, differentiable."""
         raise NotImplementedError
 
@@ -144,12 +165,17 @@ class Prior:
     def _check_inputs(self, x_t: Tensor, t: Tensor, embeddings: Tensor) -> None:
         n = x_t.shape[0]
         if x_t.dim() != 4 or x_t.shape[1] != self.channels:
-            raise EngineError(ErrorCode.INTERNAL, f"x_t must be (N, {self.channels}, h, w), got {tuple(x_t.shape)}")
+            raise EngineError(
+                ErrorCode.INTERNAL, f"x_t must be (N, {self.channels}, h, w), got {tuple(x_t.shape)}"
+            )
         if t.shape != (n,) or embeddings.shape[0] != n:
-            raise EngineError(ErrorCode.INTERNAL, f"batch mismatch: x_t {n}, t {tuple(t.shape)}, "
-                                                  f"embeddings {tuple(embeddings.shape)}")
+            raise EngineError(
+                ErrorCode.INTERNAL,
+                f"batch mismatch: x_t {n}, t {tuple(t.shape)}, embeddings {tuple(embeddings.shape)}",
+            )
 
-    def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor,
-                      control: Mapping[str, Tensor] | None = None) -> Tensor:  # pragma: no cover
+    def predict_noise(
+        self, x_t: Tensor, t: Tensor, embeddings: Tensor, control: Mapping[str, Tensor] | None = None
+    ) -> Tensor:  # pragma: no cover
         """ε prediction (N, C, h, w) float32 from ONE batched UNet call (all branches stacked in N)."""
         raise NotImplementedError

@@ -1,4 +1,5 @@
 """ControlNet conditioning for Stable Diffusion 1.5: several nets, each with its own scale; torch Canny edges."""
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ DEFAULT_CONTROLNET_IDS = {
 
 
 def parse_controlnet_spec(spec: str) -> tuple[str, str]:
-    """"depth" → ("depth", default id); "depth=/path/or/hub-id" → ("depth", that model).
+    """ "depth" → ("depth", default id); "depth=/path/or/hub-id" → ("depth", that model).
 
     Args:
         spec: a condition name, optionally with `=model`.
@@ -28,7 +29,9 @@ def parse_controlnet_spec(spec: str) -> tuple[str, str]:
     name, _, model = spec.partition("=")
     name = name.strip()
     if name not in DEFAULT_CONTROLNET_IDS:
-        raise RequestError("controlnets", f"unknown ControlNet {name!r}; choose from {', '.join(DEFAULT_CONTROLNET_IDS)}")
+        raise RequestError(
+            "controlnets", f"unknown ControlNet {name!r}; choose from {', '.join(DEFAULT_CONTROLNET_IDS)}"
+        )
     return name, (model.strip() or DEFAULT_CONTROLNET_IDS[name])
 
 
@@ -59,7 +62,7 @@ def canny_edges(image: Tensor, low: float = 50.0, high: float = 100.0, blur: int
     if blur > 1:
         x = _box_blur(x, blur)
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device)
-    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)                                   # (2,1,3,3)
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2,1,3,3)
     g = F.conv2d(F.pad(x.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate"), kernels)
     gx, gy = g[:, 0].reshape(b, c, h, w), g[:, 1].reshape(b, c, h, w)
     mag_c = gx.abs() + gy.abs()
@@ -67,16 +70,16 @@ def canny_edges(image: Tensor, low: float = 50.0, high: float = 100.0, blur: int
     mag, gx, gy = mag_c.gather(1, best)[:, 0], gx.gather(1, best)[:, 0], gy.gather(1, best)[:, 0]
     # non-maximum suppression: compare with the two neighbours along the quantised gradient direction
     angle = torch.rad2deg(torch.atan2(gy, gx)) % 180.0
-    sector = torch.zeros_like(mag, dtype=torch.long)                                   # 0°: left/right
-    sector[(angle >= 22.5) & (angle < 67.5)] = 1                                       # 45°
-    sector[(angle >= 67.5) & (angle < 112.5)] = 2                                      # 90°: up/down
-    sector[(angle >= 112.5) & (angle < 157.5)] = 3                                     # 135°
+    sector = torch.zeros_like(mag, dtype=torch.long)  # 0°: left/right
+    sector[(angle >= 22.5) & (angle < 67.5)] = 1  # 45°
+    sector[(angle >= 67.5) & (angle < 112.5)] = 2  # 90°: up/down
+    sector[(angle >= 112.5) & (angle < 157.5)] = 3  # 135°
     padded = F.pad(mag, (1, 1, 1, 1))
     offsets = [((0, 1), (0, -1)), ((1, 1), (-1, -1)), ((1, 0), (-1, 0)), ((1, -1), (-1, 1))]
     keep = torch.zeros_like(mag, dtype=torch.bool)
     for s, ((dy1, dx1), (dy2, dx2)) in enumerate(offsets):
-        n1 = padded[:, 1 + dy1:1 + dy1 + h, 1 + dx1:1 + dx1 + w]
-        n2 = padded[:, 1 + dy2:1 + dy2 + h, 1 + dx2:1 + dx2 + w]
+        n1 = padded[:, 1 + dy1 : 1 + dy1 + h, 1 + dx1 : 1 + dx1 + w]
+        n2 = padded[:, 1 + dy2 : 1 + dy2 + h, 1 + dx2 : 1 + dx2 + w]
         keep |= (sector == s) & (mag >= n1) & (mag > n2)
     nms = torch.where(keep, mag, torch.zeros_like(mag))
     strong = nms > high
@@ -131,8 +134,9 @@ class ControlNetStack:
         """The condition names, in application order."""
         return tuple(self.models)
 
-    def prepare(self, control: Mapping[str, Tensor] | None, n: int, device: torch.device,
-                dtype: torch.dtype) -> dict[str, Tensor]:
+    def prepare(
+        self, control: Mapping[str, Tensor] | None, n: int, device: torch.device, dtype: torch.dtype
+    ) -> dict[str, Tensor]:
         """Control images for every net as (n, 3, R, R) in [0, 1]; "canny" is derived from "normal" when absent.
 
         Accepted batch sizes: n, 1 (broadcast) or any divisor of n (tiled, branch-major like the latents).
@@ -150,27 +154,39 @@ class ControlNetStack:
             if img is None and name == "canny" and control.get("normal") is not None:
                 img = canny_edges(control["normal"])
             if img is None:
-                raise EngineError(ErrorCode.INTERNAL,
-                                  f"ControlNet {name!r} is loaded but no control[{name!r}] image was given"
-                                  + (" (or control['normal'] to derive it from)" if name == "canny" else ""))
+                raise EngineError(
+                    ErrorCode.INTERNAL,
+                    f"ControlNet {name!r} is loaded but no control[{name!r}] image was given"
+                    + (" (or control['normal'] to derive it from)" if name == "canny" else ""),
+                )
             if img.dim() != 4 or img.shape[1] not in (1, 3):
-                raise EngineError(ErrorCode.INTERNAL, f"control[{name!r}] must be (b, 3, H, W), got {tuple(img.shape)}")
+                raise EngineError(
+                    ErrorCode.INTERNAL, f"control[{name!r}] must be (b, 3, H, W), got {tuple(img.shape)}"
+                )
             if img.shape[1] == 1:
                 img = img.expand(-1, 3, -1, -1)
             b = img.shape[0]
             if b != n:
                 if n % b:
-                    raise EngineError(ErrorCode.INTERNAL, f"control[{name!r}] has batch {b}, UNet batch is {n}")
+                    raise EngineError(
+                        ErrorCode.INTERNAL, f"control[{name!r}] has batch {b}, UNet batch is {n}"
+                    )
                 img = img.repeat(n // b, 1, 1, 1)
             img = img.to(device=device, dtype=torch.float32)
             if img.shape[-2:] != (self.resolution, self.resolution):
-                img = F.interpolate(img, size=(self.resolution, self.resolution), mode="bilinear",
-                                    align_corners=False, antialias=False)
+                img = F.interpolate(
+                    img,
+                    size=(self.resolution, self.resolution),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=False,
+                )
             out[name] = img.clamp(0, 1).to(dtype)
         return out
 
-    def residuals(self, x_t: Tensor, t: Tensor, embeddings: Tensor,
-                  images: Mapping[str, Tensor]) -> tuple[list[Tensor] | None, Tensor | None]:
+    def residuals(
+        self, x_t: Tensor, t: Tensor, embeddings: Tensor, images: Mapping[str, Tensor]
+    ) -> tuple[list[Tensor] | None, Tensor | None]:
         """Summed (down-block residuals, mid-block residual) over the nets, or (None, None) if all scales are 0.
 
         Args:
@@ -185,8 +201,14 @@ class ControlNetStack:
             scale = self.scales[name]
             if scale == 0.0:
                 continue
-            d, m = net(x_t, t, encoder_hidden_states=embeddings, controlnet_cond=images[name],
-                       conditioning_scale=scale, return_dict=False)
+            d, m = net(
+                x_t,
+                t,
+                encoder_hidden_states=embeddings,
+                controlnet_cond=images[name],
+                conditioning_scale=scale,
+                return_dict=False,
+            )
             self.calls += 1
             if down is None:
                 down, mid = list(d), m
@@ -196,7 +218,9 @@ class ControlNetStack:
         return down, mid
 
 
-def scales_for(names: Sequence[str], scales: Sequence[float] | Mapping[str, float] | None) -> dict[str, float]:
+def scales_for(
+    names: Sequence[str], scales: Sequence[float] | Mapping[str, float] | None
+) -> dict[str, float]:
     """Condition name → scale (default 1.0).
 
     Args:
@@ -209,5 +233,7 @@ def scales_for(names: Sequence[str], scales: Sequence[float] | Mapping[str, floa
         return {n: float(scales.get(n, 1.0)) for n in names}
     scales = list(scales)
     if len(scales) != len(names):
-        raise RequestError("controlnet_scales", f"needs one scale per ControlNet ({len(names)}), got {len(scales)}")
+        raise RequestError(
+            "controlnet_scales", f"needs one scale per ControlNet ({len(names)}), got {len(scales)}"
+        )
     return {n: float(s) for n, s in zip(names, scales)}

@@ -1,4 +1,5 @@
 """Text-embedding cache on disk: one safetensors file per sha256(model key + dtype + prompt)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Loading diffusers/transformers components from a local folder or the Hugging Face cache, with clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,12 @@ def missing_model(model_id: str, what: str, exc: BaseException | None = None) ->
         exc: the original error (goes into `detail`).
     """
     offline = " (HF_HUB_OFFLINE is set, so nothing is downloaded)" if hub_offline() else ""
-    msg = (f"model {model_id!r}: cannot load {what}{offline}. It is neither a local diffusers folder nor in the "
-           f"Hugging Face cache {hub_cache_dir()}. On a machine with internet run "
-           f"`huggingface-cli download {model_id}` (into that cache, or copy the cache folder here), "
-           f"or pass the path of a local folder that holds the model")
+    msg = (
+        f"model {model_id!r}: cannot load {what}{offline}. It is neither a local diffusers folder nor in the "
+        f"Hugging Face cache {hub_cache_dir()}. On a machine with internet run "
+        f"`huggingface-cli download {model_id}` (into that cache, or copy the cache folder here), "
+        f"or pass the path of a local folder that holds the model"
+    )
     return ModelMissingError(msg, detail=f"{type(exc).__name__}: {exc}" if exc is not None else "")
 
 
@@ -66,16 +69,26 @@ def read_model_index(source: str, is_local: bool) -> dict[str, Any]:
         from huggingface_hub import hf_hub_download
 
         try:
-            path = Path(hf_hub_download(source, "model_index.json", local_files_only=hub_offline(),
-                                        cache_dir=hub_cache_dir()))
+            path = Path(
+                hf_hub_download(
+                    source, "model_index.json", local_files_only=hub_offline(), cache_dir=hub_cache_dir()
+                )
+            )
         except load_errors() as exc:
             raise missing_model(source, "model_index.json", exc) from exc
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
 
-def load_component(cls: Any, source: str, subfolder: str | None, *, dtype: Any = None, variant: str | None = None,
-                   dtype_kw: str = "torch_dtype") -> Any:
+def load_component(
+    cls: Any,
+    source: str,
+    subfolder: str | None,
+    *,
+    dtype: Any = None,
+    variant: str | None = None,
+    dtype_kw: str = "torch_dtype",
+) -> Any:
     """`cls.from_pretrained(source, subfolder=...)` with offline handling; a missing file → ModelMissingError.
 
     Tries the fp16 `variant` first when given and falls back to the default weights. Model weights are read from
@@ -98,17 +111,23 @@ def load_component(cls: Any, source: str, subfolder: str | None, *, dtype: Any =
     if dtype is not None:
         kwargs[dtype_kw] = dtype
     if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
-        kwargs["use_safetensors"] = True          # never unpickle weight files (.bin)
+        kwargs["use_safetensors"] = True  # never unpickle weight files (.bin)
     if variant and is_local:
         folder = Path(source) / (subfolder or "")
         if not any(f".{variant}." in f.name for f in folder.glob("*")):
-            variant = None                          # a local folder without variant files: skip the failed try
+            variant = None  # a local folder without variant files: skip the failed try
     first_exc: BaseException | None = None
-    for var in ([variant, None] if variant else [None]):
+    for var in [variant, None] if variant else [None]:
         try:
-            return cls.from_pretrained(source, variant=var, **kwargs) if var else cls.from_pretrained(source, **kwargs)
+            return (
+                cls.from_pretrained(source, variant=var, **kwargs)
+                if var
+                else cls.from_pretrained(source, **kwargs)
+            )
         except load_errors() as exc:
             first_exc = first_exc or exc
             if var is None:
                 raise missing_model(source, subfolder or cls.__name__, exc) from exc
-    raise missing_model(source, subfolder or cls.__name__, first_exc)  # pragma: no cover - loop always returns/raises
+    raise missing_model(
+        source, subfolder or cls.__name__, first_exc
+    )  # pragma: no cover - loop always returns/raises

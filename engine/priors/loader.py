@@ -1,4 +1,5 @@
 """`load_prior`: "toy", a local diffusers folder or a hub id → a cached Prior; `release_priors` frees them."""
+
 from __future__ import annotations
 
 import gc
@@ -24,7 +25,7 @@ _PRIORS: dict[tuple, Prior] = {}
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" → cuda when available, else cpu; anything else as torch.device.
+    """ "auto" → cuda when available, else cpu; anything else as torch.device.
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:N" or a torch.device.
@@ -45,8 +46,16 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return torch.float16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16, "float32": torch.float32,
-             "fp32": torch.float32, "float": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "half": torch.float16,
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if dtype not in names:
         raise RequestError("dtype", f"must be one of {', '.join(names)}, got {dtype!r}")
     return names[dtype]
@@ -67,7 +76,8 @@ def _resolve_source(model: str) -> tuple[str, bool]:
         if not (TOY_PRIOR_DIR / "model_index.json").is_file():
             raise ModelMissingError(
                 f"the bundled toy prior weights are missing ({TOY_PRIOR_DIR}); train them with "
-                f"`python -m engine.toy.train` (about an hour on two CPU cores)")
+                f"`python -m engine.toy.train` (about an hour on two CPU cores)"
+            )
         return str(TOY_PRIOR_DIR), True
     path = Path(model).expanduser()
     if path.is_dir():
@@ -77,19 +87,29 @@ def _resolve_source(model: str) -> tuple[str, bool]:
     return model, False
 
 
-def _build(model: str, device: torch.device, dtype: torch.dtype, controlnets: Sequence[str],
-           controlnet_scales: Any, cache_dir: str | Path | None) -> Prior:
+def _build(
+    model: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    controlnets: Sequence[str],
+    controlnet_scales: Any,
+    cache_dir: str | Path | None,
+) -> Prior:
     import diffusers
     import transformers
     from transformers import AutoTokenizer
 
     source, is_local = _resolve_source(model)
     index = read_model_index(source, is_local)
-    variant = "fp16" if dtype == torch.float16 else None      # falls back to the full weights when absent
-    family = "toy" if index.get("_class_name") == TOY_PIPELINE_CLASS or model == "toy" else \
-        ("sd" if index.get("vae") and index["vae"][1] else "if")
-    unet = load_component(_component_class(index, "unet", diffusers, model), source, "unet", dtype=dtype,
-                          variant=variant)
+    variant = "fp16" if dtype == torch.float16 else None  # falls back to the full weights when absent
+    family = (
+        "toy"
+        if index.get("_class_name") == TOY_PIPELINE_CLASS or model == "toy"
+        else ("sd" if index.get("vae") and index["vae"][1] else "if")
+    )
+    unet = load_component(
+        _component_class(index, "unet", diffusers, model), source, "unet", dtype=dtype, variant=variant
+    )
     scheduler = load_component(_component_class(index, "scheduler", diffusers, model), source, "scheduler")
     tokenizer = load_component(AutoTokenizer, source, "tokenizer")
     encoder_class = _component_class(index, "text_encoder", transformers, model).__name__
@@ -101,11 +121,15 @@ def _build(model: str, device: torch.device, dtype: torch.dtype, controlnets: Se
     text = PromptEncoder(source, encoder_class, tokenizer, cache, device, dtype)
     if family != "sd":
         if controlnets:
-            raise RequestError("controlnets", f"model {model!r} is a pixel prior; ControlNets need Stable Diffusion 1.5")
-        return PixelPrior(name=model, family=family, unet=unet, scheduler=scheduler, text=text, device=device,
-                          dtype=dtype)
-    vae = load_component(_component_class(index, "vae", diffusers, model), source, "vae", dtype=dtype,
-                         variant=variant)
+            raise RequestError(
+                "controlnets", f"model {model!r} is a pixel prior; ControlNets need Stable Diffusion 1.5"
+            )
+        return PixelPrior(
+            name=model, family=family, unet=unet, scheduler=scheduler, text=text, device=device, dtype=dtype
+        )
+    vae = load_component(
+        _component_class(index, "vae", diffusers, model), source, "vae", dtype=dtype, variant=variant
+    )
     stack = None
     if controlnets:
         specs = [parse_controlnet_spec(c) for c in controlnets]
@@ -116,15 +140,31 @@ def _build(model: str, device: torch.device, dtype: torch.dtype, controlnets: Se
         for name, cn_id in specs:
             net = load_component(diffusers.ControlNetModel, cn_id, None, dtype=dtype, variant=variant)
             nets[name] = prepare_unet(net, device, dtype)
-        stack = ControlNetStack(nets, scales_for(names, controlnet_scales), unet.config.sample_size * 2 ** (
-            len(vae.config.block_out_channels) - 1))
-    return StableDiffusionPrior(name=model, unet=unet, vae=vae, scheduler=scheduler, text=text, device=device,
-                                dtype=dtype, controlnet=stack)
+        stack = ControlNetStack(
+            nets,
+            scales_for(names, controlnet_scales),
+            unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1),
+        )
+    return StableDiffusionPrior(
+        name=model,
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        text=text,
+        device=device,
+        dtype=dtype,
+        controlnet=stack,
+    )
 
 
-def load_prior(model: str = "toy", device: str | torch.device = "cpu", controlnets: Sequence[str] = (),
-               controlnet_scales: Sequence[float] | Mapping[str, float] | None = None,
-               dtype: str | torch.dtype | None = None, cache_dir: str | Path | None = None) -> Prior:
+def load_prior(
+    model: str = "toy",
+    device: str | torch.device = "cpu",
+    controlnets: Sequence[str] = (),
+    controlnet_scales: Sequence[float] | Mapping[str, float] | None = None,
+    dtype: str | torch.dtype | None = None,
+    cache_dir: str | Path | None = None,
+) -> Prior:
     """Load (or reuse) a diffusion prior.
 
     Args:
@@ -145,8 +185,9 @@ def load_prior(model: str = "toy", device: str | torch.device = "cpu", controlne
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     controlnets = tuple(controlnets)
-    scales = tuple(sorted(scales_for([parse_controlnet_spec(c)[0] for c in controlnets],
-                                     controlnet_scales).items()))
+    scales = tuple(
+        sorted(scales_for([parse_controlnet_spec(c)[0] for c in controlnets], controlnet_scales).items())
+    )
     key = (model, str(dev), dt, controlnets, scales, str(cache_dir))
     prior = _PRIORS.get(key)
     if prior is None:
@@ -166,7 +207,7 @@ def available_priors() -> list[str]:
     found = set()
     if cache.is_dir():
         for snap in cache.glob("models--*/snapshots/*/model_index.json"):
-            found.add(snap.parents[2].name[len("models--"):].replace("--", "/"))
+            found.add(snap.parents[2].name[len("models--") :].replace("--", "/"))
     return names + sorted(found)
 
 

@@ -1,4 +1,5 @@
 """Pixel-space prior: DeepFloyd IF stage I and the bundled toy prior, through the same code."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -28,10 +29,27 @@ class PixelPrior(Prior):
 
     latent = False
 
-    def __init__(self, *, name: str, family: str, unet: Any, scheduler: Any, text: PromptEncoder,
-                 device: torch.device, dtype: torch.dtype):
-        super().__init__(name=name, unet=unet, scheduler=scheduler, text=text, device=device, dtype=dtype,
-                         resolution=unet.config.sample_size, channels=unet.config.in_channels)
+    def __init__(
+        self,
+        *,
+        name: str,
+        family: str,
+        unet: Any,
+        scheduler: Any,
+        text: PromptEncoder,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        super().__init__(
+            name=name,
+            unet=unet,
+            scheduler=scheduler,
+            text=text,
+            device=device,
+            dtype=dtype,
+            resolution=unet.config.sample_size,
+            channels=unet.config.in_channels,
+        )
         self.family = family
 
     def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -43,8 +61,13 @@ class PixelPrior(Prior):
         """
         x = rgb * 2.0 - 1.0
         if x.shape[-2:] != (self.resolution, self.resolution):
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
-                              antialias=False)
+            x = F.interpolate(
+                x,
+                size=(self.resolution, self.resolution),
+                mode="bilinear",
+                align_corners=False,
+                antialias=False,
+            )
         return x.float()
 
     def decode(self, x: Tensor) -> Tensor:
@@ -52,8 +75,9 @@ class PixelPrior(Prior):
         return ((x.detach().float() + 1.0) / 2.0).clamp(0, 1)
 
     @torch.no_grad()
-    def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor,
-                      control: Mapping[str, Tensor] | None = None) -> Tensor:
+    def predict_noise(
+        self, x_t: Tensor, t: Tensor, embeddings: Tensor, control: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
         """ε (N, 3, R, R) float32 from ONE UNet call.
 
         Args:
@@ -63,7 +87,10 @@ class PixelPrior(Prior):
             control: ignored (pixel priors have no ControlNets; `load_prior` refuses to attach them).
         """
         self._check_inputs(x_t, t, embeddings)
-        out = self.unet(x_t.to(self.device, self.dtype), t.to(self.device),
-                        encoder_hidden_states=embeddings.to(self.device, self.dtype)).sample
+        out = self.unet(
+            x_t.to(self.device, self.dtype),
+            t.to(self.device),
+            encoder_hidden_states=embeddings.to(self.device, self.dtype),
+        ).sample
         out = out[:, : self.channels].float()
         return self.to_epsilon(out, x_t.to(out.device).float(), t)

@@ -1,4 +1,5 @@
 """Stable Diffusion 1.5 / 2.x as a latent prior: VAE encode with gradient, ε/v prediction, optional ControlNets."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -30,13 +31,30 @@ class StableDiffusionPrior(Prior):
     family = "sd"
     latent = True
 
-    def __init__(self, *, name: str, unet: Any, vae: Any, scheduler: Any, text: PromptEncoder,
-                 device: torch.device, dtype: torch.dtype, controlnet: ControlNetStack | None = None,
-                 latent_mode: str = "sample"):
+    def __init__(
+        self,
+        *,
+        name: str,
+        unet: Any,
+        vae: Any,
+        scheduler: Any,
+        text: PromptEncoder,
+        device: torch.device,
+        dtype: torch.dtype,
+        controlnet: ControlNetStack | None = None,
+        latent_mode: str = "sample",
+    ):
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        super().__init__(name=name, unet=unet, scheduler=scheduler, text=text, device=device, dtype=dtype,
-                         resolution=unet.config.sample_size * self.vae_scale_factor,
-                         channels=unet.config.in_channels)
+        super().__init__(
+            name=name,
+            unet=unet,
+            scheduler=scheduler,
+            text=text,
+            device=device,
+            dtype=dtype,
+            resolution=unet.config.sample_size * self.vae_scale_factor,
+            channels=unet.config.in_channels,
+        )
         self.vae = prepare_unet(vae, device, dtype)
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(vae.config.get("shift_factor", None) or 0.0)
@@ -60,8 +78,13 @@ class StableDiffusionPrior(Prior):
         """
         x = rgb * 2.0 - 1.0
         if x.shape[-2:] != (self.resolution, self.resolution):
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
-                              antialias=False)
+            x = F.interpolate(
+                x,
+                size=(self.resolution, self.resolution),
+                mode="bilinear",
+                align_corners=False,
+                antialias=False,
+            )
         dist = self.vae.encode(x.to(self.dtype)).latent_dist
         z = dist.sample(generator=generator) if self.latent_mode == "sample" else dist.mean
         return ((z - self.shift_factor) * self.scaling_factor).float()
@@ -73,8 +96,9 @@ class StableDiffusionPrior(Prior):
         return ((img.float() + 1.0) / 2.0).clamp(0, 1)
 
     @torch.no_grad()
-    def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor,
-                      control: Mapping[str, Tensor] | None = None) -> Tensor:
+    def predict_noise(
+        self, x_t: Tensor, t: Tensor, embeddings: Tensor, control: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
         """ε (N, 4, h, w) float32 from ONE UNet call (plus one call per ControlNet, same batch N).
 
         Args:

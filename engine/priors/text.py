@@ -1,4 +1,5 @@
 """Prompt → text embeddings like the diffusers pipelines (CLIP as Stable Diffusion, T5 with mask as IF), cached."""
+
 from __future__ import annotations
 
 import gc
@@ -51,8 +52,15 @@ class PromptEncoder:
         dtype: encoder weight dtype.
     """
 
-    def __init__(self, source: str, encoder_class: str, tokenizer: Any, cache: EmbeddingCache,
-                 device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self,
+        source: str,
+        encoder_class: str,
+        tokenizer: Any,
+        cache: EmbeddingCache,
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
         self.source = source
         self.encoder_class = encoder_class
         self.tokenizer = tokenizer
@@ -83,30 +91,40 @@ class PromptEncoder:
             return
         backend = self.tokenizer.backend_tokenizer
         norm = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
-        pieces = [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(norm)] if backend.pre_tokenizer else norm.split()
+        pieces = (
+            [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(norm)]
+            if backend.pre_tokenizer
+            else norm.split()
+        )
         unknown = [w for w, i in zip(pieces, ids) if i == unk] if len(pieces) == len(ids) else []
         raise EngineError(
             ErrorCode.BAD_PROMPT,
             f"prompt {prompt!r}: unknown word(s) {', '.join(repr(w) for w in unknown) or '(unrecognised text)'}; "
             f"this model knows only: {', '.join(words)}",
-            field="prompt")
+            field="prompt",
+        )
 
     def _load_encoder(self) -> Any:
         import transformers
 
         cls = getattr(transformers, self.encoder_class, None)
         if cls is None:
-            raise EngineError(ErrorCode.MODEL_MISSING,
-                              f"model {self.source!r}: text encoder class {self.encoder_class!r} is not in transformers")
-        enc = load_component(cls, self.source, "text_encoder", dtype=self.dtype, dtype_kw=transformers_dtype_kw())
+            raise EngineError(
+                ErrorCode.MODEL_MISSING,
+                f"model {self.source!r}: text encoder class {self.encoder_class!r} is not in transformers",
+            )
+        enc = load_component(
+            cls, self.source, "text_encoder", dtype=self.dtype, dtype_kw=transformers_dtype_kw()
+        )
         self.encoder_loads += 1
         return enc.to(self.device).eval().requires_grad_(False)
 
     @torch.no_grad()
     def _run(self, encoder: Any, prompts: list[str]) -> Tensor:
         text = [self._normalise(p) for p in prompts]
-        tok = self.tokenizer(text, padding="max_length", max_length=self.max_length, truncation=True,
-                             return_tensors="pt")
+        tok = self.tokenizer(
+            text, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
+        )
         for p, full in zip(prompts, self.tokenizer(text, add_special_tokens=True)["input_ids"]):
             if len(full) > self.max_length:
                 logger.warning("prompt %r is longer than %d tokens and was truncated", p, self.max_length)
@@ -134,7 +152,7 @@ class PromptEncoder:
                 embs = self._run(encoder, todo)
             finally:
                 del encoder
-                if self.device.type == "cuda":                  # CPU memory is freed by refcounting alone
+                if self.device.type == "cuda":  # CPU memory is freed by refcounting alone
                     gc.collect()
                     torch.cuda.empty_cache()
             for p, e in zip(todo, embs):

@@ -4,6 +4,7 @@ Configs follow the small configs diffusers' own pipeline tests use (tests/pipeli
 tests/pipelines/deepfloyd_if, tests/pipelines/controlnet), shrunk further for two CPU cores. Nothing is downloaded:
 the tokenizers are word-level `tokenizers` models wrapped in PreTrainedTokenizerFast.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,24 @@ from pathlib import Path
 
 import torch
 
-TINY_WORDS = ("a", "an", "photo", "of", "red", "green", "blue", "grey", "striped", "plain", "sphere", "cube",
-              "dog", "cat", "ugly", "noisy")
+TINY_WORDS = (
+    "a",
+    "an",
+    "photo",
+    "of",
+    "red",
+    "green",
+    "blue",
+    "grey",
+    "striped",
+    "plain",
+    "sphere",
+    "cube",
+    "dog",
+    "cat",
+    "ugly",
+    "noisy",
+)
 
 
 def word_tokenizer(words: tuple[str, ...] = TINY_WORDS, max_length: int = 8, eos: bool = False):
@@ -36,8 +53,9 @@ def word_tokenizer(words: tuple[str, ...] = TINY_WORDS, max_length: int = 8, eos
     if eos:
         tok.post_processor = processors.TemplateProcessing(single="$A [EOS]", special_tokens=[("[EOS]", 2)])
         kwargs["eos_token"] = "[EOS]"
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, pad_token="[PAD]",
-                                   unk_token="[UNK]", **kwargs)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_max_length=max_length, pad_token="[PAD]", unk_token="[UNK]", **kwargs
+    )
 
 
 def _write_index(folder: Path, class_name: str, components: dict[str, tuple[str, str]]) -> None:
@@ -52,9 +70,19 @@ def tiny_clip_text_encoder(vocab_size: int, hidden: int = 32, max_positions: int
     """A 2-layer CLIPTextModel (hidden `hidden`)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    return CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=max_positions,
-                                        pad_token_id=0, bos_token_id=0, eos_token_id=2))
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=max_positions,
+            pad_token_id=0,
+            bos_token_id=0,
+            eos_token_id=2,
+        )
+    )
 
 
 def tiny_sd_unet(cross_dim: int = 32, sample_size: int = 8):
@@ -62,18 +90,34 @@ def tiny_sd_unet(cross_dim: int = 32, sample_size: int = 8):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_dim, attention_head_dim=4, norm_num_groups=8)
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_dim,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
 
 
 def tiny_vae():
     """A 2-level AutoencoderKL (downsampling factor 2, 4 latent channels)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                         layers_per_block=1, norm_num_groups=8, sample_size=16)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=16,
+    )
 
 
 def save_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0) -> Path:
@@ -94,12 +138,25 @@ def save_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0) 
     tiny_vae().save_pretrained(folder / "vae")
     tiny_clip_text_encoder(len(tok)).save_pretrained(folder / "text_encoder")
     tok.save_pretrained(folder / "tokenizer")
-    DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                  set_alpha_to_one=False, prediction_type=prediction_type).save_pretrained(folder / "scheduler")
-    _write_index(folder, "StableDiffusionPipeline", {
-        "unet": ("diffusers", "UNet2DConditionModel"), "vae": ("diffusers", "AutoencoderKL"),
-        "text_encoder": ("transformers", "CLIPTextModel"), "tokenizer": ("transformers", "CLIPTokenizer"),
-        "scheduler": ("diffusers", "DDIMScheduler")})
+    DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type=prediction_type,
+    ).save_pretrained(folder / "scheduler")
+    _write_index(
+        folder,
+        "StableDiffusionPipeline",
+        {
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "vae": ("diffusers", "AutoencoderKL"),
+            "text_encoder": ("transformers", "CLIPTextModel"),
+            "tokenizer": ("transformers", "CLIPTokenizer"),
+            "scheduler": ("diffusers", "DDIMScheduler"),
+        },
+    )
     return folder
 
 
@@ -121,8 +178,12 @@ def save_tiny_controlnet(sd_folder: Path, out: Path, seed: int = 1) -> Path:
     net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if "zero_conv" in name or "controlnet_down_blocks" in name or "controlnet_mid_block" in name \
-                    or "conv_out" in name:
+            if (
+                "zero_conv" in name
+                or "controlnet_down_blocks" in name
+                or "controlnet_mid_block" in name
+                or "conv_out" in name
+            ):
                 p.normal_(0, 0.05)
     net.save_pretrained(out)
     return Path(out)
@@ -142,24 +203,56 @@ def save_tiny_if(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok = word_tokenizer(max_length=8, eos=True)
-    T5EncoderModel(T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=2,
-                            pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)).save_pretrained(
-        folder / "text_encoder")
+    T5EncoderModel(
+        T5Config(
+            vocab_size=len(tok),
+            d_model=32,
+            d_ff=64,
+            d_kv=8,
+            num_heads=4,
+            num_layers=2,
+            pad_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=0,
+        )
+    ).save_pretrained(folder / "text_encoder")
     tok.save_pretrained(folder / "tokenizer")
     UNet2DConditionModel(
-        sample_size=16, in_channels=3, out_channels=6, layers_per_block=1, block_out_channels=(16, 32),
+        sample_size=16,
+        in_channels=3,
+        out_channels=6,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"), mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8, encoder_hid_dim=32,
-        encoder_hid_dim_type="text_proj", addition_embed_type="text", addition_embed_type_num_heads=2,
-        resnet_time_scale_shift="scale_shift", only_cross_attention=False).save_pretrained(folder / "unet")
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=8,
+        encoder_hid_dim=32,
+        encoder_hid_dim_type="text_proj",
+        addition_embed_type="text",
+        addition_embed_type_num_heads=2,
+        resnet_time_scale_shift="scale_shift",
+        only_cross_attention=False,
+    ).save_pretrained(folder / "unet")
     DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range").save_pretrained(
-        folder / "scheduler")
-    _write_index(folder, "IFPipeline", {
-        "unet": ("diffusers", "UNet2DConditionModel"), "text_encoder": ("transformers", "T5EncoderModel"),
-        "tokenizer": ("transformers", "T5Tokenizer"), "scheduler": ("diffusers", "DDPMScheduler"),
-        "vae": (None, None), "safety_checker": (None, None), "feature_extractor": (None, None),
-        "watermarker": (None, None)})
+        folder / "scheduler"
+    )
+    _write_index(
+        folder,
+        "IFPipeline",
+        {
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "text_encoder": ("transformers", "T5EncoderModel"),
+            "tokenizer": ("transformers", "T5Tokenizer"),
+            "scheduler": ("diffusers", "DDPMScheduler"),
+            "vae": (None, None),
+            "safety_checker": (None, None),
+            "feature_extractor": (None, None),
+            "watermarker": (None, None),
+        },
+    )
     return folder
 
 
@@ -179,11 +272,26 @@ def save_tiny_toy(folder: Path, seed: int = 0) -> Path:
     tiny_clip_text_encoder(len(tok)).save_pretrained(folder / "text_encoder")
     tok.save_pretrained(folder / "tokenizer")
     UNet2DConditionModel(
-        sample_size=32, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8).save_pretrained(folder / "unet")
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    ).save_pretrained(folder / "unet")
     DDPMScheduler(beta_schedule="squaredcos_cap_v2").save_pretrained(folder / "scheduler")
-    _write_index(folder, "CSDToyPipeline", {
-        "unet": ("diffusers", "UNet2DConditionModel"), "text_encoder": ("transformers", "CLIPTextModel"),
-        "tokenizer": ("transformers", "PreTrainedTokenizerFast"), "scheduler": ("diffusers", "DDPMScheduler")})
+    _write_index(
+        folder,
+        "CSDToyPipeline",
+        {
+            "unet": ("diffusers", "UNet2DConditionModel"),
+            "text_encoder": ("transformers", "CLIPTextModel"),
+            "tokenizer": ("transformers", "PreTrainedTokenizerFast"),
+            "scheduler": ("diffusers", "DDPMScheduler"),
+        },
+    )
     return folder
