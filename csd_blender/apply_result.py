@@ -119,6 +119,9 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
                          "be written back; add a UV map or apply the modifiers")
     resolved_json = json.dumps(meta.get("params", {}), sort_keys=True)
     mesh = obj.data
+    if unwrapped and len(mesh.loops) != mesh_info.n_loops:
+        raise ValueError(f"{obj.name!r} was edited while the job ran ({mesh_info.n_loops} corners then, "
+                         f"{len(mesh.loops)} now); run the job again")
     created_image = material = layer = None
     slot_index = -1
     old_indices = np.empty(len(mesh.polygons), dtype=np.int32)

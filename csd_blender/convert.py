@@ -245,6 +245,7 @@ class MeshArrays:
         maps_to_original: the evaluated mesh has the same loops and triangles as the object's own mesh, so
             per-corner results can be written to it.
         dropped: degenerate triangles left out (faces, uvs and tri_loops cover the others).
+        n_loops: loops of the object's own mesh when it was read (to notice edits made during a job).
     """
 
     vertices: np.ndarray
@@ -254,6 +255,7 @@ class MeshArrays:
     tri_loops: np.ndarray
     maps_to_original: bool
     dropped: int = 0
+    n_loops: int = 0
 
 
 def triangle_loops(mesh) -> np.ndarray:
@@ -367,7 +369,7 @@ def mesh_arrays(obj, depsgraph) -> MeshArrays:
         faces, tri_loops = faces[keep], tri_loops[keep]
         uvs = None if uvs is None else uvs[keep]
     return MeshArrays(vertices, np.ascontiguousarray(faces), uvs, uv_name, tri_loops, maps,
-                      int((~keep).sum()))
+                      int((~keep).sum()), len(original.loops))
 
 
 def write_uv_layer(mesh, name: str, uvs: np.ndarray, tri_loops: np.ndarray):

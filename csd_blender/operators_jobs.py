@@ -48,6 +48,8 @@ def texture_block_reason(context) -> str:
         return "Select a mesh object to texture"
     if obj.type != "MESH":
         return f"The active object {obj.name!r} is a {obj.type.lower()}, not a mesh"
+    if obj.mode == "EDIT":
+        return "Switch to Object Mode first (edits in Edit Mode are not in the mesh data yet)"
     settings = context.scene.csd
     if not settings.prompt.strip():
         return "Enter a prompt"
@@ -226,6 +228,9 @@ class CSD_OT_texture_from_text(bpy.types.Operator):
         if texture is None:
             return self._end(context, {"CANCELLED"}, "ERROR", "Texture job result has no texture")
         uvs = result.arrays.get("uvs")
+        if obj.mode == "EDIT":                    # entered while the job ran: edit-mode data would win later
+            with context.temp_override(active_object=obj, object=obj, selected_objects=[obj]):
+                bpy.ops.object.mode_set(mode="OBJECT")
         name = f"CSD {self._prompt[:40]}"
         try:
             applied = apply_result.apply_texture(obj, self._mesh_info, np.asarray(texture, np.float32),

@@ -499,3 +499,31 @@ def test_check_button_reports_the_interpreter(ext):
     with pytest.raises(RuntimeError, match="does not exist"):
         bpy.ops.csd.check_python()
     assert "does not exist" in prefs.check_report
+
+
+def test_edit_mode_is_refused_and_left_at_apply(modal, session):
+    obj = bpy_env.add_suzanne()
+    _configure(steps=3)
+    bpy.ops.object.mode_set(mode="EDIT")
+    with pytest.raises(RuntimeError, match="Switch to Object Mode"):
+        bpy.ops.csd.texture_from_text()
+    bpy.ops.object.mode_set(mode="OBJECT")
+    op = modal.start()
+    bpy.ops.object.mode_set(mode="EDIT")            # the user enters Edit Mode while the job runs
+    assert modal.run(op) == {"FINISHED"}
+    assert obj.mode == "OBJECT" and len(obj.data.materials) == 2
+
+
+def test_mesh_edited_during_an_unwrap_job_is_not_written(modal, session):
+    obj = bpy_env.add_suzanne(with_material=False)
+    obj.data.uv_layers.remove(obj.data.uv_layers[0])
+    obj.data.update()
+    _configure(steps=3)
+    before = bpy_env.counts()
+    op = modal.start()
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.select_all(action="SELECT")
+    bpy.ops.mesh.subdivide()
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert modal.run(op) == {"CANCELLED"}
+    assert bpy_env.counts() == before and "CSD_UV" not in obj.data.uv_layers
