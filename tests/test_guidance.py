@@ -273,4 +273,7 @@ def test_build_guidance_errors_and_registry():
     with pytest.raises(RequestError, match="t_min"):
         build_guidance("csd-if", t_min=0.9)  # above t_max = 0.5 after step 5000
     assert isinstance(build_guidance(get_preset("sds-sd")), SDSGuidance)
+    assert build_guidance("csd").config == CSDConfig() and build_guidance("sds", guidance_scale=7.5).config == SDSConfig(
+        guidance_scale=7.5
+    )
     assert build_guidance("csd-sd-refine", omega2=0.3).config.omega2 == 0.3

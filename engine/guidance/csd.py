@@ -46,6 +46,7 @@ class CSDGuidance(ScoreGuidance):
     """
 
     config: CSDConfig
+    config_class = CSDConfig
 
     def coefficients(self, step: int) -> Coefficients:
         """(cond, neg, null, noise) = (ω1, −ω2, ω2 − ω1, 0) at `step`."""

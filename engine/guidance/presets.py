@@ -87,11 +87,14 @@ def preset_names() -> list[str]:
 
 
 def get_preset(name: str) -> GuidanceConfig:
-    """The preset config called `name`; unknown names raise RequestError listing the known ones.
+    """The preset config called `name`; a formula name ("csd", "sds") gives that formula's default config;
+    unknown names raise RequestError listing the known ones.
 
     Args:
-        name: a preset name.
+        name: a preset name or a registered formula name.
     """
+    if name not in PRESETS and name in GUIDANCE:
+        return GUIDANCE.get(name).config_class()
     try:
         return PRESETS[name]
     except KeyError:

@@ -45,6 +45,7 @@ class SDSGuidance(ScoreGuidance):
     """
 
     config: SDSConfig
+    config_class = SDSConfig
 
     def coefficients(self, step: int) -> Coefficients:
         """(cond, neg, null, noise) = (s, 1 − s, 0, −1) at `step`."""
