@@ -1,9 +1,10 @@
-"""The add-on's engine client: a ZeroMQ DEALER with a non-blocking `poll()` and a heartbeat (no bpy, no torch).
+"""The add-on's engine client: a ZeroMQ DEALER, a non-blocking `poll()`, a heartbeat (no bpy/torch).
 
 `poll()` never blocks, so a Blender timer can call it every few tens of milliseconds. It returns events:
 `Accepted`, `Progress`, `JobResult` (numpy arrays), `ErrorReply`, `Cancelled`, and `EngineDied` once the
 engine stops answering pings for `dead_after_s`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,27 @@ import zmq
 from .protocol import codec
 from .protocol.errors import ErrorCode, ProtocolError
 from .protocol.limits import DTYPE_SIZES, REPLY_LIMITS
-from .protocol.messages import (PROTOCOL_VERSION_STR, Accepted, Array, Cancel, Cancelled, ErrorReply, Hello,
-                                HelloReply, Message, Ping, Pong, Progress, Release, Released, Result, Shutdown,
-                                Status, StatusReply, Submit)
+from .protocol.messages import (
+    PROTOCOL_VERSION_STR,
+    Accepted,
+    Array,
+    Cancel,
+    Cancelled,
+    ErrorReply,
+    Hello,
+    HelloReply,
+    Message,
+    Ping,
+    Pong,
+    Progress,
+    Release,
+    Released,
+    Result,
+    Shutdown,
+    Status,
+    StatusReply,
+    Submit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +77,11 @@ def array_to_wire(value: np.ndarray, name: str = "array") -> Array:
     if value.dtype == np.float64:
         value = value.astype(np.float32)
     if value.dtype.name not in DTYPE_SIZES:
-        raise ProtocolError(ErrorCode.BAD_ARRAY, f"{name}: dtype {value.dtype} is not one of {', '.join(DTYPE_SIZES)}",
-                            field=name)
+        raise ProtocolError(
+            ErrorCode.BAD_ARRAY,
+            f"{name}: dtype {value.dtype} is not one of {', '.join(DTYPE_SIZES)}",
+            field=name,
+        )
     value = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
     return Array(value.dtype.name, tuple(int(d) for d in value.shape), value)
 
@@ -81,8 +103,15 @@ class EngineClient:
         dead_after_s: report `EngineDied` when a ping stays unanswered and nothing arrived for this long.
     """
 
-    def __init__(self, endpoint: str, token: str, *, server_public_key: bytes | None = None,
-                 heartbeat_s: float = 0.5, dead_after_s: float = 2.0):
+    def __init__(
+        self,
+        endpoint: str,
+        token: str,
+        *,
+        server_public_key: bytes | None = None,
+        heartbeat_s: float = 0.5,
+        dead_after_s: float = 2.0,
+    ):
         self.endpoint = endpoint
         self.heartbeat_s = heartbeat_s
         self.dead_after_s = dead_after_s
@@ -100,7 +129,7 @@ class EngineClient:
             self._socket.curve_secretkey = secret
         self._socket.connect(endpoint)
         self._events: deque = deque()
-        self._replies: dict[str, Message] = {}        # answers to requests (status, release, hello) by parent id
+        self._replies: dict[str, Message] = {}  # answers to requests (status, release, hello) by parent id
         self._last_recv = time.monotonic()
         self._last_ping = -float("inf")
         self._ping_id: str | None = None
@@ -122,8 +151,9 @@ class EngineClient:
         try:
             self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            raise ProtocolError(ErrorCode.ENGINE_DIED,
-                                f"cannot send to the engine at {self.endpoint}: its queue is full") from None
+            raise ProtocolError(
+                ErrorCode.ENGINE_DIED, f"cannot send to the engine at {self.endpoint}: its queue is full"
+            ) from None
         return header.msg_id
 
     # -- requests -------------------------------------------------------------------------------------------
@@ -221,7 +251,11 @@ class EngineClient:
         elif isinstance(message, Result):
             arrays = {name: array_from_wire(a) for name, a in message.arrays.items()}
             self._events.append(JobResult(message.job_id, message.meta, arrays))
-        elif isinstance(message, ErrorReply) and message.job_id is None and header.parent_id in self._waiting_for:
+        elif (
+            isinstance(message, ErrorReply)
+            and message.job_id is None
+            and header.parent_id in self._waiting_for
+        ):
             self._replies[header.parent_id] = message
         else:
             self._events.append(message)
@@ -233,8 +267,10 @@ class EngineClient:
             while msg_id not in self._replies:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ProtocolError(ErrorCode.ENGINE_DIED,
-                                        f"no {what} answer from the engine at {self.endpoint} within {timeout_s:g} s")
+                    raise ProtocolError(
+                        ErrorCode.ENGINE_DIED,
+                        f"no {what} answer from the engine at {self.endpoint} within {timeout_s:g} s",
+                    )
                 self._receive(int(min(left, 0.05) * 1000) + 1)
             return self._replies.pop(msg_id)
         finally:
@@ -267,8 +303,9 @@ class EngineClient:
         self._events.clear()
         return events
 
-    def wait(self, job_id: str, timeout_s: float | None = None,
-             on_event: Callable[[Event], None] | None = None) -> JobResult:
+    def wait(
+        self, job_id: str, timeout_s: float | None = None, on_event: Callable[[Event], None] | None = None
+    ) -> JobResult:
         """Block until `job_id` finishes (background mode and scripts).
 
         Args:
@@ -281,11 +318,13 @@ class EngineClient:
             TimeoutError: when `timeout_s` passes.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        others: list[Event] = []          # other jobs' events stay for the next poll()
+        others: list[Event] = []  # other jobs' events stay for the next poll()
         try:
             while True:
                 if not self.alive and not self._events:
-                    raise ProtocolError(ErrorCode.ENGINE_DIED, f"the engine at {self.endpoint} is not answering")
+                    raise ProtocolError(
+                        ErrorCode.ENGINE_DIED, f"the engine at {self.endpoint} is not answering"
+                    )
                 for event in self.poll():
                     if isinstance(event, EngineDied):
                         raise ProtocolError(ErrorCode.ENGINE_DIED, event.reason)

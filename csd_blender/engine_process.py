@@ -4,6 +4,7 @@ The engine runs in its own process group, gets a fresh random token through a 06
 loopback port and writes it to an endpoint file; `start()` then handshakes. On any failure the error carries
 the tail of the engine's log. An atexit hook stops every engine this process started, so none is orphaned.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -60,9 +61,16 @@ class EngineProcess:
         pythonpath: prepended to PYTHONPATH when given (e.g. a source checkout).
     """
 
-    def __init__(self, python: str, *, log_file: str | os.PathLike, device: str = "auto",
-                 extra_env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
-                 pythonpath: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        python: str,
+        *,
+        log_file: str | os.PathLike,
+        device: str = "auto",
+        extra_env: dict[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+        pythonpath: str | os.PathLike | None = None,
+    ):
         self.python = str(python)
         self.log_file = str(log_file)
         self.device = device
@@ -115,15 +123,39 @@ class EngineProcess:
             fh.write(token)
         endpoint_file = os.path.join(self._tmpdir, "endpoint.json")
         Path(self.log_file).parent.mkdir(parents=True, exist_ok=True)
-        cmd = [self.python, "-m", "engine", "serve", "--bind", "tcp://127.0.0.1:0", "--token-file", token_file,
-               "--endpoint-file", endpoint_file, "--log-file", self.log_file, "--device", self.device]
+        cmd = [
+            self.python,
+            "-m",
+            "engine",
+            "serve",
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "--token-file",
+            token_file,
+            "--endpoint-file",
+            endpoint_file,
+            "--log-file",
+            self.log_file,
+            "--device",
+            self.device,
+        ]
         logger.info("starting engine: %s", " ".join(cmd))
-        kwargs: dict = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        kwargs: dict = (
+            {"start_new_session": True}
+            if os.name == "posix"
+            else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        )
         with open(self.log_file, "ab") as log:
             try:
-                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                              cwd=self.cwd, env=self._env(), **kwargs)
+                self._proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.cwd,
+                    env=self._env(),
+                    **kwargs,
+                )
             except OSError as exc:
                 self._cleanup_tmp()
                 raise EngineStartError(f"cannot run {self.python!r}: {exc}") from exc
@@ -131,7 +163,7 @@ class EngineProcess:
         try:
             endpoint = self._wait_endpoint(endpoint_file, deadline)
             try:
-                os.unlink(token_file)             # the engine has read it before binding
+                os.unlink(token_file)  # the engine has read it before binding
             except OSError:
                 pass
             client = EngineClient(endpoint, token)
@@ -141,7 +173,9 @@ class EngineProcess:
                 client.close()
         except ProtocolError as exc:
             self._kill()
-            raise EngineStartError(f"engine did not complete the handshake: {exc}", log_tail(self.log_file)) from exc
+            raise EngineStartError(
+                f"engine did not complete the handshake: {exc}", log_tail(self.log_file)
+            ) from exc
         except EngineStartError:
             self._kill()
             raise
@@ -152,8 +186,9 @@ class EngineProcess:
     def _wait_endpoint(self, path: str, deadline: float) -> str:
         while True:
             if self._proc.poll() is not None:
-                raise EngineStartError(f"engine exited with code {self._proc.returncode} during start",
-                                       log_tail(self.log_file))
+                raise EngineStartError(
+                    f"engine exited with code {self._proc.returncode} during start", log_tail(self.log_file)
+                )
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as fh:
                     return json.load(fh)["endpoint"]
@@ -169,7 +204,7 @@ class EngineProcess:
             try:
                 with EngineClient(self.endpoint, self.token) as client:
                     client.shutdown()
-                    time.sleep(0.05)           # let the message leave before the socket closes
+                    time.sleep(0.05)  # let the message leave before the socket closes
             except Exception as exc:  # noqa: BLE001 - fall through to signals
                 logger.debug("shutdown message failed: %s", exc)
             self._wait(timeout_s * 0.6)
@@ -187,7 +222,7 @@ class EngineProcess:
     def _signal(self, sig: int) -> None:
         try:
             if os.name == "posix":
-                os.killpg(self._proc.pid, sig)       # the whole group: no orphaned grandchildren
+                os.killpg(self._proc.pid, sig)  # the whole group: no orphaned grandchildren
             elif sig == signal.SIGTERM:
                 self._proc.terminate()
             else:

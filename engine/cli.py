@@ -1,4 +1,5 @@
 """The engine's command line: `python -m engine <subcommand>`; one function per subcommand."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,9 @@ def setup_logging(log_file: str | None, verbose: bool = False) -> None:
         log_file: path of the log file, or None.
         verbose: DEBUG instead of INFO.
     """
-    handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -56,8 +59,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         token = _read_token(args.token_file)
         device = resolve_device(args.device)
-        server = EngineServer(ServerConfig(bind=args.bind, token=token, device=device, curve_dir=args.curve_dir,
-                                           endpoint_file=args.endpoint_file))
+        server = EngineServer(
+            ServerConfig(
+                bind=args.bind,
+                token=token,
+                device=device,
+                curve_dir=args.curve_dir,
+                endpoint_file=args.endpoint_file,
+            )
+        )
         server.bind()
     except (ValueError, OSError, EngineError) as exc:
         logger.error("cannot start the engine server: %s", exc)

@@ -1,4 +1,5 @@
 """Which torch device the engine runs on, its name and its memory (reported in the handshake)."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ class DeviceInfo:
 
 
 def resolve_device(requested: str = "auto") -> str:
-    """"auto" -> "cuda:0" when CUDA is available else "cpu"; "cuda" -> "cuda:0"; checks CUDA exists.
+    """ "auto" -> "cuda:0" when CUDA is available else "cpu"; "cuda" -> "cuda:0"; checks CUDA exists.
 
     Args:
         requested: "auto", "cpu", "cuda" or "cuda:N".
@@ -34,11 +35,15 @@ def resolve_device(requested: str = "auto") -> str:
         return "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise EngineError(ErrorCode.BAD_REQUEST, f"device: {requested!r} requested but CUDA is not available",
-                              field="device")
+            raise EngineError(
+                ErrorCode.BAD_REQUEST,
+                f"device: {requested!r} requested but CUDA is not available",
+                field="device",
+            )
         return requested if ":" in requested else "cuda:0"
-    raise EngineError(ErrorCode.BAD_REQUEST, f"device: must be auto, cpu, cuda or cuda:N, got {requested!r}",
-                      field="device")
+    raise EngineError(
+        ErrorCode.BAD_REQUEST, f"device: must be auto, cpu, cuda or cuda:N, got {requested!r}", field="device"
+    )
 
 
 def _system_memory() -> tuple[int, int]:

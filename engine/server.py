@@ -5,6 +5,7 @@ Only this loop touches the socket. It answers ping/status/cancel/hello at once (
 request must carry the launch token (compared with `hmac.compare_digest`); anything malformed or invalid
 gets an `error` reply with a stable code, and the loop keeps serving.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -25,9 +26,23 @@ import zmq
 from csd_blender.protocol import codec
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from csd_blender.protocol.limits import REQUEST_LIMITS, Limits
-from csd_blender.protocol.messages import (PROTOCOL_VERSION_STR, Accepted, Cancel, Cancelled, ErrorReply, Hello,
-                                           HelloReply, Message, Ping, Pong, Release, Shutdown, Status,
-                                           StatusReply, Submit)
+from csd_blender.protocol.messages import (
+    PROTOCOL_VERSION_STR,
+    Accepted,
+    Cancel,
+    Cancelled,
+    ErrorReply,
+    Hello,
+    HelloReply,
+    Message,
+    Ping,
+    Pong,
+    Release,
+    Shutdown,
+    Status,
+    StatusReply,
+    Submit,
+)
 
 from . import __version__
 from .device_info import device_info
@@ -111,8 +126,10 @@ class EngineServer:
         if len(config.token) < MIN_TOKEN_CHARS:
             raise ValueError(f"token: must be at least {MIN_TOKEN_CHARS} characters")
         if not is_loopback(config.bind) and not config.curve_dir:
-            raise ValueError(f"refusing to bind {config.bind} (not loopback) without CurveZMQ keys: "
-                             "pass --curve-dir with server.key_secret, or bind tcp://127.0.0.1")
+            raise ValueError(
+                f"refusing to bind {config.bind} (not loopback) without CurveZMQ keys: "
+                "pass --curve-dir with server.key_secret, or bind tcp://127.0.0.1"
+            )
         self.config = config
         self._token = config.token.encode("utf-8")
         self.context = zmq.Context()
@@ -121,7 +138,7 @@ class EngineServer:
         self._auth = None
         self.outbox: deque[Outgoing] = deque()
         self.worker = Worker(config.device, self.outbox, config.progress_hz)
-        self.jobs: dict[str, JobRecord] = {}          # pending and running, by job id
+        self.jobs: dict[str, JobRecord] = {}  # pending and running, by job id
         self.pending: deque[JobRecord] = deque()
         self.running: JobRecord | None = None
         self._stopping = False
@@ -143,12 +160,23 @@ class EngineServer:
         sock.bind(address)
         self.socket = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        logger.info("engine %s (protocol %s) listening on %s, device %s", __version__, PROTOCOL_VERSION_STR,
-                    self.endpoint, self.config.device)
+        logger.info(
+            "engine %s (protocol %s) listening on %s, device %s",
+            __version__,
+            PROTOCOL_VERSION_STR,
+            self.endpoint,
+            self.config.device,
+        )
         if self.config.endpoint_file:
-            write_endpoint_file(self.config.endpoint_file, {
-                "endpoint": self.endpoint, "pid": os.getpid(), "protocol_version": PROTOCOL_VERSION_STR,
-                "engine_version": __version__})
+            write_endpoint_file(
+                self.config.endpoint_file,
+                {
+                    "endpoint": self.endpoint,
+                    "pid": os.getpid(),
+                    "protocol_version": PROTOCOL_VERSION_STR,
+                    "engine_version": __version__,
+                },
+            )
         return self.endpoint
 
     def _setup_curve(self, sock: zmq.Socket, curve_dir: str) -> None:
@@ -161,7 +189,9 @@ class EngineServer:
         self._auth = ThreadAuthenticator(self.context)
         self._auth.start()
         clients = os.path.join(curve_dir, "authorized_clients")
-        self._auth.configure_curve(domain="*", location=clients if os.path.isdir(clients) else zmq.auth.CURVE_ALLOW_ANY)
+        self._auth.configure_curve(
+            domain="*", location=clients if os.path.isdir(clients) else zmq.auth.CURVE_ALLOW_ANY
+        )
         sock.curve_secretkey = secret
         sock.curve_publickey = public
         sock.curve_server = True
@@ -188,7 +218,7 @@ class EngineServer:
                     self._begin_shutdown("signal")
                 events = dict(poller.poll(self.config.poll_ms))
                 if self.socket in events:
-                    for _ in range(100):       # drain what is waiting, but keep the outbox moving
+                    for _ in range(100):  # drain what is waiting, but keep the outbox moving
                         try:
                             frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
@@ -231,7 +261,7 @@ class EngineServer:
         frames, _ = codec.encode(message, parent_id=parent_id)
         try:
             self.socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError as exc:      # peer gone or its queue full: drop, never block the loop
+        except zmq.ZMQError as exc:  # peer gone or its queue full: drop, never block the loop
             logger.warning("could not send %s to a client: %s", message.MSG_TYPE, exc)
 
     def _flush_outbox(self) -> None:
@@ -257,11 +287,13 @@ class EngineServer:
         try:
             header = codec.decode_header(frames, self.config.limits)
             if not hmac.compare_digest(header.token.encode("utf-8"), self._token):
-                raise ProtocolError(ErrorCode.UNAUTHORIZED,
-                                    "missing or wrong token" if header.token else "the request carries no token")
+                raise ProtocolError(
+                    ErrorCode.UNAUTHORIZED,
+                    "missing or wrong token" if header.token else "the request carries no token",
+                )
             message = codec.decode_body(header, frames)
             self._dispatch(identity, header, message)
-        except ProtocolError as exc:       # EngineError included
+        except ProtocolError as exc:  # EngineError included
             msg_id = header.msg_id if header else codec.peek_msg_id(frames, self.config.limits)
             job_id = msg_id if header is not None and header.msg_type == "submit" else None
             logger.info("request %s rejected: %s", msg_id, exc)
@@ -288,8 +320,13 @@ class EngineServer:
             current = dict(self.running.status) if self.running is not None else None
             if self.running is not None and not current:
                 current = {"job_id": self.running.job_id, "task": self.running.spec.name, "stage": "starting"}
-            self._send(identity, StatusReply(current, [r.job_id for r in self.pending], self.worker.loaded_priors,
-                                             self.config.device), reply_to)
+            self._send(
+                identity,
+                StatusReply(
+                    current, [r.job_id for r in self.pending], self.worker.loaded_priors, self.config.device
+                ),
+                reply_to,
+            )
         elif isinstance(message, Release):
             self.worker.commands.put(("release", identity, reply_to))
         elif isinstance(message, Shutdown):
@@ -301,8 +338,18 @@ class EngineServer:
         from ._optional import backends
 
         info = device_info(self.config.device)
-        return HelloReply(PROTOCOL_VERSION_STR, __version__, info.device, info.label, info.total_bytes,
-                          info.free_bytes, TASKS.names(), GUIDANCE.names(), available_priors(), backends())
+        return HelloReply(
+            PROTOCOL_VERSION_STR,
+            __version__,
+            info.device,
+            info.label,
+            info.total_bytes,
+            info.free_bytes,
+            TASKS.names(),
+            GUIDANCE.names(),
+            available_priors(),
+            backends(),
+        )
 
     def _submit(self, identity: bytes, header: codec.Header, message: Submit) -> None:
         job_id = header.msg_id
@@ -311,13 +358,15 @@ class EngineServer:
         if job_id in self.jobs:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"msg_id: job {job_id} already exists", field="msg_id")
         if message.task not in TASKS:
-            raise ProtocolError(ErrorCode.UNKNOWN_TASK,
-                                f"task: unknown task {message.task!r:.80}; known: {', '.join(TASKS.names())}",
-                                field="task")
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TASK,
+                f"task: unknown task {message.task!r:.80}; known: {', '.join(TASKS.names())}",
+                field="task",
+            )
         spec = TASKS.get(message.task)
         params = spec.params_cls.from_dict(message.params).validate()
         if getattr(params, "device", None) == "auto":
-            params.device = self.config.device          # jobs run where the engine's priors live
+            params.device = self.config.device  # jobs run where the engine's priors live
         arrays = check_arrays(message.task, message.arrays)
         record = JobRecord(job_id, identity, spec, params, arrays)
         position = len(self.pending) + (1 if self.running is not None else 0)
@@ -329,8 +378,9 @@ class EngineServer:
     def _cancel(self, identity: bytes, job_id: str, reply_to: str) -> None:
         record = self.jobs.get(job_id)
         if record is None:
-            raise ProtocolError(ErrorCode.UNKNOWN_JOB, f"job_id: no queued or running job {job_id!r:.80}",
-                                field="job_id")
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_JOB, f"job_id: no queued or running job {job_id!r:.80}", field="job_id"
+            )
         if record in self.pending:
             self.pending.remove(record)
             self.jobs.pop(job_id, None)

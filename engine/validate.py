@@ -1,4 +1,5 @@
 """Wire arrays to numpy, checked against csd_blender.protocol.jobs.ARRAY_SPECS before any work starts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -68,7 +69,9 @@ def check_arrays(task: str, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
     specs = ARRAY_SPECS.get(task, {})
     unknown = sorted(set(arrays) - set(specs))
     if unknown:
-        raise _error(unknown[0], f"unknown array for task {task!r} (known: {', '.join(specs)})", ErrorCode.BAD_ARRAY)
+        raise _error(
+            unknown[0], f"unknown array for task {task!r} (known: {', '.join(specs)})", ErrorCode.BAD_ARRAY
+        )
     dims: dict[str, tuple[int, str]] = {}
     for name, (dtype, shape, required) in specs.items():
         if name not in arrays:
@@ -79,16 +82,21 @@ def check_arrays(task: str, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
         if array.dtype != dtype:
             raise _error(name, f"dtype is {array.dtype}, expected {dtype}", ErrorCode.BAD_ARRAY)
         if len(array.shape) != len(shape):
-            raise _error(name, f"shape {list(array.shape)} has {len(array.shape)} dimensions, expected "
-                               f"{len(shape)} ({', '.join(map(str, shape))})", ErrorCode.BAD_ARRAY)
+            raise _error(
+                name,
+                f"shape {list(array.shape)} has {len(array.shape)} dimensions, expected "
+                f"{len(shape)} ({', '.join(map(str, shape))})",
+                ErrorCode.BAD_ARRAY,
+            )
         for axis, (want, got) in enumerate(zip(shape, array.shape)):
             if isinstance(want, int) and want >= 0 and want != got:
                 raise _error(name, f"dimension {axis} is {got}, expected {want}", ErrorCode.BAD_ARRAY)
             if isinstance(want, str):
                 if want in dims and dims[want][0] != got:
                     other = dims[want][1]
-                    raise _error(name, f"has {got} along {want} but {other} has {dims[want][0]}",
-                                 ErrorCode.BAD_ARRAY)
+                    raise _error(
+                        name, f"has {got} along {want} but {other} has {dims[want][0]}", ErrorCode.BAD_ARRAY
+                    )
                 dims.setdefault(want, (got, name))
     for dim, (limit, what) in DIM_LIMITS.items():
         if dim in dims and dims[dim][0] > limit:

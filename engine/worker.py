@@ -1,8 +1,9 @@
-"""The server's job thread: builds and runs one job at a time, keeps priors loaded, maps failures to error replies.
+"""The server's job thread: runs one job at a time, keeps priors loaded, maps failures to errors.
 
 It never touches the socket: every outgoing message goes into `outbox` (a thread-safe deque) that the socket
 loop drains. Priors stay loaded between jobs until a `release` command (or a job needing another prior).
 """
+
 from __future__ import annotations
 
 import gc
@@ -78,8 +79,11 @@ def oom_error(params: Any, device: str, task: str) -> ProtocolError:
             value = getattr(params, name)
             values.append(f"{name} (now {'auto' if value is None else value})")
     hint = ", ".join(values[:-1]) + (f" or {values[-1]}" if values else "")
-    message = f"out of memory on {device} while running {task!r}: lower {hint}" if values else \
-        f"out of memory on {device} while running {task!r}"
+    message = (
+        f"out of memory on {device} while running {task!r}: lower {hint}"
+        if values
+        else f"out of memory on {device} while running {task!r}"
+    )
     return ProtocolError(ErrorCode.OUT_OF_MEMORY, message, field="batch_size" if values else None)
 
 
@@ -95,7 +99,7 @@ def _malloc_trim() -> None:
 
 
 def free_device_memory() -> int:
-    """Collect garbage, trim the heap and empty the CUDA cache; return bytes still allocated on CUDA (0 without)."""
+    """Collect garbage, trim the heap, empty the CUDA cache; return bytes still allocated on CUDA (or 0)."""
     gc.collect()
     _malloc_trim()
     torch = sys.modules.get("torch")
@@ -106,7 +110,7 @@ def free_device_memory() -> int:
 
 
 class Worker(threading.Thread):
-    """Runs commands from `commands` one at a time: ("job", JobRecord), ("release", identity, msg_id), ("stop",).
+    """Runs `commands` one at a time: ("job", JobRecord), ("release", identity, msg_id), ("stop",).
 
     Args:
         device: torch device string the priors load on ("cpu", "cuda", "cuda:N").
@@ -134,11 +138,16 @@ class Worker(threading.Thread):
                 return
             if command[0] == "job":
                 record = command[1]
+                final = None
                 try:
-                    self._run_job(record)
+                    final = self._run_job(record)
                 finally:
-                    free_device_memory()         # a long-lived server hands each job's scratch memory back
-                    self.outbox.append(Outgoing(None, None, None, finished=record.job_id))
+                    free_device_memory()  # a long-lived server hands each job's scratch memory back
+                    # the job's last message and its end travel together: a status request answered after the
+                    # result always shows the engine idle
+                    self.outbox.append(
+                        Outgoing(record.identity, final, record.job_id, finished=record.job_id)
+                    )
             elif command[0] == "release":
                 _, identity, msg_id = command
                 names = self.loaded_priors
@@ -164,7 +173,7 @@ class Worker(threading.Thread):
         key = (key[0], tuple(key[1]) if len(key) > 1 else ())
         if key != self._prior_key:
             self.release()
-            from .priors import load_prior   # lazy: torch/diffusers load here, not at server start
+            from .priors import load_prior  # lazy: torch/diffusers load here, not at server start
 
             logger.info("loading prior %s on %s", key, self.device)
             self._prior = load_prior(key[0], device=self.device, controlnets=key[1])
@@ -181,25 +190,44 @@ class Worker(threading.Thread):
 
         def progress(event: ProgressEvent) -> None:
             now = time.monotonic()
-            record.status = {"job_id": record.job_id, "task": record.spec.name, "stage": event.stage,
-                             "step": event.step, "total": event.total, "elapsed_s": now - started}
-            important = event.preview_png is not None or event.stage != last["stage"] or event.step >= event.total
+            record.status = {
+                "job_id": record.job_id,
+                "task": record.spec.name,
+                "stage": event.stage,
+                "step": event.step,
+                "total": event.total,
+                "elapsed_s": now - started,
+            }
+            important = (
+                event.preview_png is not None or event.stage != last["stage"] or event.step >= event.total
+            )
             if not important and now - last["t"] < self.min_interval:
                 return
             last["t"], last["stage"] = now, event.stage
             loss = event.loss if event.loss is not None and math.isfinite(event.loss) else None
             eta = event.eta_s if event.eta_s is not None and math.isfinite(event.eta_s) else None
-            self._send(record, Progress(record.job_id, event.stage, int(event.step), int(event.total), loss,
-                                        float(event.elapsed_s), eta, event.preview_png))
+            self._send(
+                record,
+                Progress(
+                    record.job_id,
+                    event.stage,
+                    int(event.step),
+                    int(event.total),
+                    loss,
+                    float(event.elapsed_s),
+                    eta,
+                    event.preview_png,
+                ),
+            )
 
         return progress
 
-    def _run_job(self, record: JobRecord) -> None:
+    def _run_job(self, record: JobRecord) -> Message:
+        """Run one job; return its last message (result, cancelled or error) for the caller to post."""
         started = time.monotonic()
         logger.info("job %s (%s) started", record.job_id, record.spec.name)
         if record.cancel.is_set():
-            self._send(record, Cancelled(record.job_id))
-            return
+            return Cancelled(record.job_id)
         progress = self._progress_fn(record, started)
         try:
             job = record.spec.make_job(record.params, record.arrays)
@@ -212,26 +240,23 @@ class Worker(threading.Thread):
             meta = dict(meta)
             meta.setdefault("elapsed_s", time.monotonic() - started)
             meta.setdefault("cancelled", record.cancel.is_set())
-            self._send(record, Result(record.job_id, meta, {k: from_numpy(v) for k, v in arrays.items()}))
             logger.info("job %s finished in %.1f s", record.job_id, time.monotonic() - started)
+            return Result(record.job_id, meta, {k: from_numpy(v) for k, v in arrays.items()})
         except CancelledError:
             logger.info("job %s cancelled", record.job_id)
-            self._send(record, Cancelled(record.job_id))
-        except ProtocolError as exc:     # EngineError and its subclasses, params errors from make_job
+            return Cancelled(record.job_id)
+        except ProtocolError as exc:  # EngineError and its subclasses, params errors from make_job
             if exc.code == ErrorCode.CANCELLED:
-                self._send(record, Cancelled(record.job_id))
-            else:
-                logger.info("job %s failed: %s", record.job_id, exc)
-                self._send(record, ErrorReply.from_exception(exc, record.job_id))
+                return Cancelled(record.job_id)
+            logger.info("job %s failed: %s", record.job_id, exc)
+            return ErrorReply.from_exception(exc, record.job_id)
         except Exception as exc:  # noqa: BLE001 - the server must keep serving
             text = traceback.format_exc()
             if is_out_of_memory(exc):
                 logger.warning("job %s ran out of memory: %s", record.job_id, exc)
                 error = oom_error(record.params, self.device, record.spec.name)
                 error.detail = str(exc)[:2000]
-                free_device_memory()
-                self._send(record, ErrorReply.from_exception(error, record.job_id, text))
-            else:
-                logger.error("job %s crashed:\n%s", record.job_id, text)
-                error = ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"[:500])
-                self._send(record, ErrorReply.from_exception(error, record.job_id, text))
+                return ErrorReply.from_exception(error, record.job_id, text)
+            logger.error("job %s crashed:\n%s", record.job_id, text)
+            error = ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"[:500])
+            return ErrorReply.from_exception(error, record.job_id, text)

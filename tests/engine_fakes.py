@@ -3,6 +3,7 @@
 Run an engine with it registered: `python tests/engine_fakes.py serve ...` (same arguments as
 `python -m engine serve`).
 """
+
 from __future__ import annotations
 
 import struct
@@ -18,12 +19,17 @@ from csd_blender.protocol.errors import ErrorCode, ProtocolError
 
 def tiny_png(value: int, size: int = 8) -> bytes:
     """A valid grey `size`x`size` PNG (stdlib only)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     raw = b"".join(b"\x00" + bytes([value % 256]) * size for _ in range(size))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass
@@ -35,7 +41,7 @@ class SleepyParams:
     seed: int = 0
     fail: str = ""
     size: int = 16
-    batch_size: int = 1          # only named in the out-of-memory advice
+    batch_size: int = 1  # only named in the out-of-memory advice
 
     @classmethod
     def from_dict(cls, data):
@@ -43,12 +49,16 @@ class SleepyParams:
             raise ProtocolError(ErrorCode.BAD_REQUEST, "params: must be an object", field="params")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0])
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"{sorted(unknown)[0]}: unknown field", field=sorted(unknown)[0]
+            )
         return cls(**data)
 
     def validate(self):
         if not 1 <= self.steps <= 10_000:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, f"steps: must be in [1, 10000], got {self.steps}", field="steps")
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"steps: must be in [1, 10000], got {self.steps}", field="steps"
+            )
         return self
 
 
@@ -68,8 +78,16 @@ def run_sleepy(job, prior=None, progress=None, should_stop=None):
         if job.fail == "crash" and step == 1:
             raise ZeroDivisionError("fake crash")
         if progress is not None:
-            progress(ProgressEvent("optimising", step, job.steps, loss=1.0 / step, elapsed_s=time.monotonic() - start,
-                                   preview_png=tiny_png(step) if step % 2 == 0 else None))
+            progress(
+                ProgressEvent(
+                    "optimising",
+                    step,
+                    job.steps,
+                    loss=1.0 / step,
+                    elapsed_s=time.monotonic() - start,
+                    preview_png=tiny_png(step) if step % 2 == 0 else None,
+                )
+            )
     rng = np.random.default_rng(job.seed)
     return rng.random((job.size, job.size, 3), dtype=np.float32)
 
@@ -83,8 +101,16 @@ def register() -> None:
     from engine.tasks.base import TaskSpec
 
     if "sleepy" not in TASKS:
-        TASKS.register("sleepy")(TaskSpec("sleepy", SleepyParams, lambda params, arrays: params, run_sleepy,
-                                          pack_sleepy, prior_key=lambda job: None))
+        TASKS.register("sleepy")(
+            TaskSpec(
+                "sleepy",
+                SleepyParams,
+                lambda params, arrays: params,
+                run_sleepy,
+                pack_sleepy,
+                prior_key=lambda job: None,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Import boundaries and wire safety, by AST scan and by importing the protocol with heavy modules blocked."""
+
 from __future__ import annotations
 
 import ast
@@ -40,25 +41,34 @@ def _imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
 
 
 def test_engine_imports_only_the_protocol_from_the_addon():
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}"
-           for p in _sources("engine") for line, name in _imports(p)
-           if (name == "csd_blender" or name.startswith("csd_blender."))
-           and not (name == "csd_blender.protocol" or name.startswith("csd_blender.protocol."))]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {name}"
+        for p in _sources("engine")
+        for line, name in _imports(p)
+        if (name == "csd_blender" or name.startswith("csd_blender."))
+        and not (name == "csd_blender.protocol" or name.startswith("csd_blender.protocol."))
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_addon_never_imports_torch_or_the_engine():
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}"
-           for p in _sources("csd_blender") for line, name in _imports(p)
-           if name.split(".")[0] in ADDON_FORBIDDEN]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {name}"
+        for p in _sources("csd_blender")
+        for line, name in _imports(p)
+        if name.split(".")[0] in ADDON_FORBIDDEN
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_protocol_uses_the_standard_library_only():
     allowed = set(sys.stdlib_module_names) | {"csd_blender"}
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {name}"
-           for p in sorted((ROOT / "csd_blender" / "protocol").rglob("*.py")) for line, name in _imports(p)
-           if name and name.split(".")[0] not in allowed and name.split(".")[0] != "__future__"]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {name}"
+        for p in sorted((ROOT / "csd_blender" / "protocol").rglob("*.py"))
+        for line, name in _imports(p)
+        if name and name.split(".")[0] not in allowed and name.split(".")[0] != "__future__"
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -96,8 +106,12 @@ def _unsafe_uses(path: Path, root: Path = ROOT) -> list[str]:
             found.append(f"{node.lineno}: calls {attr}")
         if isinstance(kwargs.get("allow_pickle"), ast.Constant) and kwargs["allow_pickle"].value is True:
             found.append(f"{node.lineno}: allow_pickle=True")
-        if (attr == "load" and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                and func.value.id == "torch"):
+        if (
+            attr == "load"
+            and isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "torch"
+        ):
             safe = kwargs.get("weights_only")
             if not (isinstance(safe, ast.Constant) and safe.value is True):
                 found.append(f"{node.lineno}: torch.load without weights_only=True")
@@ -115,8 +129,10 @@ def test_no_pickle_or_unsafe_deserialisation(package):
 def test_the_scanners_catch_what_they_look_for(tmp_path):
     sample = tmp_path / "engine" / "sub" / "probe.py"
     sample.parent.mkdir(parents=True)
-    sample.write_text("import pickle\nimport torch\ntorch.load('x')\nnp.load('y', allow_pickle=True)\n"
-                      "sock.recv_pyobj()\ntorch.load('z', weights_only=True)\nfrom ...csd_blender import client\n")
+    sample.write_text(
+        "import pickle\nimport torch\ntorch.load('x')\nnp.load('y', allow_pickle=True)\n"
+        "sock.recv_pyobj()\ntorch.load('z', weights_only=True)\nfrom ...csd_blender import client\n"
+    )
     assert len(_unsafe_uses(sample, tmp_path)) == 4, _unsafe_uses(sample, tmp_path)
     assert (7, "csd_blender.client") in _imports(sample, tmp_path)
 
@@ -126,7 +142,7 @@ def test_protocol_task_and_guidance_names_match_the_engine_registries():
     from engine.cli import load_registries
     from engine.registry import GUIDANCE, TASKS
 
-    load_registries()                       # what `python -m engine serve` registers
+    load_registries()  # what `python -m engine serve` registers
 
     assert sorted(TASK_NAMES) == TASKS.names()
     assert sorted(GUIDANCE_NAMES) == GUIDANCE.names()

@@ -1,4 +1,5 @@
 """EngineClient against a fake engine on a real TCP socket: handshake, events, arrays, heartbeat, errors."""
+
 from __future__ import annotations
 
 import threading
@@ -129,7 +130,7 @@ def test_handshake_error_from_the_engine_is_raised(engine_factory):
 
 
 def test_handshake_times_out_when_nothing_listens():
-    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as s:      # find a free port, then close it
+    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as s:  # find a free port, then close it
         port = s.bind_to_random_port("tcp://127.0.0.1")
     client = EngineClient(f"tcp://127.0.0.1:{port}", TOKEN)
     try:
@@ -148,16 +149,19 @@ def _job_handler(texture: np.ndarray):
         job = header.msg_id
         faces = np.frombuffer(message.arrays["faces"].data, np.int32).reshape(message.arrays["faces"].shape)
         out = texture + faces.sum()
-        return [(m.Accepted(job, 0), job),
-                (m.Progress(job, "optimising", 1, 2, 0.5, 0.1, 0.1, b"\x89PNGpreview"), job),
-                (m.Result(job, {"sum": float(out.sum())}, {"texture": m.Array("float32", out.shape, out)}), job)]
+        return [
+            (m.Accepted(job, 0), job),
+            (m.Progress(job, "optimising", 1, 2, 0.5, 0.1, 0.1, b"\x89PNGpreview"), job),
+            (m.Result(job, {"sum": float(out.sum())}, {"texture": m.Array("float32", out.shape, out)}), job),
+        ]
+
     return handler
 
 
 def test_submit_sends_arrays_and_poll_returns_typed_events(engine_factory):
     texture = np.random.default_rng(0).random((4, 5, 3), dtype=np.float32)
     engine, client = engine_factory(_job_handler(texture))
-    vertices = np.random.default_rng(1).random((3, 3))              # float64 goes out as float32
+    vertices = np.random.default_rng(1).random((3, 3))  # float64 goes out as float32
     faces = np.array([[0, 1, 2]], dtype=np.int32)
     job = client.submit("texture", {"prompt": "x"}, {"vertices": vertices, "faces": faces})
     events = _poll_until(client, lambda ev: any(isinstance(e, JobResult) for e in ev))
@@ -170,8 +174,9 @@ def test_submit_sends_arrays_and_poll_returns_typed_events(engine_factory):
     header, submit = next((h, s) for h, s in engine.received if isinstance(s, m.Submit))
     assert header.msg_id == job and header.token == TOKEN
     assert submit.arrays["vertices"].dtype == "float32"
-    np.testing.assert_allclose(np.frombuffer(submit.arrays["vertices"].data, np.float32).reshape(3, 3), vertices,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.frombuffer(submit.arrays["vertices"].data, np.float32).reshape(3, 3), vertices, rtol=1e-6
+    )
 
 
 def test_submit_rejects_a_dtype_outside_the_allow_list(engine_factory):
@@ -198,16 +203,26 @@ def test_wait_returns_the_result_and_keeps_other_events(engine_factory):
     second = client.submit("texture", {}, {"faces": faces + 1})
     seen = []
     result = client.wait(second, timeout_s=5, on_event=seen.append)
-    assert result.job_id == second and [type(e).__name__ for e in seen] == ["Accepted", "Progress", "JobResult"]
+    assert result.job_id == second and [type(e).__name__ for e in seen] == [
+        "Accepted",
+        "Progress",
+        "JobResult",
+    ]
     np.testing.assert_array_equal(result.arrays["texture"], texture + 3)
     leftovers = client.poll()
     assert {e.job_id for e in leftovers} == {first} and isinstance(leftovers[-1], JobResult)
 
 
-@pytest.mark.parametrize("reply, code", [
-    (lambda job: m.ErrorReply(job, "out_of_memory", "lower batch_size", field="batch_size"), ErrorCode.OUT_OF_MEMORY),
-    (lambda job: m.Cancelled(job), ErrorCode.CANCELLED),
-])
+@pytest.mark.parametrize(
+    "reply, code",
+    [
+        (
+            lambda job: m.ErrorReply(job, "out_of_memory", "lower batch_size", field="batch_size"),
+            ErrorCode.OUT_OF_MEMORY,
+        ),
+        (lambda job: m.Cancelled(job), ErrorCode.CANCELLED),
+    ],
+)
 def test_wait_raises_job_failures(engine_factory, reply, code):
     def handler(header, message):
         return [(reply(header.msg_id), header.msg_id)] if isinstance(message, m.Submit) else []
@@ -268,7 +283,7 @@ def test_a_silent_engine_is_declared_dead_once(engine_factory):
     assert 0.5 <= took <= 0.6 + 0.1 + 0.3, took
     assert not client.alive and "did not answer" in events[-1].reason
     time.sleep(0.2)
-    assert client.poll() == []                                        # reported once
+    assert client.poll() == []  # reported once
     with pytest.raises(ProtocolError) as info:
         client.wait("any-job", timeout_s=1)
     assert info.value.code == ErrorCode.ENGINE_DIED
@@ -277,8 +292,8 @@ def test_a_silent_engine_is_declared_dead_once(engine_factory):
 def test_a_client_that_stopped_polling_does_not_blame_the_engine(engine_factory):
     engine, client = engine_factory(heartbeat_s=0.1, dead_after_s=0.5)
     client.connect(timeout_s=5)
-    engine.pong_delay_s = 0.15        # a busy engine answers a little late, well within dead_after_s
-    time.sleep(1.2)                   # e.g. Blender busy: no timer ran, nothing received, no ping sent
+    engine.pong_delay_s = 0.15  # a busy engine answers a little late, well within dead_after_s
+    time.sleep(1.2)  # e.g. Blender busy: no timer ran, nothing received, no ping sent
     end = time.monotonic() + 0.6
     while time.monotonic() < end:
         assert not any(isinstance(e, EngineDied) for e in client.poll())

@@ -1,4 +1,5 @@
-"""Protocol unit tests (no engine, no sockets): codec round trips, limits, malformed frames, version checks."""
+"""Protocol unit tests (no engine, no sockets): codec round trips, limits, malformed frames, versions."""
+
 from __future__ import annotations
 
 import json
@@ -21,17 +22,31 @@ FACES = np.array([[0, 1, 2], [0, 2, 3]], dtype=np.int32)
 
 SAMPLES = [
     m.Hello("csd_blender", "1.0"),
-    m.HelloReply("1.0", "0.1.0", "cpu", "x86", 16, 8, ["texture"], ["csd", "sds"], ["toy"], {"nvdiffrast": False}),
-    m.Submit("texture", {"prompt": "a red apple", "steps": 3}, {"vertices": _arr(VERTS), "faces": _arr(FACES)}),
+    m.HelloReply(
+        "1.0", "0.1.0", "cpu", "x86", 16, 8, ["texture"], ["csd", "sds"], ["toy"], {"nvdiffrast": False}
+    ),
+    m.Submit(
+        "texture", {"prompt": "a red apple", "steps": 3}, {"vertices": _arr(VERTS), "faces": _arr(FACES)}
+    ),
     m.Accepted("job1", 2),
     m.Progress("job1", "optimising", 3, 10, 0.25, 1.5, 3.0, b"\x89PNG fake"),
     m.Progress("job1", "loading", 0, 0, None, 0.0, None, None),
-    m.Result("job1", {"checksum": 1.5}, {"texture": _arr(np.ones((2, 2, 3), np.float32)),
-                                        "uvs": _arr(np.zeros((2, 3, 2), np.float16))}),
+    m.Result(
+        "job1",
+        {"checksum": 1.5},
+        {"texture": _arr(np.ones((2, 2, 3), np.float32)), "uvs": _arr(np.zeros((2, 3, 2), np.float16))},
+    ),
     m.ErrorReply("job1", "bad_request", "steps: must be > 0", "detail", "Traceback...", "steps"),
     m.ErrorReply(None, "malformed_message", "bad JSON"),
-    m.Cancel("job1"), m.Cancelled("job1"), m.Release(), m.Released(["toy"], 0), m.Ping(), m.Pong(True),
-    m.Status(), m.StatusReply({"job_id": "j", "step": 1}, ["a", "b"], ["toy"], "cpu"), m.Shutdown(),
+    m.Cancel("job1"),
+    m.Cancelled("job1"),
+    m.Release(),
+    m.Released(["toy"], 0),
+    m.Ping(),
+    m.Pong(True),
+    m.Status(),
+    m.StatusReply({"job_id": "j", "step": 1}, ["a", "b"], ["toy"], "cpu"),
+    m.Shutdown(),
 ]
 
 
@@ -42,7 +57,14 @@ def _frames(header: dict | bytes, content: dict | bytes, *buffers) -> list:
 
 
 def _header(msg_type: str = "ping", **over) -> dict:
-    h = {"msg_id": "abc", "msg_type": msg_type, "version": "1.0", "parent_id": None, "token": "t", "session": "s"}
+    h = {
+        "msg_id": "abc",
+        "msg_type": msg_type,
+        "version": "1.0",
+        "parent_id": None,
+        "token": "t",
+        "session": "s",
+    }
     h.update(over)
     return h
 
@@ -62,9 +84,14 @@ def test_every_message_type_has_a_sample():
 @pytest.mark.parametrize("message", SAMPLES, ids=lambda s: type(s).MSG_TYPE)
 def test_round_trip(message):
     frames, header = codec.encode(message, parent_id="p1", token="tok", session="sess")
-    wire = [bytes(memoryview(f)) for f in frames]          # what actually crosses the socket
+    wire = [bytes(memoryview(f)) for f in frames]  # what actually crosses the socket
     got_header, got = codec.decode(wire)
-    assert got_header == header and header.parent_id == "p1" and header.token == "tok" and header.version == "1.0"
+    assert (
+        got_header == header
+        and header.parent_id == "p1"
+        and header.token == "tok"
+        and header.version == "1.0"
+    )
     assert type(got) is type(message)
     for name in message.__dataclass_fields__:
         want, have = getattr(message, name), getattr(got, name)
@@ -95,53 +122,128 @@ def test_params_dataclass_survives_the_wire():
 def test_nan_is_never_written_and_never_accepted():
     with pytest.raises(ValueError):
         codec.encode(m.Progress("j", "s", 1, 2, float("nan")))
-    _expect(ErrorCode.MALFORMED_MESSAGE, _frames(_header("submit"), b'{"task":"texture","params":{"seed":NaN}}'),
-            match="NaN")
+    _expect(
+        ErrorCode.MALFORMED_MESSAGE,
+        _frames(_header("submit"), b'{"task":"texture","params":{"seed":NaN}}'),
+        match="NaN",
+    )
 
 
-@pytest.mark.parametrize("limits, frames, match", [
-    (Limits(max_buffers=1), _frames(_header(), {}, b"a", b"b"), "buffer frames"),
-    (Limits(max_message_bytes=1000), _frames(_header(), {}, b"x" * 1000), "message is"),
-    (Limits(max_buffer_bytes=10), _frames(_header(), {}, b"x" * 11), "buffer 0"),
-    (Limits(max_json_bytes=150), _frames(_header(), {"pad": "x" * 200}), "content frame"),
-])
+@pytest.mark.parametrize(
+    "limits, frames, match",
+    [
+        (Limits(max_buffers=1), _frames(_header(), {}, b"a", b"b"), "buffer frames"),
+        (Limits(max_message_bytes=1000), _frames(_header(), {}, b"x" * 1000), "message is"),
+        (Limits(max_buffer_bytes=10), _frames(_header(), {}, b"x" * 11), "buffer 0"),
+        (Limits(max_json_bytes=150), _frames(_header(), {"pad": "x" * 200}), "content frame"),
+    ],
+)
 def test_size_limits(limits, frames, match):
     _expect(ErrorCode.MESSAGE_TOO_LARGE, frames, limits, match)
 
 
-@pytest.mark.parametrize("frames, code, match", [
-    ([b"only one frame"], ErrorCode.MALFORMED_MESSAGE, "truncated"),
-    ([], ErrorCode.MALFORMED_MESSAGE, "truncated"),
-    ([b"\xff\xfe\x00garbage", b"{}"], ErrorCode.MALFORMED_MESSAGE, "not UTF-8"),
-    ([b"{not json", b"{}"], ErrorCode.MALFORMED_MESSAGE, "not valid JSON"),
-    ([b"[1, 2]", b"{}"], ErrorCode.MALFORMED_MESSAGE, "header must be a JSON object"),
-    (_frames({"msg_type": "ping", "version": "1.0"}, {}), ErrorCode.MALFORMED_MESSAGE, "msg_id is missing"),
-    (_frames(_header(msg_id=7), {}), ErrorCode.MALFORMED_MESSAGE, "msg_id must be a string"),
-    (_frames(_header(), b"[]"), ErrorCode.MALFORMED_MESSAGE, "content must be a JSON object"),
-    (_frames(_header(), b"[" * 100000), ErrorCode.MALFORMED_MESSAGE, "not valid JSON"),
-    (_frames(_header(version="one"), {}), ErrorCode.MALFORMED_MESSAGE, "major.minor"),
-    (_frames(_header(msg_type="launch_missiles"), {}), ErrorCode.UNKNOWN_MESSAGE, "launch_missiles"),
-    (_frames(_header(), {"extra": 1}), ErrorCode.MALFORMED_MESSAGE, "unknown field 'extra'"),
-    (_frames(_header("cancel"), {}), ErrorCode.MALFORMED_MESSAGE, "cancel.job_id is missing"),
-    (_frames(_header("cancel"), {"job_id": 5}), ErrorCode.MALFORMED_MESSAGE, "must be str"),
-    (_frames(_header("submit"), {"task": "texture", "arrays": {"v": {"index": 0, "dtype": "float32", "shape": [1]}}}),
-     ErrorCode.MALFORMED_MESSAGE, "buffer count mismatch"),
-    (_frames(_header("submit"), {"task": "texture"}, b"1234"), ErrorCode.MALFORMED_MESSAGE, "buffer count mismatch"),
-    (_frames(_header("submit"), {"task": "t", "arrays": {"a": {"index": 0, "dtype": "float32", "shape": [1]},
-                                                         "b": {"index": 0, "dtype": "float32", "shape": [1]}}},
-             b"1234"), ErrorCode.MALFORMED_MESSAGE, "referenced twice"),
-    (_frames(_header("submit"), {"task": "t", "arrays": {"v": {"index": 0, "dtype": "object", "shape": [1]}}},
-             b"12345678"), ErrorCode.BAD_ARRAY, "not allowed"),
-    (_frames(_header("submit"), {"task": "t", "arrays": {"v": {"index": 0, "dtype": "float64", "shape": [1]}}},
-             b"12345678"), ErrorCode.BAD_ARRAY, "not allowed"),
-    (_frames(_header("submit"), {"task": "t", "arrays": {"v": {"index": 0, "dtype": "float32", "shape": [3]}}},
-             b"12345678"), ErrorCode.BAD_ARRAY, "needs 12"),
-    (_frames(_header("submit"), {"task": "t", "arrays": {"v": {"index": 0, "dtype": "float32", "shape": [-2]}}},
-             b""), ErrorCode.BAD_ARRAY, "non-negative"),
-    (_frames(_header("progress"), {"job_id": "j", "stage": "s", "step": 1, "total": 2,
-                                   "preview_png": {"index": 0, "dtype": "float32", "shape": [1]}}, b"1234"),
-     ErrorCode.BAD_ARRAY, "1-D uint8"),
-])
+@pytest.mark.parametrize(
+    "frames, code, match",
+    [
+        ([b"only one frame"], ErrorCode.MALFORMED_MESSAGE, "truncated"),
+        ([], ErrorCode.MALFORMED_MESSAGE, "truncated"),
+        ([b"\xff\xfe\x00garbage", b"{}"], ErrorCode.MALFORMED_MESSAGE, "not UTF-8"),
+        ([b"{not json", b"{}"], ErrorCode.MALFORMED_MESSAGE, "not valid JSON"),
+        ([b"[1, 2]", b"{}"], ErrorCode.MALFORMED_MESSAGE, "header must be a JSON object"),
+        (
+            _frames({"msg_type": "ping", "version": "1.0"}, {}),
+            ErrorCode.MALFORMED_MESSAGE,
+            "msg_id is missing",
+        ),
+        (_frames(_header(msg_id=7), {}), ErrorCode.MALFORMED_MESSAGE, "msg_id must be a string"),
+        (_frames(_header(), b"[]"), ErrorCode.MALFORMED_MESSAGE, "content must be a JSON object"),
+        (_frames(_header(), b"[" * 100000), ErrorCode.MALFORMED_MESSAGE, "not valid JSON"),
+        (_frames(_header(version="one"), {}), ErrorCode.MALFORMED_MESSAGE, "major.minor"),
+        (_frames(_header(msg_type="launch_missiles"), {}), ErrorCode.UNKNOWN_MESSAGE, "launch_missiles"),
+        (_frames(_header(), {"extra": 1}), ErrorCode.MALFORMED_MESSAGE, "unknown field 'extra'"),
+        (_frames(_header("cancel"), {}), ErrorCode.MALFORMED_MESSAGE, "cancel.job_id is missing"),
+        (_frames(_header("cancel"), {"job_id": 5}), ErrorCode.MALFORMED_MESSAGE, "must be str"),
+        (
+            _frames(
+                _header("submit"),
+                {"task": "texture", "arrays": {"v": {"index": 0, "dtype": "float32", "shape": [1]}}},
+            ),
+            ErrorCode.MALFORMED_MESSAGE,
+            "buffer count mismatch",
+        ),
+        (
+            _frames(_header("submit"), {"task": "texture"}, b"1234"),
+            ErrorCode.MALFORMED_MESSAGE,
+            "buffer count mismatch",
+        ),
+        (
+            _frames(
+                _header("submit"),
+                {
+                    "task": "t",
+                    "arrays": {
+                        "a": {"index": 0, "dtype": "float32", "shape": [1]},
+                        "b": {"index": 0, "dtype": "float32", "shape": [1]},
+                    },
+                },
+                b"1234",
+            ),
+            ErrorCode.MALFORMED_MESSAGE,
+            "referenced twice",
+        ),
+        (
+            _frames(
+                _header("submit"),
+                {"task": "t", "arrays": {"v": {"index": 0, "dtype": "object", "shape": [1]}}},
+                b"12345678",
+            ),
+            ErrorCode.BAD_ARRAY,
+            "not allowed",
+        ),
+        (
+            _frames(
+                _header("submit"),
+                {"task": "t", "arrays": {"v": {"index": 0, "dtype": "float64", "shape": [1]}}},
+                b"12345678",
+            ),
+            ErrorCode.BAD_ARRAY,
+            "not allowed",
+        ),
+        (
+            _frames(
+                _header("submit"),
+                {"task": "t", "arrays": {"v": {"index": 0, "dtype": "float32", "shape": [3]}}},
+                b"12345678",
+            ),
+            ErrorCode.BAD_ARRAY,
+            "needs 12",
+        ),
+        (
+            _frames(
+                _header("submit"),
+                {"task": "t", "arrays": {"v": {"index": 0, "dtype": "float32", "shape": [-2]}}},
+                b"",
+            ),
+            ErrorCode.BAD_ARRAY,
+            "non-negative",
+        ),
+        (
+            _frames(
+                _header("progress"),
+                {
+                    "job_id": "j",
+                    "stage": "s",
+                    "step": 1,
+                    "total": 2,
+                    "preview_png": {"index": 0, "dtype": "float32", "shape": [1]},
+                },
+                b"1234",
+            ),
+            ErrorCode.BAD_ARRAY,
+            "1-D uint8",
+        ),
+    ],
+)
 def test_malformed_frames(frames, code, match):
     _expect(code, frames, match=match)
 
@@ -168,7 +270,9 @@ def test_error_reply_maps_back_to_exceptions():
     err = m.ErrorReply("j", "out_of_memory", "lower batch_size", "d", "tb", "batch_size").to_exception()
     assert err.code == ErrorCode.OUT_OF_MEMORY and err.field == "batch_size" and err.traceback == "tb"
     assert m.ErrorReply(None, "from_the_future", "x").to_exception().code == ErrorCode.INTERNAL
-    back = m.ErrorReply.from_exception(ProtocolError(ErrorCode.BAD_PROMPT, "prompt: empty", field="prompt"), "j")
+    back = m.ErrorReply.from_exception(
+        ProtocolError(ErrorCode.BAD_PROMPT, "prompt: empty", field="prompt"), "j"
+    )
     assert (back.code, back.field, back.job_id) == ("bad_prompt", "prompt", "j")
 
 

@@ -1,4 +1,5 @@
 """Server start-up rules and CurveZMQ, with an in-process server (a thread) running the fake `sleepy` task."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,18 @@ import engine_fakes
 TOKEN = "security-test-token-0123456789"
 
 
-@pytest.mark.parametrize("endpoint, local", [
-    ("tcp://127.0.0.1:0", True), ("tcp://localhost:5555", True), ("tcp://[::1]:5555", True),
-    ("ipc:///tmp/x", True), ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://10.1.2.3:5", False),
-])
+@pytest.mark.parametrize(
+    "endpoint, local",
+    [
+        ("tcp://127.0.0.1:0", True),
+        ("tcp://localhost:5555", True),
+        ("tcp://[::1]:5555", True),
+        ("ipc:///tmp/x", True),
+        ("tcp://0.0.0.0:5555", False),
+        ("tcp://*:5555", False),
+        ("tcp://10.1.2.3:5", False),
+    ],
+)
 def test_loopback_detection(endpoint, local):
     assert is_loopback(endpoint) is local
 
@@ -44,8 +53,11 @@ def curve_server(tmp_path):
     server_public_file, _ = zmq.auth.create_certificates(str(keys), "server")
     server_public, _ = zmq.auth.load_certificate(server_public_file)
     endpoint_file = tmp_path / "endpoint.json"
-    server = EngineServer(ServerConfig(bind="tcp://127.0.0.1:0", token=TOKEN, curve_dir=str(keys),
-                                       endpoint_file=str(endpoint_file)))
+    server = EngineServer(
+        ServerConfig(
+            bind="tcp://127.0.0.1:0", token=TOKEN, curve_dir=str(keys), endpoint_file=str(endpoint_file)
+        )
+    )
     server.bind()
     codes = []
     thread = threading.Thread(target=lambda: codes.append(server.serve_forever()), daemon=True)
@@ -63,9 +75,10 @@ def test_curve_server_answers_only_encrypted_clients(curve_server):
     with EngineClient(server.endpoint, TOKEN, server_public_key=server_public) as client:
         assert "sleepy" in client.connect(timeout_s=10).tasks
         result = client.wait(client.submit("sleepy", {"steps": 2, "step_s": 0.01, "seed": 3}), timeout_s=10)
-        np.testing.assert_array_equal(result.arrays["texture"],
-                                      np.random.default_rng(3).random((16, 16, 3), dtype=np.float32))
-    with EngineClient(server.endpoint, TOKEN) as plain:                  # no key: the handshake never completes
+        np.testing.assert_array_equal(
+            result.arrays["texture"], np.random.default_rng(3).random((16, 16, 3), dtype=np.float32)
+        )
+    with EngineClient(server.endpoint, TOKEN) as plain:  # no key: the handshake never completes
         with pytest.raises(ProtocolError) as info:
             plain.connect(timeout_s=1.0)
         assert info.value.code == ErrorCode.ENGINE_DIED
@@ -79,8 +92,11 @@ def test_worker_failures_become_error_replies_and_the_server_keeps_serving(curve
     server, server_public, _ = curve_server
     with EngineClient(server.endpoint, TOKEN, server_public_key=server_public) as client:
         client.connect(timeout_s=10)
-        expected = {"engine_error": ErrorCode.MODEL_MISSING, "oom": ErrorCode.OUT_OF_MEMORY,
-                    "crash": ErrorCode.INTERNAL}
+        expected = {
+            "engine_error": ErrorCode.MODEL_MISSING,
+            "oom": ErrorCode.OUT_OF_MEMORY,
+            "crash": ErrorCode.INTERNAL,
+        }
         for fail, code in expected.items():
             with pytest.raises(ProtocolError) as info:
                 client.wait(client.submit("sleepy", {"steps": 2, "step_s": 0.01, "fail": fail}), timeout_s=10)

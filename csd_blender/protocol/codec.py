@@ -1,9 +1,10 @@
-"""Messages to and from ZeroMQ multipart frames: [header_json, content_json, *buffers] (stdlib only, no pickle).
+"""Messages to and from ZeroMQ multipart frames [header_json, content_json, *buffers]; stdlib only, no pickle.
 
 The header is `{msg_id, msg_type, version, parent_id, token, session}`. Decoding checks the size limits
 before parsing anything, then the header, then (in `decode_body`) the protocol version, the message type
 and the content. Every failure is a `ProtocolError` with a stable code and a specific message.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,15 +58,25 @@ def _loads(view: memoryview, what: str) -> Any:
     try:
         text = bytes(view).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"{what} frame is not UTF-8 (byte {exc.start})") from None
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, f"{what} frame is not UTF-8 (byte {exc.start})"
+        ) from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"{what} frame is not valid JSON: {exc}"[:300]) from None
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, f"{what} frame is not valid JSON: {exc}"[:300]
+        ) from None
 
 
-def encode(message: Message, *, msg_id: str | None = None, parent_id: str | None = None, token: str = "",
-           session: str = "") -> tuple[list, Header]:
+def encode(
+    message: Message,
+    *,
+    msg_id: str | None = None,
+    parent_id: str | None = None,
+    token: str = "",
+    session: str = "",
+) -> tuple[list, Header]:
     """Turn a message into frames.
 
     Args:
@@ -80,8 +91,16 @@ def encode(message: Message, *, msg_id: str | None = None, parent_id: str | None
     """
     header = Header(msg_id or new_id(), message.MSG_TYPE, PROTOCOL_VERSION_STR, parent_id, token, session)
     content, arrays = message.to_wire()
-    header_json = _dumps({"msg_id": header.msg_id, "msg_type": header.msg_type, "version": header.version,
-                          "parent_id": header.parent_id, "token": header.token, "session": header.session})
+    header_json = _dumps(
+        {
+            "msg_id": header.msg_id,
+            "msg_type": header.msg_type,
+            "version": header.version,
+            "parent_id": header.parent_id,
+            "token": header.token,
+            "session": header.session,
+        }
+    )
     return [header_json, _dumps(content), *[a.data for a in arrays]], header
 
 
@@ -95,34 +114,46 @@ def _views(frames: Sequence[Any]) -> list[memoryview]:
 def check_limits(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> list[memoryview]:
     """Check frame count and sizes; return the frames as memoryviews. Raises MALFORMED / MESSAGE_TOO_LARGE."""
     if len(frames) < 2:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE,
-                            f"truncated multipart message: {len(frames)} frame(s), need a header and a content frame")
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            f"truncated multipart message: {len(frames)} frame(s), need a header and a content frame",
+        )
     if len(frames) - 2 > limits.max_buffers:
-        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE,
-                            f"{len(frames) - 2} buffer frames; the limit is {limits.max_buffers}")
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"{len(frames) - 2} buffer frames; the limit is {limits.max_buffers}"
+        )
     views = _views(frames)
     total = sum(v.nbytes for v in views)
     if total > limits.max_message_bytes:
-        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE,
-                            f"message is {total} bytes; the limit is {limits.max_message_bytes}")
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"message is {total} bytes; the limit is {limits.max_message_bytes}"
+        )
     for name, view in (("header", views[0]), ("content", views[1])):
         if view.nbytes > limits.max_json_bytes:
-            raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE,
-                                f"{name} frame is {view.nbytes} bytes; the limit is {limits.max_json_bytes}")
+            raise ProtocolError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"{name} frame is {view.nbytes} bytes; the limit is {limits.max_json_bytes}",
+            )
     for i, view in enumerate(views[2:]):
         if view.nbytes > limits.max_buffer_bytes:
-            raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE,
-                                f"buffer {i} is {view.nbytes} bytes; the limit is {limits.max_buffer_bytes}")
+            raise ProtocolError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"buffer {i} is {view.nbytes} bytes; the limit is {limits.max_buffer_bytes}",
+            )
     return views
 
 
-def _text(obj: dict, key: str, *, optional: bool = False, limit: int = MAX_ID_CHARS, default: str = "") -> Any:
+def _text(
+    obj: dict, key: str, *, optional: bool = False, limit: int = MAX_ID_CHARS, default: str = ""
+) -> Any:
     value = obj.get(key, None if optional else default)
     if value is None and optional:
         return None
     if not isinstance(value, str) or len(value) > limit:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE,
-                            f"header.{key} must be a string of at most {limit} characters, got {value!r:.60}")
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE,
+            f"header.{key} must be a string of at most {limit} characters, got {value!r:.60}",
+        )
     return value
 
 
@@ -131,16 +162,23 @@ def decode_header(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> Hea
     views = check_limits(frames, limits)
     obj = _loads(views[0], "header")
     if not isinstance(obj, dict):
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"header must be a JSON object, got {type(obj).__name__}")
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, f"header must be a JSON object, got {type(obj).__name__}"
+        )
     for key in ("msg_id", "msg_type", "version"):
         if key not in obj:
             raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"header.{key} is missing")
     msg_id = _text(obj, "msg_id")
     if not msg_id:
         raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, "header.msg_id must not be empty")
-    return Header(msg_id=msg_id, msg_type=_text(obj, "msg_type", limit=64), version=_text(obj, "version", limit=16),
-                  parent_id=_text(obj, "parent_id", optional=True), token=_text(obj, "token", limit=MAX_TOKEN_CHARS),
-                  session=_text(obj, "session"))
+    return Header(
+        msg_id=msg_id,
+        msg_type=_text(obj, "msg_type", limit=64),
+        version=_text(obj, "version", limit=16),
+        parent_id=_text(obj, "parent_id", optional=True),
+        token=_text(obj, "token", limit=MAX_TOKEN_CHARS),
+        session=_text(obj, "session"),
+    )
 
 
 def peek_msg_id(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> str | None:
@@ -159,13 +197,17 @@ def check_version(version: str) -> tuple[int, int]:
     """Parse "major.minor"; a different major than PROTOCOL_VERSION raises PROTOCOL_MISMATCH naming both."""
     match = _VERSION_RE.match(version)
     if not match:
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"header.version must be 'major.minor', got {version!r}")
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, f"header.version must be 'major.minor', got {version!r}"
+        )
     major, minor = int(match.group(1)), int(match.group(2))
     if major != PROTOCOL_VERSION[0]:
-        raise ProtocolError(ErrorCode.PROTOCOL_MISMATCH,
-                            f"protocol version {version} of the other side is incompatible with "
-                            f"{PROTOCOL_VERSION_STR} of this side (major versions differ); "
-                            "update the add-on or the engine so they match")
+        raise ProtocolError(
+            ErrorCode.PROTOCOL_MISMATCH,
+            f"protocol version {version} of the other side is incompatible with "
+            f"{PROTOCOL_VERSION_STR} of this side (major versions differ); "
+            "update the add-on or the engine so they match",
+        )
     return major, minor
 
 
@@ -178,8 +220,9 @@ def decode_body(header: Header, frames: Sequence[Any]) -> Message:
     views = _views(frames)
     content = _loads(views[1], "content")
     if not isinstance(content, dict):
-        raise ProtocolError(ErrorCode.MALFORMED_MESSAGE,
-                            f"content must be a JSON object, got {type(content).__name__}")
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, f"content must be a JSON object, got {type(content).__name__}"
+        )
     unpacker = _Unpacker(views[2:])
     message = cls.from_wire(content, unpacker)
     unpacker.check_all_used()

@@ -5,6 +5,7 @@ A message becomes `content` (a JSON object) plus a list of `Array` buffers. Fiel
 `{"index": i, "dtype": "...", "shape": [...]}` (pyzmq `send_array` style). `bytes` fields (PNG previews) are
 1-D uint8 buffers. Nothing is ever pickled.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, get_type_hints
 
 from .errors import ErrorCode, ProtocolError
-from .limits import DTYPE_SIZES, MAX_ID_CHARS, MAX_NDIM
+from .limits import DTYPE_SIZES, MAX_NDIM
 
 PROTOCOL_VERSION: tuple[int, int] = (1, 0)
 PROTOCOL_VERSION_STR = f"{PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]}"
@@ -39,17 +40,26 @@ class Array:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPE_SIZES:
-            raise ProtocolError(ErrorCode.BAD_ARRAY,
-                                f"dtype {self.dtype!r} is not allowed; use one of {', '.join(DTYPE_SIZES)}")
-        if not isinstance(self.shape, (list, tuple)) or len(self.shape) > MAX_NDIM or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.shape):
-            raise ProtocolError(ErrorCode.BAD_ARRAY,
-                                f"shape {self.shape!r} must be a list of at most {MAX_NDIM} non-negative integers")
+            raise ProtocolError(
+                ErrorCode.BAD_ARRAY,
+                f"dtype {self.dtype!r} is not allowed; use one of {', '.join(DTYPE_SIZES)}",
+            )
+        if (
+            not isinstance(self.shape, (list, tuple))
+            or len(self.shape) > MAX_NDIM
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.shape)
+        ):
+            raise ProtocolError(
+                ErrorCode.BAD_ARRAY,
+                f"shape {self.shape!r} must be a list of at most {MAX_NDIM} non-negative integers",
+            )
         self.shape = tuple(self.shape)
         expected = math.prod(self.shape) * DTYPE_SIZES[self.dtype]
         if self.nbytes != expected:
-            raise ProtocolError(ErrorCode.BAD_ARRAY,
-                                f"buffer holds {self.nbytes} bytes but {self.dtype} {list(self.shape)} needs {expected}")
+            raise ProtocolError(
+                ErrorCode.BAD_ARRAY,
+                f"buffer holds {self.nbytes} bytes but {self.dtype} {list(self.shape)} needs {expected}",
+            )
 
     @property
     def nbytes(self) -> int:
@@ -83,8 +93,10 @@ class _Unpacker:
             raise _malformed(f"{where}: expected a buffer reference {{index, dtype, shape}}, got {ref!r:.80}")
         index = ref["index"]
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.buffers):
-            raise _malformed(f"buffer count mismatch: {where} refers to buffer {index!r} "
-                             f"but the message has {len(self.buffers)} buffer frame(s)")
+            raise _malformed(
+                f"buffer count mismatch: {where} refers to buffer {index!r} "
+                f"but the message has {len(self.buffers)} buffer frame(s)"
+            )
         if index in self.used:
             raise _malformed(f"{where}: buffer {index} is referenced twice")
         self.used.add(index)
@@ -97,15 +109,17 @@ class _Unpacker:
 
     def check_all_used(self) -> None:
         if len(self.used) != len(self.buffers):
-            raise _malformed(f"buffer count mismatch: {len(self.buffers)} buffer frame(s) sent, "
-                             f"{len(self.used)} referenced")
+            raise _malformed(
+                f"buffer count mismatch: {len(self.buffers)} buffer frame(s) sent, "
+                f"{len(self.used)} referenced"
+            )
 
 
 _SCALARS = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list": list}
 
 
 def _kind(hint: Any) -> tuple[str, bool]:
-    """Reduce a field's type hint to (kind, optional): kind in str/int/float/bool/dict/list/bytes/array/arrays."""
+    """A field's type hint as (kind, optional); kind: str/int/float/bool/dict/list/bytes/array/arrays."""
     text = str(hint).replace("typing.", "")
     optional = "None" in text
     text = text.replace(" | None", "").replace("Optional[", "").replace("<class '", "").replace("'>", "")
@@ -120,7 +134,7 @@ def _kind(hint: Any) -> tuple[str, bool]:
 
 
 class Message:
-    """Base of all message types: `to_wire()` -> (content, arrays); `from_wire(content, unpacker)` -> message."""
+    """Base of all message types: `to_wire()` -> (content, arrays); `from_wire(content, unpacker)`."""
 
     MSG_TYPE: ClassVar[str] = ""
 
@@ -178,7 +192,9 @@ class Message:
                 kwargs[name] = bytes(memoryview(array.data))
             else:
                 expected = _SCALARS[kind]
-                ok = isinstance(value, expected) and not (kind in ("int", "float") and isinstance(value, bool))
+                ok = isinstance(value, expected) and not (
+                    kind in ("int", "float") and isinstance(value, bool)
+                )
                 if not ok:
                     raise _malformed(f"{where} must be {kind}, got {type(value).__name__}")
                 kwargs[name] = float(value) if kind == "float" else value
@@ -186,6 +202,7 @@ class Message:
 
 
 # --- handshake -------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Hello(Message):
@@ -223,6 +240,7 @@ class HelloReply(Message):
 
 
 # --- jobs ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Submit(Message):
@@ -288,7 +306,9 @@ class ErrorReply(Message):
     field: str | None = None
 
     @classmethod
-    def from_exception(cls, exc: ProtocolError, job_id: str | None = None, traceback: str = "") -> "ErrorReply":
+    def from_exception(
+        cls, exc: ProtocolError, job_id: str | None = None, traceback: str = ""
+    ) -> "ErrorReply":
         return cls(job_id, exc.code.value, exc.message, exc.detail, traceback, exc.field)
 
     def to_exception(self) -> ProtocolError:
@@ -319,6 +339,7 @@ class Cancelled(Message):
 
 
 # --- engine management -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Release(Message):
@@ -379,6 +400,22 @@ class Shutdown(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.MSG_TYPE: cls
-    for cls in (Hello, HelloReply, Submit, Accepted, Progress, Result, ErrorReply, Cancel, Cancelled,
-                Release, Released, Ping, Pong, Status, StatusReply, Shutdown)
+    for cls in (
+        Hello,
+        HelloReply,
+        Submit,
+        Accepted,
+        Progress,
+        Result,
+        ErrorReply,
+        Cancel,
+        Cancelled,
+        Release,
+        Released,
+        Ping,
+        Pong,
+        Status,
+        StatusReply,
+        Shutdown,
+    )
 }
