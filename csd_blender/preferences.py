@@ -1,5 +1,5 @@
 """Add-on preferences: how to run or reach the engine, the default model, and the interpreter check."""
-from __future__ import annotations
+# No `from __future__ import annotations`: bpy.props annotations must stay evaluated objects for Blender.
 
 import os
 

@@ -1,5 +1,5 @@
 """Scene.csd: the one settings group of the add-on (job settings the user edits in the sidebar)."""
-from __future__ import annotations
+# No `from __future__ import annotations`: bpy.props annotations must stay evaluated objects for Blender.
 
 import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
