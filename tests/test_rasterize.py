@@ -389,6 +389,13 @@ def test_edge_neighbors():
     assert (edge_neighbors(fan) == -2).all()
 
 
+def test_no_faces_and_offscreen_give_empty_images():
+    pos = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
+    assert (rasterize(pos, torch.zeros(0, 3, dtype=torch.int64), (5, 7), backend="torch") == 0).all()
+    assert (rasterize(pos + torch.tensor([3.0, 0.0, 0.0, 0.0]), TRI, (5, 7), backend="torch") == 0).all()
+    assert (interpolate(torch.ones(3, 2), torch.zeros(2, 5, 7, 4), TRI) == 0).all()
+
+
 def test_bad_inputs_raise():
     pos = torch.zeros(3, 4)
     with pytest.raises(ValueError, match="tri"):

@@ -163,8 +163,8 @@ def _box_candidates(box: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return owner, b[:, 0] + offs - dy * b[:, 2], b[:, 1] + dy
 
 
-def _span_candidates(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Pixels of each bounding-box row between the row's edge crossings (widened by one pixel each side).
+def _span_rows(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per bounding-box row, the pixel span between the row's edge crossings (widened by one pixel each side).
 
     A crossing is used only when it is well conditioned (its error bound is far below the one-pixel margin);
     otherwise the row is bounded by the box. The exact edge test runs afterwards, so this only prunes.
@@ -173,30 +173,39 @@ def _span_candidates(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         box: (T, 4) int64 [x0, y0, bw, bh].
         rec: (T, 14) float records from `_triangle_setup`.
     Returns:
-        owner (N,), px (N,), py (N,) int64.
+        row owner (R,) int64 triangle index, first column xs (R,) int64, span length n (R,) int64, row py (R,).
     """
     owner, dy = _expand(box[:, 3])
     b = box.index_select(0, owner)
     r = rec.index_select(0, owner).to(torch.float64)
-    y = (b[:, 1] + dy).to(torch.float64)
+    py = b[:, 1] + dy
     a = r[:, _A]
-    rest = r[:, _B] * y[:, None] + r[:, _C]                           # E = a x + rest
-    err = 1e-6 * (a.abs() * 4096 + r[:, _B].abs() * 4096 + r[:, _C].abs())
+    rest = r[:, _B] * py.to(torch.float64)[:, None] + r[:, _C]       # E = a x + rest on this row
+    x1 = (b[:, 0] + b[:, 2] - 1).to(torch.float64)
+    # float32 evaluation error of E on this row (a few ulps of its largest term), in units of E
+    err = 1e-6 * (a.abs() * (x1[:, None] + 1) + (r[:, _B] * py.to(torch.float64)[:, None]).abs() + r[:, _C].abs())
     usable = a.abs() > 4 * err + 1e-12
     root = -rest / torch.where(usable, a, torch.ones_like(a))
     inf = torch.full_like(root, float("inf"))
     lo = torch.where(usable & (a > 0), root, -inf).amax(1)
     hi = torch.where(usable & (a < 0), root, inf).amin(1)
     x0 = b[:, 0].to(torch.float64)
-    x1 = (b[:, 0] + b[:, 2] - 1).to(torch.float64)
     xs = torch.maximum(torch.ceil(lo) - 1, x0)
     xe = torch.minimum(torch.floor(hi) + 1, x1)
     n = (xe - xs + 1).clamp(min=0).to(torch.int64)
-    row_owner, dx = _expand(n)
-    tri_owner = owner.index_select(0, row_owner)
-    px = xs.to(torch.int64).index_select(0, row_owner) + dx
-    py = (b[:, 1] + dy).index_select(0, row_owner)
-    return tri_owner, px, py
+    return owner, xs.to(torch.int64), n, py
+
+
+def _span_candidates(owner: Tensor, xs: Tensor, n: Tensor, py: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every pixel of each row span.
+
+    Args:
+        owner, xs, n, py: (R,) outputs of `_span_rows`.
+    Returns:
+        owner (N,), px (N,), py (N,) int64.
+    """
+    row, dx = _expand(n)
+    return owner.index_select(0, row), xs.index_select(0, row) + dx, py.index_select(0, row)
 
 
 def _fragments(rec: Tensor, owner: Tensor, px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
@@ -216,6 +225,24 @@ def _fragments(rec: Tensor, owner: Tensor, px: Tensor, py: Tensor) -> tuple[Tens
     inside &= (z >= -1) & (z <= 1)
     keep = inside.nonzero().squeeze(1)
     return keep, z.index_select(0, keep).to(torch.float32)
+
+
+def _splat(keys: Tensor, rec: Tensor, tid: Tensor, owner: Tensor, px: Tensor, py: Tensor, nf: int, npix: int,
+           width: int) -> None:
+    """Test candidates and fold the surviving fragments into the per-pixel depth/id keys (in place).
+
+    Args:
+        keys: (B*H*W,) int64 running minimum of (depth bits << 32 | triangle id).
+        rec: (T, 14) records; tid: (T,) flat b*F + f ids; owner, px, py: (N,) candidates (owner indexes rec).
+        nf, npix, width: faces per batch item, pixels per image, image width.
+    """
+    keep, z = _fragments(rec, owner, px, py)
+    if keep.numel() == 0:
+        return
+    t = tid.index_select(0, owner.index_select(0, keep))
+    b = torch.div(t, nf, rounding_mode="floor")
+    pix = b * npix + py.index_select(0, keep) * width + px.index_select(0, keep)
+    keys.scatter_reduce_(0, pix, (_ordered_depth_bits(z) << 32) | (t - b * nf), reduce="amin")
 
 
 @torch.no_grad()
@@ -248,21 +275,21 @@ def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_p
         g_rec, g_box, g_tid = rec.index_select(0, group), box.index_select(0, group), tid.index_select(0, group)
         bounds = _chunk_bounds(count.index_select(0, group), chunk_pairs)
         for c0, c1 in zip(bounds[:-1], bounds[1:]):
-            c_rec, c_box = g_rec[c0:c1], g_box[c0:c1]
-            owner, px, py = _span_candidates(c_box, c_rec) if use_span else _box_candidates(c_box)
-            keep, z = _fragments(c_rec, owner, px, py)
-            if keep.numel() == 0:
+            c_rec, c_box, c_tid = g_rec[c0:c1], g_box[c0:c1], g_tid[c0:c1]
+            if not use_span:
+                _splat(keys, c_rec, c_tid, *_box_candidates(c_box), nf, npix, width)
                 continue
-            t = g_tid[c0:c1].index_select(0, owner.index_select(0, keep))
-            b = torch.div(t, nf, rounding_mode="floor")
-            pix = b * npix + py.index_select(0, keep) * width + px.index_select(0, keep)
-            key = (_ordered_depth_bits(z) << 32) | (t - b * nf)
-            keys.scatter_reduce_(0, pix, key, reduce="amin")
+            # Large triangles: spans per row, then pixels in sub-chunks so one huge triangle stays bounded.
+            owner, xs, n, py = _span_rows(c_box, c_rec)
+            rows = _chunk_bounds(n, chunk_pairs)
+            for r0, r1 in zip(rows[:-1], rows[1:]):
+                cand = _span_candidates(owner[r0:r1], xs[r0:r1], n[r0:r1], py[r0:r1])
+                _splat(keys, c_rec, c_tid, *cand, nf, npix, width)
     face = keys & _LOW32
     return torch.where(keys == _EMPTY_KEY, torch.full_like(face, -1), face)
 
 
-def rasterize_torch(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pairs: int = 1 << 21) -> Tensor:
+def rasterize_torch(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pairs: int = 1 << 20) -> Tensor:
     """Rasterize clip-space triangles; see module docstring for the conventions.
 
     Args:
