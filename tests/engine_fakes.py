@@ -42,6 +42,7 @@ class SleepyParams:
     fail: str = ""
     size: int = 16
     batch_size: int = 1  # only named in the out-of-memory advice
+    preview_every: int = 2  # 0: never send a preview
 
     @classmethod
     def from_dict(cls, data):
@@ -85,7 +86,9 @@ def run_sleepy(job, prior=None, progress=None, should_stop=None):
                     job.steps,
                     loss=1.0 / step,
                     elapsed_s=time.monotonic() - start,
-                    preview_png=tiny_png(step) if step % 2 == 0 else None,
+                    preview_png=tiny_png(step)
+                    if job.preview_every and step % job.preview_every == 0
+                    else None,
                 )
             )
     rng = np.random.default_rng(job.seed)

@@ -1,16 +1,18 @@
-"""Server start-up rules and CurveZMQ, with an in-process server (a thread) running the fake `sleepy` task."""
+"""An in-process server (a thread) running the fake `sleepy` task: start-up rules, CurveZMQ, lifecycle."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
 import zmq
 import zmq.auth
 
-from csd_blender.client import EngineClient
+from csd_blender.client import EngineClient, JobResult
+from csd_blender.protocol import messages as m
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from engine.server import EngineServer, ServerConfig, is_loopback
 
@@ -106,3 +108,53 @@ def test_worker_failures_become_error_replies_and_the_server_keeps_serving(curve
             if fail == "oom":
                 assert "lower" in info.value.message
         assert client.wait(client.submit("sleepy", {"steps": 1, "step_s": 0.01}), timeout_s=10).arrays
+
+
+def _events_until(client: EngineClient, job: str, kinds: tuple, timeout_s: float = 10.0) -> list:
+    events: list = []
+    deadline = time.monotonic() + timeout_s
+    while not any(isinstance(e, kinds) and getattr(e, "job_id", None) == job for e in events):
+        assert time.monotonic() < deadline, events
+        events += client.poll()
+        time.sleep(0.005)
+    return events
+
+
+def test_progress_is_throttled_but_previews_and_the_last_step_always_go(curve_server):
+    server, server_public, _ = curve_server
+    with EngineClient(server.endpoint, TOKEN, server_public_key=server_public) as client:
+        client.connect(timeout_s=10)
+        job = client.submit("sleepy", {"steps": 60, "step_s": 0.01, "preview_every": 0})
+        events = _events_until(client, job, (JobResult,))
+        steps = [e.step for e in events if isinstance(e, m.Progress) and e.stage == "optimising"]
+        elapsed = [e.elapsed_s for e in events if isinstance(e, m.Progress)][-1]
+        assert steps[-1] == 60 and len(steps) <= 5 * elapsed + 3, (steps, elapsed)
+        job = client.submit("sleepy", {"steps": 20, "step_s": 0.01, "preview_every": 4})
+        events = _events_until(client, job, (JobResult,))
+        previews = [e.step for e in events if isinstance(e, m.Progress) and e.preview_png]
+        assert previews == [4, 8, 12, 16, 20]
+
+
+def test_queued_and_running_jobs_cancel_and_shutdown_is_graceful(tmp_path):
+    engine_fakes.register()
+    server = EngineServer(ServerConfig(bind="tcp://127.0.0.1:0", token=TOKEN))
+    server.bind()
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(server.serve_forever()), daemon=True)
+    thread.start()
+    with EngineClient(server.endpoint, TOKEN) as client:
+        client.connect(timeout_s=10)
+        running = client.submit("sleepy", {"steps": 10_000, "step_s": 0.01})
+        queued = client.submit("sleepy", {"steps": 10_000, "step_s": 0.01})
+        last = client.submit("sleepy", {"steps": 10_000, "step_s": 0.01})
+        events = _events_until(client, last, (m.Accepted,))
+        assert [e.queue_position for e in events if isinstance(e, m.Accepted)] == [0, 1, 2]
+        client.cancel(queued)  # never started: cancelled at once
+        _events_until(client, queued, (m.Cancelled,))
+        assert client.status().queue == [last]
+        client.shutdown()  # cancels the running job and the queue, then exits 0
+        events = _events_until(client, last, (m.Cancelled,))
+        events += _events_until(client, running, (m.Cancelled,))
+        assert not any(isinstance(e, (JobResult, m.ErrorReply)) for e in events)
+    thread.join(10)
+    assert codes == [0] and not thread.is_alive()
