@@ -114,7 +114,7 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
     rec = torch.cat([A, B, C, az[:, None], bz[:, None], zref[:, None], x_lo[:, None], y_lo[:, None]], dim=1)
     rec = rec.index_select(0, sel)
     box = torch.stack([x_lo, y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1], 1).index_select(0, sel)
-    return {"tid": sel, "rec": rec, "box": box.to(torch.int64)}
+    return {"tid": sel, "rec": rec, "box": box.to(torch.int32)}
 
 
 def _chunk_bounds(count: Tensor, chunk_pairs: int) -> list[int]:
@@ -138,14 +138,15 @@ def _expand(count: Tensor) -> tuple[Tensor, Tensor]:
     """(owner, offset) for every unit of `count`: owner k repeated count[k] times, offset 0..count[k]-1.
 
     Args:
-        count: (T,) int64 non-negative counts.
+        count: (T,) non-negative integer counts (their sum must fit in int32).
     Returns:
-        owner (N,) int64 and offset (N,) int64 with N = count.sum().
+        owner (N,) int32 and offset (N,) int32 with N = count.sum().
     """
     total = int(count.sum())
-    owner = torch.repeat_interleave(torch.arange(count.numel(), device=count.device), count, output_size=total)
-    start = torch.cumsum(count, 0) - count
-    offset = torch.arange(total, device=count.device) - start.index_select(0, owner)
+    owner = torch.repeat_interleave(torch.arange(count.numel(), device=count.device, dtype=torch.int32), count,
+                                    output_size=total)
+    start = (torch.cumsum(count, 0) - count).to(torch.int32)
+    offset = torch.arange(total, device=count.device, dtype=torch.int32) - start.index_select(0, owner)
     return owner, offset
 
 
@@ -153,11 +154,11 @@ def _box_candidates(box: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Every pixel of each bounding box.
 
     Args:
-        box: (T, 4) int64 [x0, y0, bw, bh].
+        box: (T, 4) int32 [x0, y0, bw, bh].
     Returns:
-        owner (N,), px (N,), py (N,) int64.
+        owner (N,), px (N,), py (N,) int32.
     """
-    owner, offs = _expand(box[:, 2] * box[:, 3])
+    owner, offs = _expand(box[:, 2].to(torch.int64) * box[:, 3])
     b = box.index_select(0, owner)
     dy = torch.div(offs, b[:, 2], rounding_mode="floor")
     return owner, b[:, 0] + offs - dy * b[:, 2], b[:, 1] + dy
@@ -170,10 +171,10 @@ def _span_rows(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
     otherwise the row is bounded by the box. The exact edge test runs afterwards, so this only prunes.
 
     Args:
-        box: (T, 4) int64 [x0, y0, bw, bh].
+        box: (T, 4) int32 [x0, y0, bw, bh].
         rec: (T, 14) float records from `_triangle_setup`.
     Returns:
-        row owner (R,) int64 triangle index, first column xs (R,) int64, span length n (R,) int64, row py (R,).
+        row owner (R,) int32 triangle index, first column xs (R,) int32, span length n (R,) int64, row py (R,) int32.
     """
     owner, dy = _expand(box[:, 3])
     b = box.index_select(0, owner)
@@ -193,7 +194,7 @@ def _span_rows(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
     xs = torch.maximum(torch.ceil(lo) - 1, x0)
     xe = torch.minimum(torch.floor(hi) + 1, x1)
     n = (xe - xs + 1).clamp(min=0).to(torch.int64)
-    return owner, xs.to(torch.int64), n, py
+    return owner, xs.to(torch.int32), n, py
 
 
 def _span_candidates(owner: Tensor, xs: Tensor, n: Tensor, py: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -202,7 +203,7 @@ def _span_candidates(owner: Tensor, xs: Tensor, n: Tensor, py: Tensor) -> tuple[
     Args:
         owner, xs, n, py: (R,) outputs of `_span_rows`.
     Returns:
-        owner (N,), px (N,), py (N,) int64.
+        owner (N,), px (N,), py (N,) int32.
     """
     row, dx = _expand(n)
     return owner.index_select(0, row), xs.index_select(0, row) + dx, py.index_select(0, row)
@@ -241,7 +242,7 @@ def _splat(keys: Tensor, rec: Tensor, tid: Tensor, owner: Tensor, px: Tensor, py
         return
     t = tid.index_select(0, owner.index_select(0, keep))
     b = torch.div(t, nf, rounding_mode="floor")
-    pix = b * npix + py.index_select(0, keep) * width + px.index_select(0, keep)
+    pix = b * npix + py.index_select(0, keep).to(torch.int64) * width + px.index_select(0, keep)
     keys.scatter_reduce_(0, pix, (_ordered_depth_bits(z) << 32) | (t - b * nf), reduce="amin")
 
 
@@ -266,7 +267,7 @@ def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_p
         return torch.full((bsz * npix,), -1, dtype=torch.int64, device=device)
     setup = _triangle_setup(pos.detach(), tri, height, width)
     tid, rec, box = setup["tid"], setup["rec"], setup["box"]
-    count = box[:, 2] * box[:, 3]
+    count = box[:, 2].to(torch.int64) * box[:, 3]
     span = (box[:, 2] >= _SPAN_MIN_WIDTH) & (count >= _SPAN_MIN_COUNT)
     for use_span in (False, True):
         group = (span if use_span else ~span).nonzero().squeeze(1)
