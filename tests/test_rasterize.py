@@ -389,6 +389,18 @@ def test_edge_neighbors():
     assert (edge_neighbors(fan) == -2).all()
 
 
+def test_topology_cache_follows_tensor_identity_and_version():
+    from engine.render._antialias import cached_edge_neighbors
+
+    _, tri = quad(0.0)
+    first = cached_edge_neighbors(tri)
+    assert cached_edge_neighbors(tri) is first
+    tri[0] = torch.tensor([0, 1, 3])          # in-place edit bumps the version: recomputed
+    again = cached_edge_neighbors(tri)
+    assert again is not first
+    assert again.tolist() == [[-1, 1, -1], [-1, 0, -1]]       # now (0, 1, 3) shares edge (3, 0) with (0, 2, 3)
+
+
 def test_no_faces_and_offscreen_give_empty_images():
     pos = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
     assert (rasterize(pos, torch.zeros(0, 3, dtype=torch.int64), (5, 7), backend="torch") == 0).all()

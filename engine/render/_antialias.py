@@ -17,8 +17,14 @@ a vertex at w <= 0 are ignored (the torch rasterizer drops them too).
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
+
+# id(tri) -> (weak reference to tri, tri._version, neighbours): reuse the adjacency while the same, unmodified
+# index tensor is passed again (entries disappear with their tensor).
+_topology_cache: dict[int, tuple[weakref.ref, int, Tensor]] = {}
 
 
 def edge_neighbors(tri: Tensor) -> Tensor:
@@ -55,6 +61,27 @@ def edge_neighbors(tri: Tensor) -> Tensor:
     return out.view(nf, 3)
 
 
+def cached_edge_neighbors(tri: Tensor) -> Tensor:
+    """`edge_neighbors(tri)`, memoised on the identity and version of `tri`.
+
+    Args:
+        tri: (F, 3) integer vertex indices.
+    Returns:
+        (F, 3) int64 neighbours, see `edge_neighbors`.
+    """
+    key = id(tri)
+    hit = _topology_cache.get(key)
+    if hit is not None and hit[0]() is tri and hit[1] == tri._version:
+        return hit[2]
+    topology = edge_neighbors(tri)
+    try:
+        ref = weakref.ref(tri, lambda _ref, k=key: _topology_cache.pop(k, None))
+    except TypeError:  # not weak-referenceable: do not cache
+        return topology
+    _topology_cache[key] = (ref, tri._version, topology)
+    return topology
+
+
 def _screen(pos: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     """Screen coordinates (pixel centres at integers, row = NDC y) of every vertex, differentiable.
 
@@ -78,14 +105,16 @@ def antialias_torch(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topol
         rast: (B, H, W, 4) rasterizer output for pos/tri.
         pos: (B, V, 4) clip-space positions (gradients flow to it through edge crossings).
         tri: (F, 3) integer indices.
-        topology: optional precomputed `edge_neighbors(tri)` (saves a sort per call).
+        topology: optional precomputed `edge_neighbors(tri)`; by default it is computed once per `tri` tensor
+            (memoised on its identity and version).
     Returns:
         (B, H, W, C) anti-aliased colour.
     """
     bsz, height, width, channels = color.shape
     nv = pos.shape[1]
+    nb = cached_edge_neighbors(tri) if topology is None else topology
+    nb = nb.to(device=pos.device, dtype=torch.int64)
     tri = tri.to(device=pos.device, dtype=torch.int64)
-    nb = edge_neighbors(tri) if topology is None else topology.to(device=pos.device, dtype=torch.int64)
     ids = rast[..., 3].detach().round().to(torch.int64)              # (B, H, W), 0 = empty
     zw = rast[..., 2].detach()
     sx, sy = _screen(pos, height, width)
