@@ -337,7 +337,8 @@ def test_antialias_coverage_approximates_area_and_interior_is_unchanged():
     assert changed.any() and not (changed & ~border).any()
 
 
-def test_antialias_cube_only_touches_the_outline():
+def cube_view() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The unit cube seen from (1.7, 2.3, 2.9) towards the origin: (vertices, faces, clip positions), float64."""
     v, faces = cube()
     eye = torch.tensor([1.7, 2.3, 2.9], dtype=torch.float64)
     fwd = -eye / eye.norm()
@@ -346,6 +347,11 @@ def test_antialias_cube_only_touches_the_outline():
     up = torch.linalg.cross(right, fwd)
     cam = torch.stack([(v - eye) @ right, (v - eye) @ up, (v - eye) @ -fwd], 1)
     pos = torch.cat([cam, torch.ones(8, 1, dtype=torch.float64)], 1) @ perspective(50, 0.1, 10.0).T
+    return v, faces, pos
+
+
+def test_antialias_cube_only_touches_the_outline():
+    v, faces, pos = cube_view()
     rast = rasterize(pos, faces, (32, 32), backend="torch")
     colour = interpolate(v + 0.5, rast, faces)   # smooth inside each face, different across face edges
     out = antialias(colour, rast, pos, faces, backend="torch")
@@ -442,3 +448,27 @@ def test_nvdiffrast_parity():
     same = ours[..., 3] == theirs[..., 3]
     assert same.float().mean() >= 0.98
     torch.testing.assert_close(ours[same], theirs[same], atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_antialias_on_cuda_matches_cpu():
+    v, faces, pos = cube_view()
+    pos, v = pos.float(), v.float()
+    rast = rasterize(pos, faces, (40, 40), backend="torch")
+    colour = interpolate(v + 0.5, rast, faces)
+    cpu = antialias(colour, rast, pos, faces, backend="torch")
+    gpu = antialias(colour.cuda(), rast.cuda(), pos.cuda(), faces.cuda(), backend="torch").cpu()
+    torch.testing.assert_close(cpu, gpu, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_optional.nvdiffrast() is None, reason="needs CUDA and nvdiffrast")
+def test_nvdiffrast_antialias_coverage_parity():
+    pos = torch.tensor([[-0.71, -0.63, 0.1, 1.0], [0.77, -0.21, 0.1, 1.0], [-0.12, 0.83, 0.1, 1.0]]).cuda()
+    rast = rasterize(pos, TRI.cuda(), (64, 64), backend="nvdiffrast")
+    mask = (rast[..., 3:] > 0).float()
+    ours = antialias(mask, rast, pos, TRI.cuda(), backend="torch")
+    theirs = antialias(mask, rast, pos, TRI.cuda(), backend="nvdiffrast")
+    assert abs(float(ours.sum()) - float(theirs.sum())) <= 0.01 * float(theirs.sum())
+    assert ((ours - theirs).abs() > 0.05).float().mean() <= 0.02
