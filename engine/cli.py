@@ -71,7 +71,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.bind()
     except (ValueError, OSError, EngineError) as exc:
         logger.error("cannot start the engine server: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
+        if args.log_file:  # without a log file the message above already went to stderr
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     return server.serve_forever()
 
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_serve_parser(subparsers)
+    from .cli_jobs import add_demo_parser, add_texture_parser
+
+    add_texture_parser(subparsers)
+    add_demo_parser(subparsers)
     return parser
 
 
