@@ -5,7 +5,9 @@ Algorithm (reference/render_perf.md §3.1):
      NDC x = 2(j + 0.5)/W - 1 and NDC y = 2(i + 0.5)/H - 1 (nvdiffrast's convention, no y flip here);
   2. per-triangle screen bounding boxes clipped to the image give a candidate count per triangle;
   3. candidate (pixel, triangle) pairs are generated in chunks of about `chunk_pairs` with
-     `repeat_interleave` + `cumsum` (no Python loop over triangles or pixels);
+     `repeat_interleave` + `cumsum` (no Python loop over triangles or pixels): every bounding-box pixel for
+     small triangles, and for triangles at least 4 px wide only each row's span between its edge crossings
+     (widened by one pixel; crossings are used only when their float error is far below that margin);
   4. edge functions at pixel centres (inclusive, so shared edges never leave cracks) and the
      z/w range test select fragments;
   5. one `scatter_reduce(amin)` on an int64 key = (order-preserving depth bits << 32) | triangle id keeps the
@@ -61,7 +63,7 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
     Returns:
         dict with, per kept triangle T: `tid` (T,) int64 flat index b*F + f; `rec` (T, 14) float records
         [A0..2, B0..2, C0..2, Az, Bz, Zref, x0, y0] where edge k (opposite vertex k) is E_k = A_k x + B_k y + C_k
-        >= 0 inside and z/w = Zref + Az (x - x0) + Bz (y - y0); `box` (T, 4) int64 [x0, y0, bw, bh] clipped
+        >= 0 inside and z/w = Zref + Az (x - x0) + Bz (y - y0); `box` (T, 4) int32 [x0, y0, bw, bh] clipped
         bounding box (corner and size in pixels).
     """
     bsz, nv, _ = pos.shape
