@@ -125,7 +125,7 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
         raise ValueError(f"supersample: must be >= 1, got {supersample}")
     dev = _field_device(field, device)
     outside = float(np.mean((mesh.uvs < -1e-4) | (mesh.uvs > 1 + 1e-4)))
-    if outside > 0:
+    if outside > 1e-3:
         logger.warning("bake: %.1f%% of UV coordinates lie outside [0, 1]; those parts are not baked "
                        "(tiled/UDIM layouts are not supported, unwrap instead)", 100 * outside)
     n_faces = mesh.num_faces

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.mesh.axes import from_world
 from engine.mesh.io import save_png, to_uint8
 from engine.mesh.types import Mesh
 
@@ -35,11 +36,12 @@ def split_by_uv(mesh: Mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mesh.vertices[corner_v[keep]].astype(np.float32), faces.astype(np.int64), corner_uv[keep]
 
 
-def _trimesh(mesh: Mesh, image: np.ndarray):
+def _trimesh(mesh: Mesh, image: np.ndarray, up: str):
     import trimesh
     from PIL import Image
 
     vertices, faces, uv = split_by_uv(mesh)
+    vertices = from_world(vertices, up)
     material = trimesh.visual.material.PBRMaterial(
         name="csd_texture", baseColorTexture=Image.fromarray(to_uint8(image)),
         baseColorFactor=[255, 255, 255, 255],
@@ -48,23 +50,24 @@ def _trimesh(mesh: Mesh, image: np.ndarray):
     return trimesh.Trimesh(vertices=vertices, faces=faces, visual=visual, process=False)
 
 
-def export_glb(path: str | Path, mesh: Mesh, image: np.ndarray) -> Path:
+def export_glb(path: str | Path, mesh: Mesh, image: np.ndarray, up: str = "z") -> Path:
     """Write a binary glTF with the texture as base colour.
 
     Args:
         path: output .glb file.
         mesh: mesh with per-corner UVs.
         image: (H, W, 3|4) float [0, 1] texture, top row first.
+        up: up axis written to the file ("y" is glTF's convention: what Blender's importer expects).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    data = _trimesh(mesh, image).export(file_type="glb")
+    data = _trimesh(mesh, image, up).export(file_type="glb")
     p.write_bytes(data)
     logger.info("wrote %s (%d bytes)", p, len(data))
     return p
 
 
-def export_obj(directory: str | Path, mesh: Mesh, image: np.ndarray, name: str = "textured") -> Path:
+def export_obj(directory: str | Path, mesh: Mesh, image: np.ndarray, name: str = "textured", up: str = "z") -> Path:
     """Write `name.obj`, `name.mtl` and `texture.png` into `directory`.
 
     Args:
@@ -72,6 +75,7 @@ def export_obj(directory: str | Path, mesh: Mesh, image: np.ndarray, name: str =
         mesh: mesh with per-corner UVs.
         image: (H, W, 3|4) float [0, 1] texture, top row first.
         name: base name of the .obj and .mtl files.
+        up: up axis written to the file ("y" is what Blender's OBJ importer assumes by default).
 
     Returns:
         Path of the .obj file.
@@ -79,6 +83,7 @@ def export_obj(directory: str | Path, mesh: Mesh, image: np.ndarray, name: str =
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     vertices, faces, uv = split_by_uv(mesh)
+    vertices = from_world(vertices, up)
     save_png(d / "texture.png", image)
     (d / f"{name}.mtl").write_text(
         "# CSD for Blender\nnewmtl csd_texture\nKa 1.000000 1.000000 1.000000\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import MeshError
+from engine.mesh.axes import file_up_axis, to_world
 from engine.mesh.types import Mesh
 from engine.mesh.validate import validate_mesh
 
@@ -46,11 +47,13 @@ def weld_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, 
     return vertices[first[order]], rank[inverse.reshape(-1)][faces]
 
 
-def load_mesh(path: str | Path) -> Mesh:
+def load_mesh(path: str | Path, up: str = "z") -> Mesh:
     """Load a triangle mesh; scenes are concatenated, quads triangulated, per-corner UVs kept.
 
     Args:
         path: .obj, .ply, .glb, .gltf or .stl file.
+        up: the file's up axis, converted to the Z-up world: "z" (none), "y", or "auto" (Blender's importer
+            default for the extension: Y for OBJ/glTF, Z for PLY/STL; see engine/mesh/axes.py).
 
     Returns:
         A validated Mesh (degenerate faces dropped); uvs is None unless every part has UVs.
@@ -62,6 +65,7 @@ def load_mesh(path: str | Path) -> Mesh:
 
     p = Path(path)
     ext = p.suffix.lower()
+    up = file_up_axis(p, up)
     if ext not in SUPPORTED_EXTENSIONS:
         raise MeshError(f"unsupported mesh format '{ext or p.name}' for {p.name}; "
                         f"supported: {', '.join(SUPPORTED_EXTENSIONS)}")
@@ -87,7 +91,7 @@ def load_mesh(path: str | Path) -> Mesh:
         faces.append(np.asarray(g.faces, dtype=np.int64) + base)
         uvs.append(_part_uvs(g))
         base += len(g.vertices)
-    v = np.concatenate(vertices).astype(np.float32)
+    v = to_world(np.concatenate(vertices), up).astype(np.float32)
     f = np.concatenate(faces)
     uv = np.concatenate(uvs) if all(u is not None for u in uvs) else None
     if uv is None and any(u is not None for u in uvs):

@@ -1,0 +1,209 @@
+"""Command-line jobs on files: `texture` (mesh in, textured mesh + PNGs out) and `demo` (the bundled default).
+
+Inputs the engine cannot use end with one line `error: [code] message` and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEMO_MESH = Path(__file__).resolve().parent / "assets" / "meshes" / "spot.obj"
+DEMO_PROMPT = "a blue striped sphere"
+
+
+def add_texture_parser(subparsers) -> None:
+    """Register `texture`: texture a mesh file from a prompt."""
+    p = subparsers.add_parser("texture", help="texture a mesh from a text prompt (mesh file in, textured mesh out)")
+    p.add_argument("--mesh", required=True, help="input mesh: .obj, .ply, .glb, .gltf or .stl")
+    p.add_argument("--prompt", required=True, help='e.g. "a red striped sphere" (toy prior vocabulary)')
+    p.add_argument("--out", required=True, help="output folder")
+    _add_job_options(p)
+    p.set_defaults(func=cmd_texture)
+
+
+def add_demo_parser(subparsers) -> None:
+    """Register `demo`: texture the bundled Spot mesh with the toy prior on the CPU."""
+    p = subparsers.add_parser("demo", help="texture the bundled Spot mesh with the bundled toy prior (CPU)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--prompt", default=DEMO_PROMPT)
+    _add_job_options(p, demo=True)
+    p.set_defaults(func=cmd_demo, mesh=str(DEMO_MESH))
+
+
+def _add_job_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+    p.add_argument("--negative", default="", help="negative prompt (CSD pushes away from it)")
+    p.add_argument("--model", default="toy", help="toy | hub id (e.g. runwayml/stable-diffusion-v1-5) | local folder")
+    p.add_argument("--controlnet", default="", help="comma-separated: depth,normal,canny (Stable Diffusion 1.5)")
+    p.add_argument("--quality", default="balanced", choices=("fast", "balanced", "best"))
+    p.add_argument("--guidance", default="auto", help="guidance preset (auto, csd-if, csd-sd-refine, sds-sd, ...)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: from --quality)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--texture-size", type=int, default=None)
+    p.add_argument("--device", default="cpu" if demo else "auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--up", default="auto", choices=("auto", "y", "z"),
+                   help="up axis of the mesh file (auto: Y for OBJ/glTF, Z for PLY/STL, as Blender's importers)")
+    p.add_argument("--cameras", default=None, help="JSON camera rig: {\"c2w\": [N×4×4], \"intrinsics\": [N×6]}")
+    p.add_argument("--progress-every", type=int, default=10)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _params_from_args(args: argparse.Namespace):
+    from csd_blender.protocol.jobs import TextureParams
+
+    return TextureParams(
+        prompt=args.prompt, negative_prompt=args.negative, model=args.model,
+        controlnets=[c.strip() for c in args.controlnet.split(",") if c.strip()], quality=args.quality,
+        guidance=args.guidance, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+        texture_size=args.texture_size, seed=args.seed, device=args.device, progress_every=args.progress_every,
+    )
+
+
+def _load_rig(path: str | None) -> dict[str, np.ndarray]:
+    if not path:
+        return {}
+    from .errors import RequestError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {"c2w": np.asarray(data["c2w"], dtype=np.float32),
+                "intrinsics": np.asarray(data["intrinsics"], dtype=np.float32)}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RequestError("cameras", f"cannot read camera rig {path}: {exc}") from exc
+
+
+def run_texture_files(args: argparse.Namespace) -> dict[str, Path]:
+    """Texture `args.mesh` and write textured.glb, textured.obj/.mtl, texture.png, turntable.png, job.json."""
+    from tqdm import tqdm
+
+    from . import __version__
+    from .images import save_png
+    from .mesh import export_glb, export_obj, load_mesh
+    from .mesh.axes import file_up_axis
+    from .tasks.texture import make_texture_job, run_texture
+
+    params = _params_from_args(args).validate()
+    up = file_up_axis(args.mesh, args.up)
+    mesh = load_mesh(args.mesh, up=up)
+    arrays = {"vertices": mesh.vertices, "faces": mesh.faces.astype(np.int32), **_load_rig(args.cameras)}
+    if mesh.uvs is not None:
+        arrays["uvs"] = mesh.uvs
+    job = make_texture_job(params, arrays)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = None
+
+    def progress(event) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if event.stage == "optimising":
+            if bar is None:
+                bar = tqdm(total=event.total, unit="step", desc="texture", dynamic_ncols=True)
+            bar.update(event.step - bar.n)
+            if event.step:
+                bar.set_postfix(loss=f"{event.loss:.4f}")
+        elif event.stage in ("loading", "baking"):
+            tqdm.write(f"{event.stage} …", file=sys.stderr)
+
+    t0 = time.time()
+    try:
+        result = run_texture(job, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    textured = job.mesh.with_uvs(result.uvs)
+    files = {
+        "glb": export_glb(out / "textured.glb", textured, result.texture, up="y"),
+        "obj": export_obj(out, textured, result.texture, name="textured", up=up),
+        "turntable": out / "turntable.png",
+        "job": out / "job.json",
+    }
+    files["texture"] = out / "texture.png"
+    save_png(files["turntable"], result.turntable)
+    record = {
+        "task": "texture",
+        "params": result.params,
+        "mesh": {"path": str(Path(args.mesh).resolve()), "sha256": hashlib.sha256(Path(args.mesh).read_bytes())
+                 .hexdigest(), "up_axis": up, "faces": int(len(job.mesh.faces)), "unwrapped": result.unwrapped},
+        "cameras": args.cameras,
+        "stats": result.stats,
+        "seconds": round(time.time() - t0, 2),
+        "versions": _versions(__version__),
+        "command": "python -m engine " + " ".join(_reproduce_argv(args, result.params)),
+    }
+    files["job"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return files
+
+
+def _versions(engine_version: str) -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    return {"engine": engine_version, "python": platform.python_version(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+
+
+def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
+    argv = ["texture", "--mesh", str(Path(args.mesh).resolve()), "--prompt", json.dumps(params["prompt"]),
+            "--out", str(args.out), "--model", params["model"], "--quality", params["quality"],
+            "--guidance", params["guidance"], "--steps", str(params["steps"]), "--batch-size",
+            str(params["batch_size"]), "--lr", str(params["learning_rate"]), "--seed", str(params["seed"]),
+            "--texture-size", str(params["texture_size"]), "--device", params["device"], "--up", args.up]
+    if params["negative_prompt"]:
+        argv += ["--negative", json.dumps(params["negative_prompt"])]
+    if params["controlnets"]:
+        argv += ["--controlnet", ",".join(params["controlnets"])]
+    if args.cameras:
+        argv += ["--cameras", str(args.cameras)]
+    return argv
+
+
+def _run_reporting_errors(args: argparse.Namespace) -> tuple[int, dict[str, Path] | None]:
+    from csd_blender.protocol.errors import ProtocolError
+
+    try:
+        return 0, run_texture_files(args)
+    except ProtocolError as exc:  # EngineError, MeshError, RequestError, … : one clear line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130, None
+
+
+def cmd_texture(args: argparse.Namespace) -> int:
+    """`python -m engine texture …`: exit 0 with the output paths printed, 2 on a bad input."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    code, files = _run_reporting_errors(args)
+    if files:
+        for kind, path in files.items():
+            print(f"{kind:10s} {path}")
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`python -m engine demo`: texture the bundled Spot with the toy prior and say where the results are."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.time()
+    print(f"CSD demo: texturing {DEMO_MESH.name} with {args.prompt!r} on the toy prior ({args.device}) …",
+          file=sys.stderr)
+    code, files = _run_reporting_errors(args)
+    if files:
+        print(f"done in {time.time() - t0:.0f} s. Outputs in {Path(args.out).resolve()}:")
+        for kind, path in files.items():
+            print(f"  {kind:10s} {path}")
+        print("Open textured.glb in Blender (File > Import > glTF) or look at turntable.png.")
+    return code

@@ -1,0 +1,335 @@
+"""Texture from text on a fixed mesh: optimise a 3D colour field with CSD from many views, then bake it to UVs.
+
+The loop (DESIGN §4.4): sample cameras (the user's rig with jitter, or orbit ranges) → rasterize → query the
+`TextureField` at visible surface points → composite over a random solid background → `prior.to_model_space`
+→ guidance (one batched UNet call) → Adam step. Every `progress_every` steps a progress event carries a preview
+PNG of a fixed view; `should_stop()` is checked before every step. At the end the field is baked into the mesh's
+own UVs (xatlas when it has none) with seam padding, and a turntable sheet of the baked result is rendered.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from csd_blender.protocol.jobs import TextureParams
+
+from ..device_info import resolve_device
+from ..errors import CancelledError, RequestError
+from ..fields.texture_field import TextureField, TextureFieldConfig
+from ..guidance import PromptEmbeddings, build_guidance
+from ..guidance.presets import auto_preset
+from ..images import png_bytes, sheet
+from ..mesh import Mesh, Normalization, bake, ensure_uvs, normalize, validate_mesh
+from ..registry import TASKS
+from ..render.cameras import Cameras, fixed_rig, orbit_cameras, orbit_from_angles
+from ..render.surface import depth_and_normal, hit_surface, shade_field, shade_uv_texture
+from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
+from .quality import quality_for
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_VIEW = dict(elevation=20.0, azimuth=35.0, distance=1.8, fov=45.0)
+TURNTABLE_VIEWS = 8
+
+
+@dataclass
+class TextureJob:
+    """A validated texture job: parameters, the mesh in world space, an optional camera rig.
+
+    Attributes:
+        params: the job's parameters.
+        mesh: world-space mesh (faces triangulated, degenerate faces dropped).
+        c2w: (N, 4, 4) float32 rig camera-to-world matrices, or None for orbit sampling.
+        intrinsics: (N, 6) float32 rows [fx, fy, cx, cy, width, height], or None.
+        dropped_faces: degenerate faces removed by validation.
+    """
+
+    params: TextureParams
+    mesh: Mesh
+    c2w: np.ndarray | None = None
+    intrinsics: np.ndarray | None = None
+    dropped_faces: int = 0
+
+
+@dataclass
+class TextureResult:
+    """What a texture job produces.
+
+    Attributes:
+        texture: (S, S, 3) float32 sRGB in [0, 1], top row first (row 0 ↔ v = 1).
+        uvs: (F, 3, 2) float32 per-corner UVs the texture belongs to.
+        unwrapped: True when the engine made the UVs (xatlas), False when the user's were kept.
+        mesh: the world-space mesh the UVs index (faces after validation).
+        turntable: (2·R, 4·R, 3) float32 sheet of 8 views of the baked texture.
+        params: the resolved parameters (every default filled in) — enough to reproduce the run.
+        stats: steps run, seconds per stage, UNet calls, final loss.
+        partial: True when the job was cancelled and `return_partial` asked for what existed.
+    """
+
+    texture: np.ndarray
+    uvs: np.ndarray
+    unwrapped: bool
+    mesh: Mesh
+    turntable: np.ndarray
+    params: dict
+    stats: dict = field(default_factory=dict)
+    partial: bool = False
+
+
+def make_texture_job(params: TextureParams, arrays: dict[str, np.ndarray]) -> TextureJob:
+    """Validate parameters and arrays into a TextureJob (raises EngineError naming the problem).
+
+    Args:
+        params: job parameters (validated again here).
+        arrays: "vertices" (V, 3), "faces" (F, 3), optional "uvs" (F, 3, 2), "c2w" (N, 4, 4), "intrinsics" (N, 6).
+    """
+    params.validate()
+    for name in ("vertices", "faces"):
+        if name not in arrays:
+            raise RequestError(name, "is required")
+    mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays.get("uvs"))
+    c2w, intr = arrays.get("c2w"), arrays.get("intrinsics")
+    if (c2w is None) != (intr is None):
+        raise RequestError("c2w" if c2w is None else "intrinsics", "a camera rig needs both c2w and intrinsics")
+    if c2w is not None:
+        c2w = np.asarray(c2w, dtype=np.float32)
+        intr = np.asarray(intr, dtype=np.float32)
+        if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or len(c2w) == 0:
+            raise RequestError("c2w", f"must be (N, 4, 4) with N ≥ 1, got {c2w.shape}")
+        if intr.shape != (len(c2w), 6):
+            raise RequestError("intrinsics", f"must be ({len(c2w)}, 6), got {intr.shape}")
+        if not np.isfinite(c2w).all():
+            raise RequestError("c2w", "camera matrices must be finite (found NaN or inf)")
+        if not np.isfinite(intr).all() or (intr[:, [0, 1, 4, 5]] <= 0).any():
+            raise RequestError("intrinsics", "fx, fy, width and height must be finite and > 0")
+        rot = c2w[:, :3, :3].astype(np.float64)
+        if np.abs(np.einsum("nij,nkj->nik", rot, rot) - np.eye(3)).max() > 1e-3:
+            raise RequestError("c2w", "rotation parts must be orthonormal (remove scale from matrix_world)")
+    return TextureJob(params=params, mesh=mesh, c2w=c2w, intrinsics=intr, dropped_faces=dropped)
+
+
+def resolve_params(params: TextureParams, family: str, resolution: int) -> TextureParams:
+    """Fill every `None` default from the quality preset and the prior, so job.json reproduces the run."""
+    q = quality_for(family, params.quality)
+    return dataclasses.replace(
+        params,
+        steps=params.steps if params.steps is not None else q.steps,
+        batch_size=params.batch_size if params.batch_size is not None else q.batch_size,
+        texture_size=params.texture_size if params.texture_size is not None else q.texture_size,
+        render_size=params.render_size if params.render_size is not None else max(resolution, 64),
+    )
+
+
+class _Views:
+    """Samples the training views: orbit ranges, or the user's rig with a random rotation jitter about the object."""
+
+    def __init__(self, params: TextureParams, norm: Normalization, rig: tuple[np.ndarray, np.ndarray] | None,
+                 size: int, generator: torch.Generator):
+        self.params, self.size, self.gen = params, size, generator
+        self.rig: Cameras | None = None
+        if rig is not None:
+            c2w = torch.tensor(rig[0], dtype=torch.float32)
+            intr = torch.tensor(rig[1], dtype=torch.float32)
+            c2w[:, :3, 3] = (c2w[:, :3, 3] - torch.tensor(norm.center, dtype=torch.float32)) * norm.scale
+            # keep each rig camera's vertical field of view and principal-point offset on a square render
+            scale = size / intr[:, 5]
+            fy = intr[:, 1] * scale
+            cx = (intr[:, 2] - (intr[:, 4] - 1) / 2) * scale + (size - 1) / 2
+            cy = (intr[:, 3] - (intr[:, 5] - 1) / 2) * scale + (size - 1) / 2
+            square = torch.stack([fy * intr[:, 0] / intr[:, 1], fy, cx, cy,
+                                  torch.full_like(fy, size), torch.full_like(fy, size)], dim=1)
+            self.rig = fixed_rig(c2w, square)
+
+    def sample(self, n: int) -> Cameras:
+        p = self.params
+        if self.rig is None:
+            return orbit_cameras(n, elevation_deg=tuple(p.elevation_range), azimuth_deg=tuple(p.azimuth_range),
+                                 distance=tuple(p.distance_range), fov_deg=tuple(p.fov_range), width=self.size,
+                                 height=self.size, uniform_azimuth=n > 1, generator=self.gen)
+        idx = torch.randint(0, len(self.rig), (n,), generator=self.gen)
+        cams = self.rig.subset(idx)
+        if p.camera_jitter > 0:
+            cams = Cameras(_jitter(cams.c2w, p.camera_jitter, self.gen), cams.fx, cams.fy, cams.cx, cams.cy,
+                           cams.width, cams.height)
+        return cams
+
+
+def _jitter(c2w: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Rotate each camera about the object centre by a random angle up to `amount`·45° (Rodrigues)."""
+    n = c2w.shape[0]
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
+    angle = torch.rand(n, generator=gen) * amount * math.pi / 4
+    k = torch.zeros(n, 3, 3)
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(1, 2)
+    rot = torch.eye(3) + torch.sin(angle)[:, None, None] * k + (1 - torch.cos(angle))[:, None, None] * (k @ k)
+    out = c2w.clone()
+    out[:, :3, :3] = rot @ c2w[:, :3, :3]
+    out[:, :3, 3] = (rot @ c2w[:, :3, 3:])[..., 0]
+    return out
+
+
+def _backgrounds(mode: str, n: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, 3) background colours: random light solid colours (the toy prior's and SDS practice), or fixed."""
+    if mode == "random":
+        return 0.55 + 0.45 * torch.rand(n, 3, generator=gen)
+    return {"white": torch.ones(n, 3), "black": torch.zeros(n, 3), "gray": torch.full((n, 3), 0.5)}[mode]
+
+
+def fixed_views(n: int, size: int, elevation: float = 15.0, distance: float = 1.8, fov: float = 45.0,
+                start_azimuth: float = 0.0) -> Cameras:
+    """`n` cameras evenly spaced in azimuth at one elevation (turntable and tests)."""
+    az = torch.arange(n, dtype=torch.float64) * (360.0 / n) + start_azimuth
+    return orbit_from_angles(torch.full((n,), elevation), az, torch.full((n,), distance), torch.full((n,), fov),
+                             size, size)
+
+
+def render_turntable(mesh_n: Mesh, image: np.ndarray, uvs: np.ndarray, size: int = 256,
+                     views: int = TURNTABLE_VIEWS) -> np.ndarray:
+    """(views, size, size, 3) renders of the normalised mesh textured with `image` through `uvs`, white background."""
+    cams = fixed_views(views, size)
+    with torch.no_grad():
+        out = shade_uv_texture(cams, torch.tensor(mesh_n.vertices), torch.tensor(mesh_n.faces, dtype=torch.int32),
+                               torch.tensor(uvs), torch.tensor(image[..., :3]), torch.ones(views, 3))
+    return out.numpy()
+
+
+def _preview(field_model: TextureField, verts: torch.Tensor, faces: torch.Tensor, size: int) -> bytes:
+    v = PREVIEW_VIEW
+    cams = orbit_from_angles(torch.tensor([v["elevation"]]), torch.tensor([v["azimuth"]]),
+                             torch.tensor([v["distance"]]), torch.tensor([v["fov"]]), size, size).to(verts.device)
+    with torch.no_grad():
+        img = shade_field(field_model, hit_surface(cams, verts, faces), torch.ones(1, 3, device=verts.device))
+    return png_bytes(img[0].float().cpu().numpy())
+
+
+def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
+                should_stop: StopFn | None = None) -> TextureResult:
+    """Run a texture job to completion (or cancellation).
+
+    Args:
+        job: a TextureJob from `make_texture_job`.
+        prior: a loaded Prior; None loads `job.params.model` (cached across jobs by `load_prior`).
+        progress: called with ProgressEvent: "loading", then "optimising" every `progress_every` steps (and at
+            the last step) with a preview PNG, then "baking", then "done".
+        should_stop: checked before every step; when it returns True the job raises CancelledError (or, with
+            `return_partial`, bakes and returns what exists with `partial=True`).
+
+    Raises:
+        CancelledError: stopped by `should_stop` (without `return_partial`).
+        EngineError: bad prompt for the prior, missing model, …
+    """
+    from ..priors import load_prior
+
+    t_start = time.perf_counter()
+    emit = progress or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    p = job.params
+    device = resolve_device(p.device)
+    emit(ProgressEvent("loading", 0, p.steps or 0, elapsed_s=time.perf_counter() - t_start))
+    if prior is None:
+        prior = load_prior(p.model, device=device, controlnets=tuple(p.controlnets),
+                           controlnet_scales=list(p.controlnet_scales) or None)
+    device = prior.device
+    p = resolve_params(p, prior.family, prior.resolution)
+    q = quality_for(prior.family, p.quality)
+    preset = auto_preset(prior) if p.guidance == "auto" else p.guidance
+    guidance = build_guidance(preset, total_steps=p.steps, **p.guidance_overrides)
+    prompts = PromptEmbeddings.from_prompts(prior, p.prompt, p.negative_prompt)
+
+    mesh_n, norm = normalize(job.mesh)
+    verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
+    faces = torch.tensor(mesh_n.faces, dtype=torch.int32, device=device)
+    face_normals = torch.nn.functional.normalize(torch.cross(verts[faces[:, 1].long()] - verts[faces[:, 0].long()],
+                                                             verts[faces[:, 2].long()] - verts[faces[:, 0].long()],
+                                                             dim=1), dim=1)
+    gen = torch.Generator().manual_seed(p.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(p.seed)
+        field_model = TextureField(TextureFieldConfig(max_resolution=q.max_resolution,
+                                                      log2_hashmap_size=q.log2_hashmap_size)).to(device)
+    opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    views = _Views(p, norm, (job.c2w, job.intrinsics) if job.c2w is not None else None, p.render_size, gen)
+
+    timings = dict.fromkeys(("render", "to_model_space", "unet", "backward", "optimiser", "bake"), 0.0)
+    unet_calls, loss_value, partial, steps_run = 0, float("nan"), False, 0
+    emit(ProgressEvent("optimising", 0, p.steps, elapsed_s=time.perf_counter() - t_start))
+    t_loop = time.perf_counter()
+    for step in range(p.steps):
+        if stop():
+            if not p.return_partial:
+                raise CancelledError(f"texture job cancelled at step {step}/{p.steps}")
+            partial = True
+            break
+        t0 = time.perf_counter()
+        cams = views.sample(p.batch_size).to(device)
+        hits = hit_surface(cams, verts, faces)
+        image = shade_field(field_model, hits, _backgrounds(p.background, p.batch_size, gen).to(device))
+        control = None
+        if prior.controlnets:
+            depth, normal = depth_and_normal(cams, hits, face_normals)
+            control = {"depth": depth.permute(0, 3, 1, 2), "normal": normal.permute(0, 3, 1, 2)}
+        t1 = time.perf_counter()
+        x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
+        t2 = time.perf_counter()
+        out = guidance(prior, x, prompts, step, control=control, generator=noise_gen)
+        t3 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        t4 = time.perf_counter()
+        opt.step()
+        t5 = time.perf_counter()
+        for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            timings[key] += dt
+        unet_calls += out.unet_calls
+        loss_value = float(out.loss.detach())
+        steps_run = step + 1
+        if steps_run % p.progress_every == 0 or steps_run == p.steps:
+            elapsed = time.perf_counter() - t_start
+            rate = (time.perf_counter() - t_loop) / steps_run
+            emit(ProgressEvent("optimising", steps_run, p.steps, loss_value, elapsed, rate * (p.steps - steps_run),
+                               _preview(field_model, verts, faces, p.preview_size)))
+
+    emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
+    t0 = time.perf_counter()
+    uvs, unwrapped = ensure_uvs(job.mesh)
+    with torch.no_grad():
+        texture = bake(lambda pts: field_model(pts.to(device)).float().cpu(),
+                       dataclasses.replace(mesh_n, uvs=uvs), p.texture_size)
+    timings["bake"] = time.perf_counter() - t0
+    turntable = sheet(render_turntable(mesh_n, texture, uvs), cols=4)
+    stats = {
+        "steps_run": steps_run, "seconds": round(time.perf_counter() - t_start, 3),
+        "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
+        "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
+        "prior_family": prior.family, "dropped_faces": job.dropped_faces,
+        "texture_sha256": hashlib.sha256(np.ascontiguousarray(texture).tobytes()).hexdigest(),
+    }
+    emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
+    return TextureResult(texture=texture, uvs=uvs.astype(np.float32), unwrapped=unwrapped, mesh=job.mesh,
+                         turntable=turntable, params=p.to_dict(), stats=stats, partial=partial)
+
+
+def pack_texture_result(result: TextureResult) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) for the wire: texture, uvs and the turntable PNG bytes as uint8."""
+    meta = {"params": result.params, "unwrapped": result.unwrapped, "partial": result.partial,
+            "stats": result.stats}
+    arrays = {"texture": np.ascontiguousarray(result.texture, dtype=np.float32),
+              "uvs": np.ascontiguousarray(result.uvs, dtype=np.float32),
+              "turntable_png": np.frombuffer(png_bytes(result.turntable), dtype=np.uint8)}
+    return meta, arrays
+
+
+TEXTURE_SPEC = TASKS.register("texture")(TaskSpec(
+    name="texture", params_cls=TextureParams, make_job=make_texture_job, run=run_texture,
+    pack_result=pack_texture_result,
+    prior_key=lambda job: (job.params.model, tuple(job.params.controlnets)),
+))

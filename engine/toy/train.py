@@ -1,0 +1,146 @@
+"""Train the bundled toy prior: `python -m engine.toy.train --out engine/assets/toy_prior`.
+
+Renders the procedural dataset (engine/toy/dataset.py) with the project's rasterizer, then trains the pixel
+UNet and the text encoder jointly with the ε-prediction loss, AdamW with warm-up and cosine decay, and keeps an
+EMA of the weights, which is what gets saved. Reproducible from --seed on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .dataset import DatasetConfig, build_dataset
+from .model import MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet, save_folder
+
+logger = logging.getLogger("engine.toy.train")
+
+
+def _lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1 - decay)
+
+
+def load_or_build_dataset(images: int, seed: int, cache: Path | None) -> tuple[torch.Tensor, list[str], float]:
+    """The rendered dataset, read from / written to `cache` (.npz, no pickle) when given; returns seconds spent."""
+    t0 = time.time()
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as f:
+            if int(f["seed"]) == seed and len(f["images"]) == images:
+                return torch.from_numpy(f["images"]), [str(c) for c in f["captions"]], time.time() - t0
+    data, captions, _ = build_dataset(images, seed=seed, cfg=DatasetConfig())
+    if cache is not None:
+        np.savez(cache, images=data.numpy(), captions=np.array(captions), seed=np.array(seed))
+    return data, captions, time.time() - t0
+
+
+def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: int, ema_decay: float,
+          width: int, log_every: int = 25, dataset_cache: Path | None = None) -> dict:
+    """Train and save the toy prior; returns the training summary written to training_info.json.
+
+    Args:
+        out: output folder (diffusers layout).
+        steps: optimisation steps.
+        batch_size: images per step.
+        images: size of the rendered dataset.
+        lr: peak learning rate.
+        seed: seeds the dataset, the initialisation and the noise.
+        ema_decay: EMA decay of the saved weights.
+        width: UNet base channel count.
+        log_every: steps between log lines.
+        dataset_cache: optional .npz file caching the rendered dataset between runs.
+    """
+    torch.manual_seed(seed)
+    data, captions, t_data = load_or_build_dataset(images, seed, dataset_cache)
+    logger.info("rendered %d images in %.1f s", len(data), t_data)
+    tokenizer = build_tokenizer()
+    ids = torch.tensor(tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids)
+    unet, text_encoder, scheduler = build_unet(width), build_text_encoder(len(tokenizer)), build_scheduler()
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    alphas = scheduler.alphas_cumprod
+    gen = torch.Generator().manual_seed(seed + 1)
+    losses: list[float] = []
+    t_train = time.time()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, lr, warmup=min(200, steps // 10 + 1))
+        idx = torch.randint(0, len(data), (batch_size,), generator=gen)
+        x0 = data[idx].float() / 127.5 - 1
+        flip = torch.rand(batch_size, generator=gen) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        cond = text_encoder(ids[idx]).last_hidden_state
+        loss = F.mse_loss(unet(x_t, t, cond).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_text, text_encoder, decay)
+        losses.append(loss.item())
+        if (step + 1) % log_every == 0 or step == steps - 1:
+            recent = sum(losses[-log_every:]) / len(losses[-log_every:])
+            rate = (step + 1) / (time.time() - t_train)
+            logger.info("step %d/%d loss %.4f (%.2f steps/s, %.0f s left)", step + 1, steps, recent, rate,
+                        (steps - step - 1) / rate)
+    final = sum(losses[-200:]) / len(losses[-200:])
+    info = {
+        "command": "python -m engine.toy.train " + " ".join(sys.argv[1:]),
+        "steps": steps, "batch_size": batch_size, "images": images, "lr": lr, "seed": seed,
+        "ema_decay": ema_decay, "unet_width": width,
+        "unet_parameters": sum(p.numel() for p in unet.parameters()),
+        "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
+        "final_loss_last_200_steps": round(final, 5),
+        "dataset_seconds": round(t_data, 1), "train_seconds": round(time.time() - t_train, 1),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    save_folder(out, ema_unet, ema_text, tokenizer, scheduler, info)
+    logger.info("saved %s (final loss %.4f)", out, final)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets" / "toy_prior")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=24000)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema", type=float, default=0.998)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--dataset-cache", type=Path, default=None, help=".npz file to cache the rendered dataset")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train(args.out, args.steps, args.batch_size, args.images, args.lr, args.seed, args.ema, args.width,
+          dataset_cache=args.dataset_cache)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
