@@ -194,7 +194,7 @@ class EngineClient:
         self._send(Cancel(job_id))
 
     def release(self, timeout_s: float = 30.0) -> Released:
-        """Ask the engine to drop its loaded models (after the running job); wait for the answer."""
+        """Ask the engine to drop its loaded models; ProtocolError(ENGINE_BUSY) while a job runs or waits."""
         reply = self._wait_reply(self._send(Release()), timeout_s, "release")
         if isinstance(reply, ErrorReply):
             raise reply.to_exception()

@@ -328,6 +328,11 @@ class EngineServer:
                 reply_to,
             )
         elif isinstance(message, Release):
+            if self.running is not None or self.pending:  # never make a UI wait for a job to finish
+                raise ProtocolError(
+                    ErrorCode.ENGINE_BUSY,
+                    "cannot release models while a job is running or queued; cancel it first",
+                )
             self.worker.commands.put(("release", identity, reply_to))
         elif isinstance(message, Shutdown):
             self._begin_shutdown(f"requested by client session {header.session or '?'}")

@@ -149,6 +149,9 @@ def test_queued_and_running_jobs_cancel_and_shutdown_is_graceful(tmp_path):
         last = client.submit("sleepy", {"steps": 10_000, "step_s": 0.01})
         events = _events_until(client, last, (m.Accepted,))
         assert [e.queue_position for e in events if isinstance(e, m.Accepted)] == [0, 1, 2]
+        with pytest.raises(ProtocolError) as info:
+            client.release()  # answered at once, not after the jobs
+        assert info.value.code == ErrorCode.ENGINE_BUSY
         client.cancel(queued)  # never started: cancelled at once
         _events_until(client, queued, (m.Cancelled,))
         assert client.status().queue == [last]

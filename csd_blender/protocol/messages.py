@@ -343,7 +343,7 @@ class Cancelled(Message):
 
 @dataclass
 class Release(Message):
-    """Client -> engine: drop loaded models and free device memory (after the running job, if any)."""
+    """Client -> engine: drop loaded models and free device memory (ENGINE_BUSY while a job runs or waits)."""
 
     MSG_TYPE: ClassVar[str] = "release"
 
