@@ -1,10 +1,11 @@
-"""Rasterizer benchmark: ms per frame for rasterize and rasterize+interpolate (prints a table, asserts nothing).
+"""Rasterizer benchmark: ms per frame for rasterize, +interpolate and antialias; prints, asserts nothing.
 
 Usage: .venv/bin/python bench/raster.py [--threads N] [--repeats R] [--devices cpu,cuda] [--sizes 64,256,512]
 Columns: rasterize; rasterize + interpolate (3 channels); antialias alone (torch backend, topology cached);
 wall-clock best single frame, and CPU time of the process for the rasterize + interpolate frame (robust on a
-shared machine). Meshes: 1,280-face icosphere, 10,400-face UV sphere, the 69k-face Stanford bunny (from ../shared/meshes when
-present), each normalised to fit [-0.5, 0.5]^3 and seen by 4 fixed orbit cameras (one frame per camera).
+shared machine). Meshes: 1,280-face icosphere, 10,400-face UV sphere, the 69k-face Stanford bunny (from
+../shared/meshes when present), each normalised to fit [-0.5, 0.5]^3 and seen by 4 fixed orbit cameras (one
+frame per camera).
 """
 from __future__ import annotations
 
@@ -85,9 +86,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,256,512")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
+    wanted = args.devices.split(",")
+    devices = [d for d in wanted if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu {platform.processor() or platform.machine()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpu {cpu}")
     if torch.cuda.is_available():
         print(f"cuda device: {torch.cuda.get_device_name(0)}")
     print("ms per frame, best of 4 views x repeats; cpu = process CPU time of raster+interp; "

@@ -12,7 +12,7 @@ from engine.render.rasterize import interpolate, rasterize
 
 
 def pinhole_pixel(eye, right, up, forward, fx, fy, cx, cy, point):
-    """Independent pinhole model from an explicit camera basis: x right, y down, centre of pixel (0,0) at 0."""
+    """Independent pinhole model from an explicit camera basis: x right, y down, top-left pixel centre 0."""
     d = [p - e for p, e in zip(point, eye)]
     dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731
     depth = dot(d, forward)
@@ -119,7 +119,8 @@ def test_orbit_azimuth_zero_is_blender_front():
 
 def test_uniform_azimuth_is_stratified():
     n = 8
-    cams = orbit_cameras(n, azimuth_deg=(-180, 180), uniform_azimuth=True, generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    cams = orbit_cameras(n, azimuth_deg=(-180, 180), uniform_azimuth=True, generator=gen)
     off = cams.centers()
     azim = torch.rad2deg(torch.atan2(off[:, 0], -off[:, 1]))
     azim = torch.where(azim < -180 + 1e-4, azim + 360, azim)
@@ -154,7 +155,7 @@ def test_fixed_rig_rescaled_subset_concat():
     small = rig.rescaled(64, 48)
     # pixel edges scale by 1/2: centre x maps to (x + 0.5)/2 - 0.5
     torch.testing.assert_close(small.project(pts), (rig.project(pts) + 0.5) / 2 - 0.5)
-    torch.testing.assert_close(2 * torch.atan(small.height / 2 / small.fy), 2 * torch.atan(rig.height / 2 / rig.fy))
+    torch.testing.assert_close(torch.atan(small.height / 2 / small.fy), torch.atan(rig.height / 2 / rig.fy))
     one = rig.subset([1])
     torch.testing.assert_close(one.project(pts), rig.project(pts)[1:])
     both = Cameras.concat([rig.subset(0), one])
@@ -180,7 +181,8 @@ def test_matches_blender_camera():
 
     scene = bpy.context.scene
     width, height, angle_y = 40, 30, 0.8
-    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.render.resolution_percentage = 100
     data = bpy.data.cameras.new("csd_test_cam")
     data.sensor_fit = "VERTICAL"
     data.angle_y = angle_y
@@ -189,7 +191,8 @@ def test_matches_blender_camera():
     try:
         for eye in [(1.0, -3.0, 1.2), (-2.5, 0.5, 2.0), (0.3, 2.0, -1.0)]:
             obj.location = eye
-            obj.rotation_euler = (mathutils.Vector((0, 0, 0)) - obj.location).to_track_quat("-Z", "Y").to_euler()
+            direction = mathutils.Vector((0, 0, 0)) - obj.location
+            obj.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
             bpy.context.view_layer.update()
             blender_c2w = torch.tensor([list(r) for r in obj.matrix_world], dtype=torch.float64)
             c2w = look_at(torch.tensor(eye, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))

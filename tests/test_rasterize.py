@@ -1,4 +1,4 @@
-"""Rasterizer acceptance tests: hand-derived values, a brute-force reference, gradients, texture addressing."""
+"""Rasterizer acceptance tests: hand-derived values, brute-force reference, gradients, texture, antialias."""
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +56,7 @@ def random_scene(n_tri: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_single_triangle_hand_derived():
-    # w = 1: screen-space = perspective-correct barycentrics; the pixel (4, 4) of 8x8 is at NDC (0.125, 0.125).
+    # w = 1: screen-space = perspective-correct barycentrics; pixel (4, 4) of 8x8 is at NDC (0.125, 0.125).
     pos = torch.tensor([[-0.8, -0.8, 0.0, 1.0], [0.8, -0.8, 0.0, 1.0], [0.0, 0.8, 0.5, 1.0]])
     rast = rasterize(pos, TRI, (8, 8), backend="torch")
     assert rast.shape == (1, 8, 8, 4)
@@ -74,7 +74,8 @@ def test_single_triangle_hand_derived():
 
 
 def test_single_triangle_perspective_matches_reference_everywhere():
-    pos = torch.tensor([[-1.2, -1.0, 0.1, 1.5], [2.0, -0.2, 0.9, 3.0], [0.1, 0.7, -0.2, 1.0]], dtype=torch.float64)
+    pos = torch.tensor([[-1.2, -1.0, 0.1, 1.5], [2.0, -0.2, 0.9, 3.0], [0.1, 0.7, -0.2, 1.0]],
+                       dtype=torch.float64)
     rast = rasterize(pos, TRI, (16, 20), backend="torch")[0].numpy()
     ref = reference_raster(pos.numpy(), TRI.numpy(), 16, 20)
     np.testing.assert_array_equal(rast[..., 3], ref[..., 3])
@@ -108,14 +109,15 @@ def test_two_overlapping_triangles_depth_order(front_first):
     assert rast[1, 1, 3] == 1.0
     # pixel (8, 2) -> (-0.5, 0.7): only b (a's hypotenuse x + y <= -0.4 excludes it).
     assert rast[8, 2, 3] == 2.0
-    x, y = pixel_ndc(3, 3, 10, 10)
+    assert pixel_ndc(3, 3, 10, 10) == pytest.approx((-0.3, -0.3))
     if front_first:  # b's barycentrics at (-0.3, -0.3): b0 = 1 - (x+0.5)/1.4 - (y+0.5)/1.4
         assert rast[3, 3, 0] == pytest.approx(1 - 0.4 / 1.4, abs=1e-6)
         assert rast[3, 3, 1] == pytest.approx(0.2 / 1.4, abs=1e-6)
 
 
 def cube() -> tuple[torch.Tensor, torch.Tensor]:
-    v = torch.tensor([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)], dtype=torch.float64)
+    corners = [[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)]
+    v = torch.tensor(corners, dtype=torch.float64)
     quads = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
     faces = [[q[0], q[1], q[2]] for q in quads] + [[q[0], q[2], q[3]] for q in quads]
     return v, torch.tensor(faces)
@@ -123,8 +125,8 @@ def cube() -> tuple[torch.Tensor, torch.Tensor]:
 
 def perspective(fov_deg: float, near: float, far: float) -> torch.Tensor:
     f = 1 / np.tan(np.radians(fov_deg) / 2)
-    return torch.tensor([[f, 0, 0, 0], [0, f, 0, 0], [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-                         [0, 0, -1, 0]], dtype=torch.float64)
+    a, b = -(far + near) / (far - near), -2 * far * near / (far - near)
+    return torch.tensor([[f, 0, 0, 0], [0, f, 0, 0], [0, 0, a, b], [0, 0, -1, 0]], dtype=torch.float64)
 
 
 def test_cube_front_face_hand_derived_and_reference():
@@ -203,7 +205,8 @@ def test_shared_edges_are_watertight():
     ang = torch.arange(n, dtype=torch.float64) * 2 * np.pi / n
     ring = torch.stack([0.9 * torch.cos(ang), 0.9 * torch.sin(ang)], 1)
     xy = torch.cat([torch.tensor([[0.013, -0.021]], dtype=torch.float64), ring])
-    pos = torch.cat([xy, torch.zeros(n + 1, 1, dtype=torch.float64), torch.ones(n + 1, 1, dtype=torch.float64)], 1)
+    zw = torch.tensor([[0.0, 1.0]], dtype=torch.float64).expand(n + 1, 2)
+    pos = torch.cat([xy, zw], 1)
     tri = torch.tensor([[0, 1 + k, 1 + (k + 1) % n] for k in range(n)])
     rast = rasterize(pos.float(), tri, (64, 64), backend="torch")[0]
     ref = reference_raster(pos.numpy(), tri.numpy(), 64, 64)
@@ -244,7 +247,8 @@ def test_interpolate_batched_attributes():
 
 
 def test_gradcheck_attributes_and_positions():
-    pos0 = torch.tensor([[-0.8, -0.7, 0.1, 1.2], [0.9, -0.6, 0.4, 2.0], [0.0, 0.8, -0.3, 1.0]], dtype=torch.float64)
+    pos0 = torch.tensor([[-0.8, -0.7, 0.1, 1.2], [0.9, -0.6, 0.4, 2.0], [0.0, 0.8, -0.3, 1.0]],
+                        dtype=torch.float64)
     attr0 = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
     rast = rasterize(pos0, TRI, (9, 9), backend="torch")[0]
     # pixels whose centre is far from every edge (all perspective-correct barycentrics >= 0.15)
@@ -338,7 +342,7 @@ def test_antialias_coverage_approximates_area_and_interior_is_unchanged():
 
 
 def cube_view() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The unit cube seen from (1.7, 2.3, 2.9) towards the origin: (vertices, faces, clip positions), float64."""
+    """The unit cube seen from (1.7, 2.3, 2.9) towards the origin: (vertices, faces, clip positions)."""
     v, faces = cube()
     eye = torch.tensor([1.7, 2.3, 2.9], dtype=torch.float64)
     fwd = -eye / eye.norm()
@@ -404,7 +408,7 @@ def test_topology_cache_follows_tensor_identity_and_version():
     tri[0] = torch.tensor([0, 1, 3])          # in-place edit bumps the version: recomputed
     again = cached_edge_neighbors(tri)
     assert again is not first
-    assert again.tolist() == [[-1, 1, -1], [-1, 0, -1]]       # now (0, 1, 3) shares edge (3, 0) with (0, 2, 3)
+    assert again.tolist() == [[-1, 1, -1], [-1, 0, -1]]   # (0, 1, 3) shares edge (3, 0) with (0, 2, 3)
 
 
 def test_no_faces_and_offscreen_give_empty_images():

@@ -4,7 +4,8 @@ For every pair of horizontally or vertically adjacent pixels whose triangle ids 
 (the covered one if the other pixel is empty, else the one with the smaller z/w) is examined. If one of its
 SILHOUETTE edges (an edge with no neighbour, a non-manifold edge, or an edge whose neighbouring triangle
 faces the other way in this view) crosses the segment joining the two pixel centres at parameter s in [0, 1]
-(0 at the first pixel), the pixels are blended as a one-pixel box filter along that segment would see the edge:
+(0 at the first pixel), the pixels are blended as a one-pixel box filter along that segment would see the
+edge:
     s > 0.5: second pixel += (s - 0.5) * (c_first - c_second)
     s < 0.5: first pixel  += (0.5 - s) * (c_second - c_first)
 using the input colours. s is computed from `pos` with autograd, so gradients reach the vertex positions of
@@ -97,7 +98,8 @@ def _screen(pos: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
     return x.reshape(-1), y.reshape(-1)
 
 
-def antialias_torch(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topology: Tensor | None = None) -> Tensor:
+def antialias_torch(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor,
+                    topology: Tensor | None = None) -> Tensor:
     """Analytic silhouette blend (see module docstring).
 
     Args:
@@ -158,7 +160,7 @@ def antialias_torch(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, topol
         denom = da - db
         ok = silhouette & ((da * db) <= 0) & (denom != 0)
         t = da / torch.where(ok, denom, torch.ones_like(denom))
-        s = along_a + t * (along_b - along_a) - origin[:, None]       # crossing parameter from the first pixel
+        s = along_a + t * (along_b - along_a) - origin[:, None]       # crossing, from the first pixel
         ok = ok & (s >= 0) & (s <= 1)
         hit = ok.any(1)
         if not bool(hit.any()):

@@ -31,7 +31,8 @@ def available(device: torch.device) -> bool:
 def _module() -> ModuleType:
     dr = _optional.nvdiffrast()
     if dr is None:
-        raise RuntimeError("backend='nvdiffrast' requested but nvdiffrast is not importable (or CUDA is absent)")
+        raise RuntimeError("backend='nvdiffrast' requested but nvdiffrast is not importable "
+                           "(or CUDA is absent)")
     return dr
 
 
@@ -79,4 +80,5 @@ def antialias_nvdiffrast(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor) 
     """
     dr = _module()
     tri32 = tri.to(device=pos.device, dtype=torch.int32).contiguous()
-    return dr.antialias(color.float().contiguous(), rast.float().contiguous(), pos.float().contiguous(), tri32)
+    return dr.antialias(color.float().contiguous(), rast.float().contiguous(), pos.float().contiguous(),
+                        tri32)

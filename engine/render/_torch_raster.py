@@ -62,9 +62,9 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
         height, width: image size.
     Returns:
         dict with, per kept triangle T: `tid` (T,) int64 flat index b*F + f; `rec` (T, 14) float records
-        [A0..2, B0..2, C0..2, Az, Bz, Zref, x0, y0] where edge k (opposite vertex k) is E_k = A_k x + B_k y + C_k
-        >= 0 inside and z/w = Zref + Az (x - x0) + Bz (y - y0); `box` (T, 4) int32 [x0, y0, bw, bh] clipped
-        bounding box (corner and size in pixels).
+        [A0..2, B0..2, C0..2, Az, Bz, Zref, x0, y0] where edge k (opposite vertex k) is
+        E_k = A_k x + B_k y + C_k >= 0 inside and z/w = Zref + Az (x - x0) + Bz (y - y0); `box` (T, 4)
+        int32 [x0, y0, bw, bh] clipped bounding box (corner and size in pixels).
     """
     bsz, nv, _ = pos.shape
     nf = tri.shape[0]
@@ -91,8 +91,8 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
     ok &= (area2 != 0) & torch.isfinite(area2)
     sel = ok.nonzero().squeeze(1)
 
-    # Edge k is opposite vertex k: edges (1,2), (2,0), (0,1), evaluated with the vertex of smaller index first,
-    # so that triangles sharing an edge compute bit-identical coefficients (up to sign).
+    # Edge k is opposite vertex k: edges (1,2), (2,0), (0,1), evaluated with the vertex of smaller index
+    # first, so that triangles sharing an edge compute bit-identical coefficients (up to sign).
     ia = tri.roll(-1, dims=1)
     ib = tri.roll(-2, dims=1)
     swap = ia > ib                                                    # (F, 3)
@@ -145,8 +145,8 @@ def _expand(count: Tensor) -> tuple[Tensor, Tensor]:
         owner (N,) int32 and offset (N,) int32 with N = count.sum().
     """
     total = int(count.sum())
-    owner = torch.repeat_interleave(torch.arange(count.numel(), device=count.device, dtype=torch.int32), count,
-                                    output_size=total)
+    index = torch.arange(count.numel(), device=count.device, dtype=torch.int32)
+    owner = torch.repeat_interleave(index, count, output_size=total)
     start = (torch.cumsum(count, 0) - count).to(torch.int32)
     offset = torch.arange(total, device=count.device, dtype=torch.int32) - start.index_select(0, owner)
     return owner, offset
@@ -176,7 +176,8 @@ def _span_rows(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
         box: (T, 4) int32 [x0, y0, bw, bh].
         rec: (T, 14) float records from `_triangle_setup`.
     Returns:
-        row owner (R,) int32 triangle index, first column xs (R,) int32, span length n (R,) int64, row py (R,) int32.
+        row owner (R,) int32 triangle index, first column xs (R,) int32, span length n (R,) int64,
+        row py (R,) int32.
     """
     owner, dy = _expand(box[:, 3])
     b = box.index_select(0, owner)
@@ -186,7 +187,8 @@ def _span_rows(box: Tensor, rec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor
     rest = r[:, _B] * py.to(torch.float64)[:, None] + r[:, _C]       # E = a x + rest on this row
     x1 = (b[:, 0] + b[:, 2] - 1).to(torch.float64)
     # float32 evaluation error of E on this row (a few ulps of its largest term), in units of E
-    err = 1e-6 * (a.abs() * (x1[:, None] + 1) + (r[:, _B] * py.to(torch.float64)[:, None]).abs() + r[:, _C].abs())
+    by = (r[:, _B] * py.to(torch.float64)[:, None]).abs()
+    err = 1e-6 * (a.abs() * (x1[:, None] + 1) + by + r[:, _C].abs())
     usable = a.abs() > 4 * err + 1e-12
     root = -rest / torch.where(usable, a, torch.ones_like(a))
     inf = torch.full_like(root, float("inf"))
@@ -249,7 +251,8 @@ def _splat(keys: Tensor, rec: Tensor, tid: Tensor, owner: Tensor, px: Tensor, py
 
 
 @torch.no_grad()
-def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pairs: int = 1 << 20) -> Tensor:
+def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int,
+                      chunk_pairs: int = 1 << 20) -> Tensor:
     """Nearest triangle per pixel (z/w test, ties -> smallest triangle id).
 
     Args:
@@ -275,7 +278,8 @@ def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int, chunk_p
         group = (span if use_span else ~span).nonzero().squeeze(1)
         if group.numel() == 0:
             continue
-        g_rec, g_box, g_tid = rec.index_select(0, group), box.index_select(0, group), tid.index_select(0, group)
+        g_rec, g_box = rec.index_select(0, group), box.index_select(0, group)
+        g_tid = tid.index_select(0, group)
         bounds = _chunk_bounds(count.index_select(0, group), chunk_pairs)
         for c0, c1 in zip(bounds[:-1], bounds[1:]):
             c_rec, c_box, c_tid = g_rec[c0:c1], g_box[c0:c1], g_tid[c0:c1]
@@ -301,7 +305,8 @@ def rasterize_torch(pos: Tensor, tri: Tensor, height: int, width: int, chunk_pai
         height, width: output size.
         chunk_pairs: candidate pairs per chunk.
     Returns:
-        (B, H, W, 4) in pos.dtype: (u, v, z/w, triangle_id + 1), zeros where empty; u, v carry gradients to pos.
+        (B, H, W, 4) in pos.dtype: (u, v, z/w, triangle_id + 1), zeros where empty; u, v carry gradients
+        to pos.
     """
     tri = tri.to(device=pos.device, dtype=torch.int64)
     bsz = pos.shape[0]

@@ -82,8 +82,8 @@ class Cameras:
     def projection(self, near: float = 0.01, far: float = 100.0) -> Tensor:
         """Camera -> clip matrices (B, 4, 4) consistent with `rasterize` (y flipped: top row first).
 
-        Column j of the raster is at NDC x = 2(j + 0.5)/W - 1 and row i at NDC y = 2(i + 0.5)/H - 1; this matrix
-        maps a camera point to NDC such that (j, i) equals its pixel coordinates (x, y) from `project`.
+        Column j of the raster is at NDC x = 2(j + 0.5)/W - 1 and row i at NDC y = 2(i + 0.5)/H - 1; this
+        matrix maps a camera point to NDC such that (j, i) equals its pixel coordinates (x, y) from `project`.
 
         Args:
             near, far: clip planes (distances in front of the camera); z/w = -1 at near, +1 at far.
@@ -205,7 +205,8 @@ def look_at(eye: Tensor, target: Tensor, up: Sequence[float] | Tensor = (0.0, 0.
     Returns:
         (..., 4, 4) c2w matrices.
     """
-    eye, target = torch.broadcast_tensors(torch.as_tensor(eye), torch.as_tensor(target).to(torch.as_tensor(eye)))
+    eye = torch.as_tensor(eye)
+    eye, target = torch.broadcast_tensors(eye, torch.as_tensor(target).to(eye))
     if not eye.is_floating_point():
         eye, target = eye.float(), target.float()
     up_t = torch.as_tensor(up, dtype=eye.dtype, device=eye.device).expand_as(eye)
@@ -275,8 +276,8 @@ def orbit_cameras(
 ) -> Cameras:
     """Random cameras on a sphere around `target`, looking at it, Z up (see module docstring for angles).
 
-    Each quantity is drawn uniformly in its range (a single number fixes it). With `uniform_azimuth` the batch's
-    azimuths are stratified as in threestudio's `batch_uniform_azimuth`: camera k gets
+    Each quantity is drawn uniformly in its range (a single number fixes it). With `uniform_azimuth` the
+    batch's azimuths are stratified as in threestudio's `batch_uniform_azimuth`: camera k gets
     lo + (k + U[0,1)) / n * (hi - lo), so the batch is spread evenly with a random offset per camera.
 
     Args:
@@ -306,8 +307,8 @@ def orbit_cameras(
         raise RequestError("fov_deg", f"must lie in (0, 180), got ({f_lo}, {f_hi})")
     elevation = _uniform(n, el_lo, el_hi, generator)
     if uniform_azimuth:
-        azimuth = az_lo + (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=generator,
-                                                                            dtype=torch.float64)) / n * (az_hi - az_lo)
+        jitter = torch.rand(n, generator=generator, dtype=torch.float64)
+        azimuth = az_lo + (torch.arange(n, dtype=torch.float64) + jitter) / n * (az_hi - az_lo)
     else:
         azimuth = _uniform(n, az_lo, az_hi, generator)
     dist = _uniform(n, d_lo, d_hi, generator)
@@ -320,7 +321,8 @@ def orbit_from_angles(elevation_deg: Tensor, azimuth_deg: Tensor, distance: Tens
     """Deterministic orbit cameras from explicit angles (same conventions as `orbit_cameras`).
 
     Args:
-        elevation_deg, azimuth_deg, distance, fov_deg: (B,) tensors (degrees / world units / vertical degrees).
+        elevation_deg, azimuth_deg, distance, fov_deg: (B,) tensors (degrees, world units, vertical
+            degrees).
         width, height: image size.
         target: world point looked at.
     Returns:
@@ -355,8 +357,8 @@ def fixed_rig(c2w: Tensor, intrinsics: Tensor) -> Cameras:
     if c2w.dim() != 3 or c2w.shape[-2:] != (4, 4):
         raise RequestError("c2w", f"expected (N, 4, 4) matrices, got {tuple(c2w.shape)}")
     if intr.dim() != 2 or intr.shape[-1] != 6 or intr.shape[0] != c2w.shape[0]:
-        raise RequestError("intrinsics", f"expected ({c2w.shape[0]}, 6) rows [fx, fy, cx, cy, width, height], "
-                                         f"got {tuple(intr.shape)}")
+        raise RequestError("intrinsics", f"expected ({c2w.shape[0]}, 6) rows [fx, fy, cx, cy, width, "
+                                         f"height], got {tuple(intr.shape)}")
     if not bool(torch.isfinite(c2w).all()) or not bool(torch.isfinite(intr).all()):
         raise RequestError("c2w", "camera matrices and intrinsics must be finite")
     widths = {int(round(float(w))) for w in intr[:, 4]}

@@ -4,8 +4,8 @@ Conventions (exactly nvdiffrast's, docs/INTERFACES.md):
 - `pos` is clip space; the visible frustum is |x|, |y|, |z| <= w.
 - Output row i <-> NDC y = 2(i + 0.5)/H - 1 and column j <-> NDC x = 2(j + 0.5)/W - 1 (point-sampled at pixel
   centres). `Cameras.projection()` negates y so that images come out top row first.
-- `rast[..., :4] = (u, v, z/w, triangle_id + 1)`: the first vertex of a triangle has (u, v) = (1, 0), the second
-  (0, 1), the third (0, 0); empty pixels are 0 in all four channels. No back-face culling.
+- `rast[..., :4] = (u, v, z/w, triangle_id + 1)`: the first vertex of a triangle has (u, v) = (1, 0), the
+  second (0, 1), the third (0, 0); empty pixels are 0 in all four channels. No back-face culling.
 - u, v are perspective-correct and differentiable w.r.t. `pos`; z/w and the triangle id carry no gradient.
 - Torch backend only: triangles with any vertex at w <= 0 are dropped (nvdiffrast clips them).
 - `antialias` blends across silhouette edges analytically (nvdiffrast's rule) in both backends.
@@ -43,7 +43,8 @@ def _check_tri(tri: Tensor, num_vertices: int) -> None:
     if tri.is_floating_point():
         raise ValueError(f"tri: expected an integer tensor, got {tri.dtype}")
     if tri.numel() and (int(tri.min()) < 0 or int(tri.max()) >= num_vertices):
-        raise ValueError(f"tri: indices must lie in [0, {num_vertices}), got [{int(tri.min())}, {int(tri.max())}]")
+        raise ValueError(f"tri: indices must lie in [0, {num_vertices}), "
+                         f"got [{int(tri.min())}, {int(tri.max())}]")
 
 
 def rasterize(pos: Tensor, tri: Tensor, resolution: tuple[int, int], backend: str = "auto") -> Tensor:
@@ -123,9 +124,9 @@ _BOUNDARIES = ("clamp", "zero", "wrap")
 def texture(tex: Tensor, uv: Tensor, filter_mode: str = "linear", boundary_mode: str = "clamp") -> Tensor:
     """Sample 2D textures (nvdiffrast `texture` addressing, without mipmaps).
 
-    Texel (row r, column c) of `tex` covers uv in [c/Wt, (c+1)/Wt] x [r/Ht, (r+1)/Ht]: uv (0, 0) is the corner of
-    the FIRST MEMORY ROW (nvdiffrast's "bottom-left" in OpenGL terms), u runs along columns, v along rows.
-    Textures stored top row first (PNG order, v = 1 at row 0) must be flipped (`tex.flip(1)`) or sampled with
+    Texel (row r, column c) of `tex` covers uv in [c/Wt, (c+1)/Wt] x [r/Ht, (r+1)/Ht]: uv (0, 0) is the
+    corner of the FIRST MEMORY ROW (nvdiffrast's "bottom-left" in OpenGL terms), u runs along columns, v along
+    rows. Textures stored top row first (PNG order, v = 1 at row 0) must be flipped (`tex.flip(1)`) or sampled with
     v' = 1 - v. Implemented with `grid_sample(align_corners=False)` on grid = uv * 2 - 1.
 
     Args:
@@ -187,7 +188,8 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, backend: st
         pos: (B, V, 4) or (V, 4) clip-space positions used for `rast`.
         tri: (F, 3) integer indices.
         backend: "auto", "torch" or "nvdiffrast".
-        topology: optional `engine.render._antialias.edge_neighbors(tri)` to reuse across calls (torch backend).
+        topology: optional `engine.render._antialias.edge_neighbors(tri)` to reuse across calls (torch
+            backend; by default memoised per `tri` tensor).
     Returns:
         (B, H, W, C) tensor, differentiable w.r.t. color and pos.
     """
