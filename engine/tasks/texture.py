@@ -201,6 +201,12 @@ def render_turntable(mesh_n: Mesh, image: np.ndarray, uvs: np.ndarray, size: int
     return out.numpy()
 
 
+def result_views(result: "TextureResult", size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
+    """(views, size, size, 3) turntable renders of a result's baked texture on its (normalised) mesh."""
+    mesh_n, _ = normalize(result.mesh)
+    return render_turntable(mesh_n, result.texture, result.uvs, size=size, views=views)
+
+
 def _preview(field_model: TextureField, verts: torch.Tensor, faces: torch.Tensor, size: int) -> bytes:
     v = PREVIEW_VIEW
     cams = orbit_from_angles(torch.tensor([v["elevation"]]), torch.tensor([v["azimuth"]]),

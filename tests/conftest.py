@@ -1,0 +1,22 @@
+"""Test-wide settings: one torch thread per process (tests start engine subprocesses beside the test process,
+and two OpenMP threads per process on a two-core machine make every process spin-wait: 5-10× slower), a
+private embedding cache, and the tests folder on sys.path for the shared statistics helpers."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("CSD_CACHE_DIR", tempfile.mkdtemp(prefix="csd-test-cache-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # the protocol tests run without torch
+    pass
