@@ -6,8 +6,9 @@ Algorithm (reference/render_perf.md §3.1):
   2. per-triangle screen bounding boxes clipped to the image give a candidate count per triangle;
   3. candidate (pixel, triangle) pairs are generated in chunks of about `chunk_pairs` with
      `repeat_interleave` + `cumsum` (no Python loop over triangles or pixels): every bounding-box pixel for
-     small triangles, and for triangles at least 4 px wide only each row's span between its edge crossings
-     (widened by one pixel; crossings are used only when their float error is far below that margin);
+     small triangles (a one-pixel box is its own single candidate, no expansion), and for triangles at least
+     4 px wide only each row's span between its edge crossings (widened by one pixel; crossings are used only
+     when their float error is far below that margin);
   4. edge functions at pixel centres (inclusive, so shared edges never leave cracks) and the
      z/w range test select fragments;
   5. one `scatter_reduce(amin)` on an int64 key = (order-preserving depth bits << 32) | triangle id keeps the
@@ -273,9 +274,16 @@ def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int,
     setup = _triangle_setup(pos.detach(), tri, height, width)
     tid, rec, box = setup["tid"], setup["rec"], setup["box"]
     count = box[:, 2].to(torch.int64) * box[:, 3]
+    # Fast path: a bounding box holding a single pixel centre is its only candidate (no expansion needed).
+    single = (count == 1).nonzero().squeeze(1)
+    if single.numel():
+        s_box = box.index_select(0, single)
+        owner = torch.arange(single.numel(), device=device, dtype=torch.int32)
+        _splat(keys, rec.index_select(0, single), tid.index_select(0, single), owner, s_box[:, 0], s_box[:, 1],
+               nf, npix, width)
     span = (box[:, 2] >= _SPAN_MIN_WIDTH) & (count >= _SPAN_MIN_COUNT)
     for use_span in (False, True):
-        group = (span if use_span else ~span).nonzero().squeeze(1)
+        group = (span if use_span else (~span & (count > 1))).nonzero().squeeze(1)
         if group.numel() == 0:
             continue
         g_rec, g_box = rec.index_select(0, group), box.index_select(0, group)
