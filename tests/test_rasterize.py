@@ -170,6 +170,25 @@ def test_odd_non_square_matches_reference():
     np.testing.assert_allclose(rast[same], ref[same], atol=1e-8)
 
 
+def test_mesh_with_tiny_and_large_triangles_matches_reference():
+    """A closed sphere mesh (sub-pixel to ~4 px triangles) plus one large triangle: exercises the one-pixel,
+    bounding-box and row-span candidate paths against the brute-force reference."""
+    trimesh = pytest.importorskip("trimesh")
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    v = torch.tensor(sphere.vertices, dtype=torch.float64) * 0.8
+    cam = v - torch.tensor([0.1, -0.05, 3.0], dtype=torch.float64)
+    big = torch.tensor([[-2.0, -1.5, -3.5], [1.5, -1.0, -3.2], [0.0, 2.0, -3.8]], dtype=torch.float64)
+    verts = torch.cat([cam, big])
+    faces = torch.cat([torch.tensor(sphere.faces), torch.tensor([[0, 1, 2]]) + len(v)])
+    pos = torch.cat([verts, torch.ones(len(verts), 1, dtype=torch.float64)], 1) @ perspective(40, 0.1, 10.0).T
+    rast = rasterize(pos, faces, (36, 44), backend="torch")[0].numpy()
+    ref = reference_raster(pos.numpy(), faces.numpy(), 36, 44)
+    same = rast[..., 3] == ref[..., 3]
+    assert same.mean() >= 0.995
+    np.testing.assert_allclose(rast[same], ref[same], atol=1e-8)
+    assert (ref[..., 3] == len(faces)).sum() > 50                  # the large triangle shows around the sphere
+
+
 def test_batch_of_cameras_equals_per_item():
     pos, tri = random_scene(20, seed=4)
     batch = torch.stack([pos, pos * torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64),
