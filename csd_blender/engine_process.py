@@ -2,12 +2,12 @@
 
 The engine runs in its own process group, gets a fresh random token through a 0600 file, binds a free
 loopback port and writes it to an endpoint file; `start()` then handshakes. On any failure the error carries
-the tail of the engine's log. An atexit hook stops every engine this process started, so none is orphaned.
+the tail of the engine's log. A finalizer (run at exit or when the object is collected) terminates the
+engine, so none is orphaned.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -25,8 +25,6 @@ from .protocol.errors import ProtocolError
 from .protocol.messages import HelloReply
 
 logger = logging.getLogger(__name__)
-
-_LIVE: "weakref.WeakSet[EngineProcess]" = weakref.WeakSet()
 
 
 class EngineStartError(RuntimeError):
@@ -82,6 +80,7 @@ class EngineProcess:
         self.hello: HelloReply | None = None
         self._proc: subprocess.Popen | None = None
         self._tmpdir: str | None = None
+        self._finalizer: weakref.finalize | None = None
 
     @property
     def pid(self) -> int | None:
@@ -159,7 +158,7 @@ class EngineProcess:
             except OSError as exc:
                 self._cleanup_tmp()
                 raise EngineStartError(f"cannot run {self.python!r}: {exc}") from exc
-        _LIVE.add(self)
+        self._finalizer = weakref.finalize(self, _terminate, self._proc)
         try:
             endpoint = self._wait_endpoint(endpoint_file, deadline)
             try:
@@ -220,15 +219,7 @@ class EngineProcess:
             pass
 
     def _signal(self, sig: int) -> None:
-        try:
-            if os.name == "posix":
-                os.killpg(self._proc.pid, sig)  # the whole group: no orphaned grandchildren
-            elif sig == signal.SIGTERM:
-                self._proc.terminate()
-            else:
-                self._proc.kill()
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
+        _signal_group(self._proc, sig)
 
     def _kill(self) -> int | None:
         """SIGKILL whatever is left, reap the process, remove the temporary folder."""
@@ -238,7 +229,9 @@ class EngineProcess:
             self._signal(signal.SIGKILL if os.name == "posix" else signal.SIGTERM)
             self._wait(5.0)
         code = self._proc.returncode
-        _LIVE.discard(self)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         self._cleanup_tmp()
         self.endpoint = self.token = None
         return code
@@ -255,10 +248,29 @@ class EngineProcess:
         return self.start(timeout_s)
 
 
-@atexit.register
-def _stop_all() -> None:
-    for engine in list(_LIVE):
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the engine's whole process group (POSIX) so no grandchild is left behind."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, sig)
+        elif sig == signal.SIGTERM:
+            proc.terminate()
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def _terminate(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """SIGTERM (the engine shuts down gracefully), then SIGKILL after `grace_s`; used by the finalizer."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL if os.name == "posix" else signal.SIGTERM)
         try:
-            engine.stop(timeout_s=3.0)
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
             pass

@@ -509,24 +509,32 @@ def test_kill_is_detected_and_the_launcher_restarts(engine, prior_dir):
         assert isinstance(result, JobResult) and result.arrays["texture"].shape == (64, 64, 3)
 
 
-def test_the_launcher_leaves_no_orphan_when_its_process_exits(tmp_path):
-    script = (
-        f"import sys\nfrom csd_blender.engine_process import EngineProcess\n"
-        f"p = EngineProcess(sys.executable, log_file={str(tmp_path / 'e.log')!r}, device='cpu')\n"
-        f"p.start(timeout_s=120)\nprint(p.pid, flush=True)\n"
-    )  # exits without stop(): atexit must
+def test_the_launcher_leaves_no_orphan(tmp_path):
+    """An engine object that is garbage-collected, or alive when its process exits, takes its engine along."""
+    script = f"""
+import gc, os, sys
+from csd_blender.engine_process import EngineProcess
+kept = EngineProcess(sys.executable, log_file={str(tmp_path / "kept.log")!r}, device="cpu")
+dropped = EngineProcess(sys.executable, log_file={str(tmp_path / "dropped.log")!r}, device="cpu")
+kept.start(timeout_s=120)
+dropped.start(timeout_s=120)
+dropped_pid = dropped.pid
+del dropped
+gc.collect()
+print(kept.pid, dropped_pid, os.path.exists(f"/proc/{{dropped_pid}}"), flush=True)
+"""  # exits without stop()
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
     assert out.returncode == 0, out.stderr
-    pid = int(out.stdout.split()[-1])
+    kept_pid, dropped_pid, dropped_alive = out.stdout.split()[-3:]
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while Path(f"/proc/{kept_pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    orphaned = Path(f"/proc/{pid}").exists()
-    if orphaned:
-        os.kill(pid, signal.SIGKILL)  # the engine this test started; do not leave it running
-    assert not orphaned, f"engine {pid} outlived the process that started it"
+    orphans = [int(pid) for pid in (kept_pid, dropped_pid) if Path(f"/proc/{pid}").exists()]
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)  # engines this test started; do not leave them running
+    assert dropped_alive == "False" and not orphans, (dropped_alive, orphans)
 
 
 def test_a_failed_start_reports_the_log_tail(tmp_path):
