@@ -126,8 +126,8 @@ def texture(tex: Tensor, uv: Tensor, filter_mode: str = "linear", boundary_mode:
 
     Texel (row r, column c) of `tex` covers uv in [c/Wt, (c+1)/Wt] x [r/Ht, (r+1)/Ht]: uv (0, 0) is the
     corner of the FIRST MEMORY ROW (nvdiffrast's "bottom-left" in OpenGL terms), u runs along columns, v along
-    rows. Textures stored top row first (PNG order, v = 1 at row 0) must be flipped (`tex.flip(1)`) or sampled with
-    v' = 1 - v. Implemented with `grid_sample(align_corners=False)` on grid = uv * 2 - 1.
+    rows. Textures stored top row first (PNG order, v = 1 at row 0) must be flipped (`tex.flip(1)`) or
+    sampled with v' = 1 - v. Implemented with `grid_sample(align_corners=False)` on grid = uv * 2 - 1.
 
     Args:
         tex: (B, Ht, Wt, C) or (Ht, Wt, C) texture (broadcast over the batch of uv when its batch is 1).
@@ -177,10 +177,18 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, backend: st
 
     Backends: "nvdiffrast" (or "auto" on CUDA with nvdiffrast importable) calls `nvdiffrast.torch.antialias`;
     otherwise the pure-torch port in `engine.render._antialias` runs (same blend rule, not bit-identical to
-    nvdiffrast: see that module). Like nvdiffrast, shared vertices must share an index in `tri` for edges to
-    be recognised as interior, and only horizontal/vertical neighbour pairs are blended (no supersampling).
-    Callers composite first (`rgb = mask * fg + (1 - mask) * bg`, `mask = rast[..., 3:] > 0`) and then call
-    this, as threestudio does; `antialias(mask)` gives a soft, differentiable coverage mask.
+    nvdiffrast: see that module).
+
+    What it gives: for each horizontal/vertical pixel pair with different triangle ids whose front triangle has
+    a silhouette edge crossing the segment between the two centres at s in [0, 1], one pixel moves towards the
+    other by |s - 0.5| (a 1-D box filter across the edge); a pixel can receive such a term from each of its
+    four pairs. Gradients reach `color` and, through s, the two vertices of that edge.
+    What it does not give: no supersampling or area coverage (corners and edges that do not separate two pixel
+    centres are ignored), no blending across interior edges (shared vertices must share an index in `tri`,
+    as in nvdiffrast), no gradient for silhouettes that lie between two pixels of the same triangle, and on
+    the torch backend triangles with a vertex at w <= 0 are ignored. Callers composite first
+    (`rgb = mask * fg + (1 - mask) * bg`, `mask = rast[..., 3:] > 0`) and then call this, as threestudio does;
+    `antialias(mask)` gives a soft, differentiable coverage mask.
 
     Args:
         color: (B, H, W, C) image to anti-alias.
