@@ -180,9 +180,9 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, backend: st
     nvdiffrast: see that module).
 
     What it gives: for each horizontal/vertical pixel pair with different triangle ids whose front triangle
-    has a silhouette edge crossing the segment between the two centres at s in [0, 1], one pixel moves towards the
-    other by |s - 0.5| (a 1-D box filter across the edge); a pixel can receive such a term from each of its
-    four pairs. Gradients reach `color` and, through s, the two vertices of that edge.
+    has a silhouette edge crossing the segment between the two centres at s in [0, 1], one pixel moves
+    towards the other by |s - 0.5| (a 1-D box filter across the edge); a pixel can receive such a term from
+    each of its four pairs. Gradients reach `color` and, through s, the two vertices of that edge.
     What it does not give: no supersampling or area coverage (corners and edges that do not separate two pixel
     centres are ignored), no blending across interior edges (shared vertices must share an index in `tri`,
     as in nvdiffrast), no gradient for silhouettes that lie between two pixels of the same triangle, and on
