@@ -527,3 +527,27 @@ def test_mesh_edited_during_an_unwrap_job_is_not_written(modal, session):
     bpy.ops.object.mode_set(mode="OBJECT")
     assert modal.run(op) == {"CANCELLED"}
     assert bpy_env.counts() == before and "CSD_UV" not in obj.data.uv_layers
+
+
+def test_one_undo_step_returns_to_the_state_before_the_job(engine, session):
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
+    obj = bpy_env.add_suzanne()
+    obj.data.uv_layers.remove(obj.data.uv_layers[0])     # the job also adds the CSD_UV map
+    obj.data.update()
+    _configure(steps=2)
+    ops = bpy_env.submodule("operators_jobs")
+    assert {"REGISTER", "UNDO"} <= ops.CSD_OT_texture_from_text.bl_options
+    with bpy.context.temp_override(window=window, area=area):
+        bpy.ops.ed.undo_push(message="before the job")
+        before = bpy_env.counts()
+        assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
+        # what Blender does when an UNDO operator finishes (undo=True in bpy.ops crashes headless bpy 5.0.1)
+        bpy.ops.ed.undo_push(message=ops.CSD_OT_texture_from_text.bl_label)
+        obj = bpy.data.objects["Suzanne"]
+        assert len(obj.data.materials) == 2 and "CSD_UV" in obj.data.uv_layers
+        assert bpy.ops.ed.undo() == {"FINISHED"}
+    obj = bpy.data.objects["Suzanne"]
+    assert bpy_env.counts() == before
+    assert [m.name for m in obj.data.materials] == ["Original"] and len(obj.data.uv_layers) == 0
+    assert "csd_params" not in obj

@@ -39,8 +39,9 @@ def extension_zip(tmp_path_factory):
 def test_case(case, extension_zip, tmp_path):
     env = {**os.environ, "CSD_TEST_ZIP": str(extension_zip), "CSD_BPY_HOME": str(tmp_path),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(case)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    # --noconftest: tests/conftest.py imports torch, which must never enter the Blender process
+    cmd = [sys.executable, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", str(case)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     output = proc.stdout[-12000:] + "\n" + proc.stderr[-4000:]
     assert proc.returncode == 0, output
     assert " passed" in proc.stdout, output
