@@ -181,6 +181,7 @@ def test_matches_blender_camera():
 
     scene = bpy.context.scene
     width, height, angle_y = 40, 30, 0.8
+    saved = (scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage)
     scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.resolution_percentage = 100
     data = bpy.data.cameras.new("csd_test_cam")
@@ -207,3 +208,4 @@ def test_matches_blender_camera():
     finally:
         bpy.data.objects.remove(obj)
         bpy.data.cameras.remove(data)
+        scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = saved
