@@ -174,24 +174,25 @@ def test_texture_job_round_trip(client, prior_dir):
 
 
 def test_cancel_stops_within_one_step(client, prior_dir):
-    """At most the step in flight finishes after the cancel; the next job (next test) runs normally."""
+    """The job ends within one step's time of the cancel (plus transport slack); the next job runs normally."""
     job = client.submit("texture", params(prior_dir, steps=500), ARRAYS)
-    seen = 0
+    seen: list[m.Progress] = []
     deadline = time.monotonic() + 120
-    while seen < 2:  # cancel mid-optimisation, after two steps
+    while len(seen) < 3:  # cancel mid-optimisation, after three steps
         for e in client.poll():
-            seen += isinstance(e, m.Progress) and e.stage == "optimising"
+            if isinstance(e, m.Progress) and e.stage == "optimising" and e.step > 0:
+                seen.append(e)
             assert not isinstance(e, (m.ErrorReply, EngineDied)), e
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    step_s = max(b.elapsed_s - a.elapsed_s for a, b in zip(seen, seen[1:])) / max(1, seen[-1].step - seen[0].step)
+    t0 = time.monotonic()
     client.cancel(job)
-    after = []
     with pytest.raises(ProtocolError) as info:
-        client.wait(job, timeout_s=60, on_event=after.append)
+        client.wait(job, timeout_s=60)
+    waited = time.monotonic() - t0
     assert info.value.code == ErrorCode.CANCELLED
-    steps_after = [e.step for e in after if isinstance(e, m.Progress) and e.stage == "optimising"]
-    # every step sends a preview (progress_every=1), so each step that ran after the cancel is visible here
-    assert len(steps_after) <= 1, steps_after
+    assert waited <= 2 * step_s + 1.0, f"cancel took {waited:.2f} s with steps of {step_s:.3f} s"
     status = client.status()
     assert status.current is None and status.queue == []
 
