@@ -183,7 +183,7 @@ def _backgrounds(mode: str, n: int, gen: torch.Generator) -> torch.Tensor:
     return {"white": torch.ones(n, 3), "black": torch.zeros(n, 3), "gray": torch.full((n, 3), 0.5)}[mode]
 
 
-def fixed_views(n: int, size: int, elevation: float = 15.0, distance: float = 1.8, fov: float = 45.0,
+def fixed_views(n: int, size: int, elevation: float = 15.0, distance: float = 2.2, fov: float = 45.0,
                 start_azimuth: float = 0.0) -> Cameras:
     """`n` cameras evenly spaced in azimuth at one elevation (turntable and tests)."""
     az = torch.arange(n, dtype=torch.float64) * (360.0 / n) + start_azimuth
