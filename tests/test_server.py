@@ -91,10 +91,9 @@ ARRAYS = {"vertices": VERTS, "faces": FACES}
 
 
 @pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory) -> str:
-    from engine.priors.tiny import save_tiny_toy
-
-    return str(save_tiny_toy(tmp_path_factory.mktemp("prior") / "toy"))
+def prior_dir() -> str:
+    """The bundled, trained toy prior (engine/assets/toy_prior): the engine's embedded default."""
+    return "toy"
 
 
 def params(prior_dir: str, **over) -> dict:
