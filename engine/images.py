@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) float in [0, 1] → uint8 (rounded, clipped)."""
-    return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """(H, W, C) float in [0, 1] → uint8 (rounded, clipped, NaN → 0); C = 1 is squeezed to grey."""
+    img = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image: expected (H, W, 1|3|4), got {img.shape}")
+    out = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    return out[..., 0] if out.shape[2] == 1 else out
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -25,9 +30,11 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGBA" if img.mode in ("RGBA", "LA") else "RGB"), dtype=np.float32) / 255.0
 
 
-def save_png(path, image: np.ndarray) -> None:
-    """Write an (H, W, 3|4) float image to `path` as PNG."""
-    Image.fromarray(to_uint8(image)).save(path, format="PNG")
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an (H, W, 1|3|4) float image (top row first) to `path` as an 8-bit PNG; returns the path."""
+    p = Path(path)
+    Image.fromarray(to_uint8(image)).save(p, format="PNG")
+    return p
 
 
 def sheet(images: np.ndarray, cols: int) -> np.ndarray:

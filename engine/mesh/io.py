@@ -1,4 +1,4 @@
-"""Reading meshes (OBJ/PLY/GLB/GLTF/STL via trimesh) and texture images; writing PNGs."""
+"""Reading meshes (OBJ/PLY/GLB/GLTF/STL via trimesh) and texture images (PNG writing lives in engine.images)."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import MeshError
+from engine.images import save_png, to_uint8  # noqa: F401 - re-exported for engine.mesh users
 from engine.mesh.axes import file_up_axis, to_world
 from engine.mesh.types import Mesh
 from engine.mesh.validate import validate_mesh
@@ -111,21 +112,3 @@ def load_texture_image(path: str | Path) -> np.ndarray:
     with Image.open(path) as im:
         im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
         return np.asarray(im, dtype=np.float32) / 255.0
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) float in [0, 1] -> uint8 (rounded, clipped); C = 1 is squeezed to grey."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise ValueError(f"image: expected (H, W, 1|3|4), got {img.shape}")
-    out = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
-    return out[..., 0] if out.shape[2] == 1 else out
-
-
-def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write (H, W, C) float [0, 1] top-row-first image as an 8-bit PNG. Returns the path."""
-    from PIL import Image
-
-    p = Path(path)
-    Image.fromarray(to_uint8(image)).save(p, format="PNG")
-    return p

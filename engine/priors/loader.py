@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from engine import device_info
 from engine.errors import ModelMissingError, RequestError
 from engine.priors.base import Prior, prepare_unet
 from engine.priors.controlnet import ControlNetStack, parse_controlnet_spec, scales_for
@@ -25,14 +26,12 @@ _PRIORS: dict[tuple, Prior] = {}
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" → cuda when available, else cpu; anything else as torch.device.
+    """"auto" → cuda when available, else cpu; CUDA asked for without CUDA is a RequestError (engine.device_info).
 
     Args:
         device: "auto", "cpu", "cuda", "cuda:N" or a torch.device.
     """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return torch.device(device_info.resolve_device(str(device)))
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
