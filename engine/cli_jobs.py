@@ -127,10 +127,10 @@ def run_texture_files(args: argparse.Namespace) -> dict[str, Path]:
     files = {
         "glb": export_glb(out / "textured.glb", textured, result.texture, up="y"),
         "obj": export_obj(out, textured, result.texture, name="textured", up=up),
+        "texture": out / "texture.png",
         "turntable": out / "turntable.png",
         "job": out / "job.json",
     }
-    files["texture"] = out / "texture.png"
     save_png(files["turntable"], result.turntable)
     record = {
         "task": "texture",

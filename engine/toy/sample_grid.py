@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import numpy as np
 from ..images import save_png, sheet
 from ..priors.hub import TOY_PRIOR_DIR
 from .sample import ddim_sample
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPTS = ("a red sphere", "a green cube", "a blue striped cylinder", "a yellow checkered cone",
                    "a purple dotted torus", "a orange capsule")
@@ -25,13 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=int, default=3, help="nearest-neighbour upscaling of each 32×32 sample")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = [ddim_sample(args.model, p, args.per_prompt, args.steps, args.guidance_scale, args.seed + i).numpy()
             for i, p in enumerate(args.prompts)]
     grid = sheet(np.concatenate(rows), cols=args.per_prompt)
     grid = grid.repeat(args.scale, 0).repeat(args.scale, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.out, grid)
-    print(f"wrote {args.out} ({len(args.prompts)} prompts × {args.per_prompt} samples)")
+    logger.info("wrote %s (%d prompts × %d samples)", args.out, len(args.prompts), args.per_prompt)
     return 0
 
 
