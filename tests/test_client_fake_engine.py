@@ -32,11 +32,18 @@ class FakeEngine(threading.Thread):
         self.received: list[tuple[codec.Header, m.Message]] = []
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind("tcp://127.0.0.1:*")
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self.socket.close(0)  # closed by the thread that used it; zmq sockets are not thread-safe
+
+    def _serve(self) -> None:
         while not self._stop_event.is_set():
             if not self.socket.poll(10):
                 continue
@@ -57,8 +64,9 @@ class FakeEngine(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-        self.join(2)
-        self.socket.close(0)
+        self.join(5)
+        if self.is_alive():  # never term() a context whose socket may still be in use: that blocks forever
+            raise RuntimeError("the fake engine thread did not stop within 5 s")
         self.context.term()
 
 
