@@ -81,6 +81,7 @@ class EngineProcess:
         self._proc: subprocess.Popen | None = None
         self._tmpdir: str | None = None
         self._finalizer: weakref.finalize | None = None
+        self._aborted = False
 
     @property
     def pid(self) -> int | None:
@@ -160,6 +161,8 @@ class EngineProcess:
                 raise EngineStartError(f"cannot run {self.python!r}: {exc}") from exc
         self._finalizer = weakref.finalize(self, _terminate, self._proc)
         try:
+            if self._aborted:
+                raise EngineStartError("engine start cancelled")
             endpoint = self._wait_endpoint(endpoint_file, deadline)
             try:
                 os.unlink(token_file)  # the engine has read it before binding
@@ -184,6 +187,8 @@ class EngineProcess:
 
     def _wait_endpoint(self, path: str, deadline: float) -> str:
         while True:
+            if self._aborted:
+                raise EngineStartError("engine start cancelled")
             if self._proc.poll() is not None:
                 raise EngineStartError(
                     f"engine exited with code {self._proc.returncode} during start", log_tail(self.log_file)
@@ -194,6 +199,15 @@ class EngineProcess:
             if time.monotonic() > deadline:
                 raise EngineStartError("engine did not start listening in time", log_tail(self.log_file))
             time.sleep(0.05)
+
+    def abort(self) -> None:
+        """Cancel a `start()` running on another thread: SIGKILL the engine now, without waiting.
+
+        `start()` then raises EngineStartError("engine start cancelled") and reaps the process.
+        """
+        self._aborted = True
+        if self._proc is not None and self._proc.poll() is None:
+            self._signal(signal.SIGKILL if os.name == "posix" else signal.SIGTERM)
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """Shut the engine down: shutdown message, then SIGTERM, then SIGKILL. Returns its exit code."""
@@ -245,6 +259,7 @@ class EngineProcess:
         """Stop (if running) and start a fresh engine; returns the new (endpoint, token)."""
         self.stop()
         self._proc = None
+        self._aborted = False
         return self.start(timeout_s)
 
 

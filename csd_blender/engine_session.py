@@ -6,10 +6,9 @@ is tested without Blender.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -155,6 +154,7 @@ class EngineSession:
         self.log_file = ""
         self.memory_allocated: int | None = None
         self.job: JobState | None = None
+        self._attempt: _StartAttempt | None = None
 
     # ------------------------------------------------------------------------------------------ queries
     @property
@@ -164,6 +164,8 @@ class EngineSession:
 
     def describe(self) -> list[str]:
         """Lines for the Engine panel: state, device, memory, versions."""
+        if self._attempt is not None:
+            return [f"Engine: starting ({format_duration(time.monotonic() - self._attempt.started)})"]
         if self.state != RUNNING or self.hello is None:
             lines = [f"Engine: {self.state}"]
             if self.last_error:
@@ -180,8 +182,13 @@ class EngineSession:
         return lines
 
     # ------------------------------------------------------------------------------------------ lifecycle
+    @property
+    def starting(self) -> bool:
+        """A `begin_start()` is under way (poll it with `poll_start()`)."""
+        return self._attempt is not None
+
     def start(self, settings: EngineSettings) -> None:
-        """Start (LOCAL) or connect to (REMOTE) the engine and do the handshake.
+        """Start (LOCAL) or connect to (REMOTE) the engine and do the handshake, blocking (background mode).
 
         Args:
             settings: from the add-on preferences.
@@ -191,57 +198,61 @@ class EngineSession:
         """
         if self.connected:
             return
+        self._begin(settings)
+        self._attempt.run()
+        if self.poll_start() != RUNNING:
+            raise SessionError(self.last_error)
+
+    def begin_start(self, settings: EngineSettings) -> None:
+        """Start without blocking the caller: the launch and handshake run in a thread that touches no bpy.
+
+        Call `poll_start()` (e.g. from a modal timer) until it returns the outcome; `stop()` cancels.
+
+        Args:
+            settings: from the add-on preferences.
+        """
+        if self.connected or self.starting:
+            return
+        self._begin(settings)
+        threading.Thread(target=self._attempt.run, name="csd-engine-start", daemon=True).start()
+
+    def _begin(self, settings: EngineSettings) -> None:
         self._discard()
         self.mode = settings.mode
         self.state = STARTING
         self.last_error = ""
-        try:
-            if settings.mode == "LOCAL":
-                endpoint, token, server_key = self._start_local(settings)
-            elif settings.mode == "REMOTE":
-                if not settings.endpoint.strip():
-                    raise SessionError("Endpoint: set the remote engine's address (tcp://host:port) in the "
-                                       "add-on preferences")
-                endpoint, token = settings.endpoint.strip(), settings.token
-                if not settings.online_access and not is_loopback(endpoint):
-                    raise SessionError(f"Endpoint: {endpoint} is on another machine; allow Online Access in "
-                                       "Preferences > System to reach it")
-                server_key = load_server_key(settings.key_folder)
-            else:
-                raise SessionError(f"Engine mode: unknown mode {settings.mode!r}")
-            from .client import EngineClient
+        if settings.mode == "LOCAL":
+            self.log_file = settings.log_file
+        self._attempt = _StartAttempt(settings)
 
-            self.client = EngineClient(endpoint, token, server_public_key=server_key)
-            self.hello = self.client.connect(timeout_s=min(settings.start_timeout_s, 30.0))
-        except Exception as exc:
-            message = exc.args[0] if isinstance(exc, SessionError) else f"{exc}"
-            self.last_error = message or type(exc).__name__
-            self._discard()
+    def poll_start(self) -> str | None:
+        """None while a start is under way; afterwards the state it ended in (RUNNING, FAILED or STOPPED).
+
+        The attempt's client and process are adopted here, on the caller's thread.
+        """
+        attempt = self._attempt
+        if attempt is None:
+            return self.state
+        if not attempt.done.is_set():
+            return None
+        self._attempt = None
+        if attempt.error:
+            attempt.discard()
+            self.last_error = attempt.error
             self.state = FAILED
             log.warning("engine start failed: %s", self.last_error)
-            raise SessionError(self.last_error) from exc
-        self.state = RUNNING
-        self.memory_allocated = None
-        log.info("connected to engine %s on %s", self.hello.engine_version, self.hello.device)
-
-    def _start_local(self, settings: EngineSettings) -> tuple[str, str, None]:
-        python = settings.python.strip()
-        if not python:
-            raise SessionError("Python: set the interpreter that has the CSD engine installed, in the add-on "
-                               "preferences")
-        if not os.path.isfile(python):
-            raise SessionError(f"Python: {python} does not exist")
-        from .engine_process import EngineProcess
-
-        extra_env = {"HF_HOME": settings.cache_folder} if settings.cache_folder.strip() else None
-        self.log_file = settings.log_file
-        self.process = EngineProcess(python, log_file=settings.log_file, device=settings.device,
-                                     extra_env=extra_env)
-        endpoint, token = self.process.start(timeout_s=settings.start_timeout_s)
-        return endpoint, token, None
+        else:
+            self.client, self.process, self.hello = attempt.client, attempt.process, attempt.hello
+            self.state = RUNNING
+            self.memory_allocated = None
+            log.info("connected to engine %s on %s", self.hello.engine_version, self.hello.device)
+        return self.state
 
     def stop(self) -> None:
-        """Shut the engine down (LOCAL: message, then signals) or disconnect (REMOTE); safe in any state."""
+        """Shut the engine down (LOCAL: message, then signals), disconnect (REMOTE) or cancel a start."""
+        if self._attempt is not None:
+            self._attempt.cancel()  # kills the engine being started; the thread discards what it made
+            self._attempt = None
         self._discard()
         self.state = STOPPED
         self.job = None
@@ -298,116 +309,93 @@ class EngineSession:
 SESSION = EngineSession()
 
 
-# ---------------------------------------------------------------------------------------------- python check
-CHECK_CODE = (
-    "import json, sys\n"
-    "info = {'python': sys.version.split()[0], 'executable': sys.executable}\n"
-    "import torch\n"
-    "info['torch'] = torch.__version__\n"
-    "if torch.cuda.is_available():\n"
-    "    info['device'] = 'cuda: ' + torch.cuda.get_device_name(0)\n"
-    "elif getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():\n"
-    "    info['device'] = 'mps'\n"
-    "else:\n"
-    "    info['device'] = 'cpu'\n"
-    "import engine\n"
-    "info['engine'] = getattr(engine, '__version__', 'unknown')\n"
-    "print('CSD_CHECK ' + json.dumps(info))\n"
-)
+class _StartAttempt:
+    """One engine start: launch (LOCAL) or reach (REMOTE), then handshake; safe to run on a worker thread.
 
-
-@dataclass
-class CheckResult:
-    """Outcome of checking an engine interpreter: ok, and either versions or the exact error."""
-
-    ok: bool
-    info: dict = field(default_factory=dict)
-    error: str = ""
-
-    def lines(self) -> list[str]:
-        """Text for the preferences panel."""
-        if not self.ok:
-            tail = self.error.splitlines()[-6:]
-            return [f"Error: {line}" if i == 0 else line for i, line in enumerate(tail)]
-        i = self.info
-        return [f"Python {i.get('python')}, torch {i.get('torch')}, engine {i.get('engine')}",
-                f"Device: {i.get('device')}"]
-
-
-def parse_check_output(returncode: int, stdout: str, stderr: str) -> CheckResult:
-    """Interpret the check subprocess's output.
-
-    Args:
-        returncode: its exit status.
-        stdout, stderr: its output.
+    It touches only its own fields; the session adopts `client`, `process` and `hello` once `done` is set.
+    `cancel()` (any thread) kills a local engine being started; whatever the attempt made is then discarded.
     """
-    for line in stdout.splitlines():
-        if line.startswith("CSD_CHECK ") and returncode == 0:
-            try:
-                return CheckResult(True, json.loads(line[len("CSD_CHECK "):]))
-            except ValueError:
-                break
-    tail = [line for line in (stderr or stdout).strip().splitlines() if line.strip()]
-    # the exception line (e.g. "ModuleNotFoundError: No module named 'torch'") is the last one
-    error = tail[-1] if tail else f"exit status {returncode}, no output"
-    return CheckResult(False, error=error if len(tail) < 2 else "\n".join(tail[-3:]))
 
-
-CHECK_TIMEOUT_S = 120.0
-
-
-def check_python(python: str, timeout_s: float = CHECK_TIMEOUT_S) -> CheckResult:
-    """Run the check in `python` and wait for it (blocking; background mode and tests).
-
-    Args:
-        python: path to the interpreter.
-        timeout_s: give up after this long.
-    """
-    check = PythonCheck(python)
-    while True:
-        result = check.poll_with_timeout(timeout_s)
-        if result is not None:
-            return result
-        time.sleep(0.05)
-
-
-class PythonCheck:
-    """A running interpreter check; `poll()` returns None until it finished (for a UI timer)."""
-
-    def __init__(self, python: str) -> None:
-        self.python = python.strip()
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
         self.started = time.monotonic()
-        self.result: CheckResult | None = None
-        self.proc: subprocess.Popen | None = None
-        if not self.python:
-            self.result = CheckResult(False, error="Python: no interpreter set")
-        elif not os.path.isfile(self.python):
-            self.result = CheckResult(False, error=f"Python: {self.python} does not exist")
+        self.done = threading.Event()
+        self.client = None
+        self.process = None
+        self.hello = None
+        self.error = ""
+        self._cancelled = False
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            self._connect()
+        except Exception as exc:
+            self.error = (exc.args[0] if isinstance(exc, SessionError) else f"{exc}") or type(exc).__name__
+        with self._lock:
+            cancelled = self._cancelled
+            self.done.set()
+        if cancelled:
+            self.discard()
+
+    def _connect(self) -> None:
+        settings = self.settings
+        if settings.mode == "LOCAL":
+            endpoint, token, server_key = self._start_local()
+        elif settings.mode == "REMOTE":
+            if not settings.endpoint.strip():
+                raise SessionError("Endpoint: set the remote engine's address (tcp://host:port) in the "
+                                   "add-on preferences")
+            endpoint, token = settings.endpoint.strip(), settings.token
+            if not settings.online_access and not is_loopback(endpoint):
+                raise SessionError(f"Endpoint: {endpoint} is on another machine; allow Online Access in "
+                                   "Preferences > System to reach it")
+            server_key = load_server_key(settings.key_folder)
         else:
+            raise SessionError(f"Engine mode: unknown mode {settings.mode!r}")
+        from .client import EngineClient
+
+        self.client = EngineClient(endpoint, token, server_public_key=server_key)
+        self.hello = self.client.connect(timeout_s=min(settings.start_timeout_s, 30.0))
+
+    def _start_local(self) -> tuple[str, str, None]:
+        settings = self.settings
+        python = settings.python.strip()
+        if not python:
+            raise SessionError("Python: set the interpreter that has the CSD engine installed, in the add-on "
+                               "preferences")
+        if not os.path.isfile(python):
+            raise SessionError(f"Python: {python} does not exist")
+        from .engine_process import EngineProcess
+
+        extra_env = {"HF_HOME": settings.cache_folder} if settings.cache_folder.strip() else None
+        with self._lock:
+            if self._cancelled:
+                raise SessionError("Engine start cancelled")
+            self.process = EngineProcess(python, log_file=settings.log_file, device=settings.device,
+                                         extra_env=extra_env)
+        endpoint, token = self.process.start(timeout_s=settings.start_timeout_s)
+        return endpoint, token, None
+
+    def cancel(self) -> None:
+        """Stop the start: kill a local engine now (the launcher then fails fast) and discard the results."""
+        with self._lock:
+            self._cancelled = True
+            finished = self.done.is_set()
+            process = self.process
+        if finished:  # exactly one of run() and cancel() sees the other's flag: that one discards
+            self.discard()
+        elif process is not None:
+            process.abort()
+
+    def discard(self) -> None:
+        """Close the client and stop the engine this attempt made (idempotent)."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.process is not None:
             try:
-                self.proc = subprocess.Popen([self.python, "-c", CHECK_CODE], stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-            except OSError as exc:
-                self.result = CheckResult(False, error=f"cannot run {self.python}: {exc}")
-
-    def poll(self) -> CheckResult | None:
-        """The result once the process exited, else None."""
-        if self.result is None and self.proc is not None and self.proc.poll() is not None:
-            out, err = self.proc.communicate()
-            self.result = parse_check_output(self.proc.returncode, out, err)
-        return self.result
-
-    def kill(self) -> None:
-        """Stop a check that takes too long."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
-
-    def poll_with_timeout(self, timeout_s: float) -> CheckResult | None:
-        """Like poll(), but kills the check and returns an error once `timeout_s` passed since it started."""
-        result = self.poll()
-        if result is None and time.monotonic() - self.started > timeout_s:
-            self.kill()
-            self.result = result = CheckResult(False, error=f"{self.python} did not finish the check within "
-                                                            f"{timeout_s:g} s")
-        return result
+                self.process.stop()
+            except Exception as exc:
+                log.warning("stopping the engine process failed: %s", exc)
+            self.process = None

@@ -9,6 +9,7 @@ from . import engine_session, preferences
 from .engine_session import SESSION, SessionError
 
 IDLE_POLL_S = 1.0
+START_POLL_S = 0.2
 
 
 def redraw_ui() -> None:
@@ -54,10 +55,15 @@ class CSD_OT_engine_start(bpy.types.Operator):
     bl_label = "Start Engine"
     bl_options = {"REGISTER"}
 
+    _timer = None
+
     @classmethod
     def poll(cls, context):
         if SESSION.connected:
             cls.poll_message_set("The engine is already running")
+            return False
+        if SESSION.starting:
+            cls.poll_message_set("The engine is starting")
             return False
         if SESSION.job is not None:
             cls.poll_message_set("A job is still finishing")
@@ -70,21 +76,42 @@ class CSD_OT_engine_start(bpy.types.Operator):
         except RuntimeError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        window = context.window
-        if window is not None and not bpy.app.background:
-            window.cursor_set("WAIT")        # starting blocks until the engine answers (seconds)
-        try:
-            SESSION.start(settings)
-        except SessionError as exc:
-            self.report({"ERROR"}, f"Engine did not start: {exc}")
-            return {"CANCELLED"}
-        finally:
-            if window is not None and not bpy.app.background:
-                window.cursor_set("DEFAULT")
-            redraw_ui()
-        start_idle_heartbeat()
-        self.report({"INFO"}, " | ".join(SESSION.describe()[:2]))
-        return {"FINISHED"}
+        if bpy.app.background or context.window is None:  # scripts: start synchronously
+            try:
+                SESSION.start(settings)
+            except SessionError:
+                pass
+            return self._finish(SESSION.state)
+        # The launch and handshake take seconds (a minute for a cold CUDA import): a worker thread does
+        # them while Blender stays responsive; this modal operator polls it from a timer.
+        SESSION.begin_start(settings)
+        self._timer = context.window_manager.event_timer_add(START_POLL_S, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        redraw_ui()
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        state = SESSION.poll_start()
+        redraw_ui()                       # the Engine panel shows the elapsed start time
+        if state is None:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        self._timer = None
+        return self._finish(state)
+
+    def _finish(self, state: str) -> set:
+        redraw_ui()
+        if state == engine_session.RUNNING:
+            start_idle_heartbeat()
+            self.report({"INFO"}, " | ".join(SESSION.describe()[:2]))
+            return {"FINISHED"}
+        if state == engine_session.FAILED:
+            self.report({"ERROR"}, f"Engine did not start: {SESSION.last_error}")
+        else:
+            self.report({"INFO"}, "Engine start cancelled")
+        return {"CANCELLED"}
 
 
 class CSD_OT_engine_stop(bpy.types.Operator):
@@ -96,7 +123,7 @@ class CSD_OT_engine_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if SESSION.state == engine_session.STOPPED and SESSION.process is None:
+        if SESSION.state == engine_session.STOPPED and SESSION.process is None and not SESSION.starting:
             cls.poll_message_set("The engine is not running")
             return False
         return True

@@ -55,6 +55,8 @@ def texture_block_reason(context) -> str:
         return "Enter a prompt"
     if SESSION.job is not None:
         return "A job is already running"
+    if SESSION.starting:
+        return "The engine is still starting"
     if not SESSION.connected:
         return "Start the engine first (Engine panel)"
     if settings.camera_mode == "COLLECTION" and not rig_cameras(settings):

@@ -95,6 +95,8 @@ class CSD_PT_engine(_CSDPanel, bpy.types.Panel):
         if SESSION.connected:
             row.operator("csd.engine_stop", icon="PAUSE")
             row.operator("csd.engine_release", icon="TRASH")
+        elif SESSION.starting:
+            row.operator("csd.engine_stop", text="Cancel Start", icon="CANCEL")
         else:
             row.operator("csd.engine_start", icon="PLAY")
         layout.operator("csd.open_log", icon="TEXT")

@@ -6,7 +6,7 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import engine_session
+from . import engine_session, interpreter_check
 from .paths import PACKAGE, user_dir
 
 MODE_ITEMS = [
@@ -19,7 +19,7 @@ DEVICE_ITEMS = [
     ("cpu", "CPU", "Slow, but works everywhere"),
 ]
 
-_check: engine_session.PythonCheck | None = None
+_check: interpreter_check.PythonCheck | None = None
 
 
 class CSDPreferences(bpy.types.AddonPreferences):
@@ -98,7 +98,7 @@ def _poll_check():
     global _check
     if _check is None:
         return None
-    result = _check.poll_with_timeout(engine_session.CHECK_TIMEOUT_S)
+    result = _check.poll_with_timeout(interpreter_check.CHECK_TIMEOUT_S)
     if result is None:
         return 0.2
     prefs = bpy.context.preferences.addons.get(PACKAGE)
@@ -121,13 +121,13 @@ class CSD_OT_check_python(bpy.types.Operator):
         prefs = get_preferences()
         python = bpy.path.abspath(prefs.python_path)
         if bpy.app.background:
-            result = engine_session.check_python(python)
+            result = interpreter_check.check_python(python)
             prefs.check_report = "\n".join(result.lines())
             self.report({"INFO"} if result.ok else {"ERROR"}, result.lines()[0])
             return {"FINISHED"} if result.ok else {"CANCELLED"}
         if _check is not None:
             _check.kill()
-        _check = engine_session.PythonCheck(python)
+        _check = interpreter_check.PythonCheck(python)
         prefs.check_report = ""
         if not bpy.app.timers.is_registered(_poll_check):
             bpy.app.timers.register(_poll_check, first_interval=0.1)

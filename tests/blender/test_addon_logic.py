@@ -2,6 +2,7 @@
 interpreter check against real interpreters."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from csd_blender import engine_session, job_params
+from csd_blender import engine_session, interpreter_check, job_params
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from csd_blender.protocol.jobs import TextureParams
 from fake_zmq_engine import FakeEngine
@@ -73,6 +74,90 @@ def test_session_connects_releases_and_notices_a_dead_engine():
     assert session.state == engine_session.STOPPED
 
 
+def _wait_start(session, timeout_s: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (state := session.poll_start()) is None:
+        assert time.monotonic() < deadline, "the start never finished"
+        time.sleep(0.05)
+    return state
+
+
+def test_begin_start_does_not_block_and_adopts_the_engine_on_the_polling_thread():
+    session = engine_session.EngineSession()
+    with FakeEngine() as fake:
+        began = time.monotonic()
+        session.begin_start(engine_session.EngineSettings(mode="REMOTE", endpoint=fake.endpoint,
+                                                          token=fake.token))
+        assert time.monotonic() - began < 0.2
+        assert session.state == engine_session.STARTING and not session.connected
+        assert session.describe()[0].startswith("Engine: starting (")
+        assert _wait_start(session) == engine_session.RUNNING
+        assert session.connected and not session.starting and session.describe()[1] == "Device: Fake CPU"
+        session.stop()
+
+
+def _slow_python(tmp_path, body: str) -> str:
+    """A stand-in 'interpreter' for `python -m engine serve ...` (a shell script)."""
+    path = tmp_path / "python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_start_can_be_cancelled_and_kills_the_engine_it_launched(tmp_path):
+    python = _slow_python(tmp_path, "echo $$ > \"$(dirname \"$0\")/pid\"; exec sleep 60")
+    session = engine_session.EngineSession()
+    began = time.monotonic()
+    session.begin_start(engine_session.EngineSettings(mode="LOCAL", python=python,
+                                                      log_file=str(tmp_path / "engine.log")))
+    assert time.monotonic() - began < 0.5
+    pid_file = tmp_path / "pid"
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the stand-in engine never ran"
+        time.sleep(0.02)
+    pid = int(pid_file.read_text())
+    assert session.poll_start() is None                     # still waiting for the endpoint
+    session.stop()
+    assert session.state == engine_session.STOPPED and session.poll_start() == engine_session.STOPPED
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and "zombie" not in _proc_state(pid):
+        assert time.monotonic() < deadline, "the engine being started was not killed"
+        time.sleep(0.05)
+
+
+def _proc_state(pid: int) -> str:
+    """The /proc state line of `pid`; "zombie" also when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((line for line in fh if line.startswith("State:")), "").lower()
+    except OSError:
+        return "zombie"
+
+
+def test_a_failed_background_start_reports_the_engine_log(tmp_path):
+    python = _slow_python(tmp_path, "echo 'RuntimeError: CUDA driver too old' >&2; exit 3")
+    session = engine_session.EngineSession()
+    session.begin_start(engine_session.EngineSettings(mode="LOCAL", python=python,
+                                                      log_file=str(tmp_path / "engine.log")))
+    assert _wait_start(session) == engine_session.FAILED
+    assert "exited with code 3" in session.last_error and "CUDA driver too old" in session.last_error
+    assert session.client is None and session.process is None and session.log_file.endswith("engine.log")
+
+
+def test_begin_start_runs_the_real_engine(tmp_path):
+    session = engine_session.EngineSession()
+    session.begin_start(engine_session.EngineSettings(mode="LOCAL", python=sys.executable, device="cpu",
+                                                      log_file=str(tmp_path / "engine.log")))
+    try:
+        assert _wait_start(session) == engine_session.RUNNING, session.last_error
+        assert session.connected and session.hello.device == "cpu" and session.process.is_running()
+        pid = session.process.pid
+    finally:
+        session.stop()
+    assert session.state == engine_session.STOPPED and "zombie" in _proc_state(pid)  # exited and reaped
+
+
 @pytest.mark.parametrize("settings, message", [
     (engine_session.EngineSettings(mode="LOCAL", python=""), "Python: set the interpreter"),
     (engine_session.EngineSettings(mode="LOCAL", python="/no/such/python"), "/no/such/python does not exist"),
@@ -90,7 +175,7 @@ def test_session_start_errors_name_the_setting(settings, message):
 
 
 def test_python_check_reports_versions_of_the_engine_interpreter():
-    result = engine_session.check_python(sys.executable)
+    result = interpreter_check.check_python(sys.executable)
     assert result.ok, result.error
     import torch
 
@@ -102,21 +187,21 @@ def test_python_check_reports_versions_of_the_engine_interpreter():
 def test_python_check_shows_the_exact_error(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True,
                    timeout=120)
-    result = engine_session.check_python(str(tmp_path / "bare" / "bin" / "python"))
+    result = interpreter_check.check_python(str(tmp_path / "bare" / "bin" / "python"))
     assert not result.ok and result.error.endswith("ModuleNotFoundError: No module named 'torch'")
     assert result.lines()[-1] == "ModuleNotFoundError: No module named 'torch'"
-    missing = engine_session.check_python(str(tmp_path / "nothing"))
+    missing = interpreter_check.check_python(str(tmp_path / "nothing"))
     assert not missing.ok and "does not exist" in missing.error
-    slow = engine_session.PythonCheck(sys.executable)
+    slow = interpreter_check.PythonCheck(sys.executable)
     time.sleep(0.01)
     assert "did not finish the check within" in slow.poll_with_timeout(0.0).error
 
 
 def test_parse_check_output():
-    ok = engine_session.parse_check_output(0, 'noise\nCSD_CHECK {"python": "3.11.7", "torch": "2.13"}\n', "")
+    ok = interpreter_check.parse_check_output(0, 'noise\nCSD_CHECK {"python": "3.11.7", "torch": "2.13"}\n', "")
     assert ok.ok and ok.info["torch"] == "2.13"
     last = "ImportError: libcudart.so.12: cannot open shared object"
-    bad = engine_session.parse_check_output(1, "", f"Traceback (most recent call last):\n  File x\n{last}\n")
+    bad = interpreter_check.parse_check_output(1, "", f"Traceback (most recent call last):\n  File x\n{last}\n")
     assert not bad.ok and bad.error.splitlines()[-1] == last
 
 
