@@ -258,16 +258,8 @@ class EngineSession:
         self.job = None
 
     def _discard(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.client = None
-        if self.process is not None:
-            try:
-                self.process.stop()
-            except Exception as exc:
-                log.warning("stopping the engine process failed: %s", exc)
-        self.process = None
-        self.hello = None
+        close_engine(self.client, self.process)
+        self.client = self.process = self.hello = None
 
     def release(self) -> str:
         """Ask the engine to free its models and device memory; return a one-line summary."""
@@ -279,18 +271,11 @@ class EngineSession:
         return f"Released {names}; {format_bytes(reply.memory_allocated_bytes)} still allocated"
 
     def mark_dead(self, reason: str) -> None:
-        """The heartbeat failed: remember why, close the client; the process object is kept for its log."""
+        """The heartbeat failed: remember why, close the client and stop what is left of a local engine."""
         self.last_error = reason
         self.state = DEAD
-        if self.client is not None:
-            self.client.close()
-        self.client = None
-        if self.process is not None:
-            try:
-                self.process.stop()
-            except Exception as exc:
-                log.debug("stopping a dead engine: %s", exc)
-            self.process = None
+        close_engine(self.client, self.process)
+        self.client = self.process = None
 
     def poll_idle(self) -> bool:
         """Heartbeat while no job runs (from a UI timer): True when the engine just died."""
@@ -390,12 +375,16 @@ class _StartAttempt:
 
     def discard(self) -> None:
         """Close the client and stop the engine this attempt made (idempotent)."""
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.process is not None:
-            try:
-                self.process.stop()
-            except Exception as exc:
-                log.warning("stopping the engine process failed: %s", exc)
-            self.process = None
+        close_engine(self.client, self.process)
+        self.client = self.process = None
+
+
+def close_engine(client, process) -> None:
+    """Close a client and stop a local engine process (shutdown message, then signals); either may be None."""
+    if client is not None:
+        client.close()
+    if process is not None:
+        try:
+            process.stop()
+        except Exception as exc:
+            log.warning("stopping the engine process failed: %s", exc)

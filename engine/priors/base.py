@@ -6,6 +6,7 @@ import logging
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from engine.errors import EngineError, ErrorCode
@@ -128,6 +129,13 @@ class Prior:
     ) -> Tensor:  # pragma: no cover
         """(B, 3, H, W) in [0, 1] → (B, C, h, w) model input, differentiable."""
         raise NotImplementedError
+
+    def signed_image(self, rgb: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in [0, 1] → (B, 3, R, R) in [−1, 1] at the prior's resolution, differentiable."""
+        x = rgb * 2.0 - 1.0
+        if x.shape[-2:] != (self.resolution, self.resolution):
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
+        return x
 
     def decode(self, x: Tensor) -> Tensor:  # pragma: no cover
         """(B, C, h, w) model space → (B, 3, H, W) RGB in [0, 1] (previews only; never called implicitly)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from engine.priors.base import Prior
@@ -59,15 +58,7 @@ class PixelPrior(Prior):
             rgb: the render.
             generator: unused (pixel space is deterministic).
         """
-        x = rgb * 2.0 - 1.0
-        if x.shape[-2:] != (self.resolution, self.resolution):
-            x = F.interpolate(
-                x,
-                size=(self.resolution, self.resolution),
-                mode="bilinear",
-                align_corners=False,
-                antialias=False,
-            )
+        x = self.signed_image(rgb)
         return x.float()
 
     def decode(self, x: Tensor) -> Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from engine.priors.base import Prior, prepare_unet
@@ -76,15 +75,7 @@ class StableDiffusionPrior(Prior):
             rgb: the render.
             generator: for the posterior sample.
         """
-        x = rgb * 2.0 - 1.0
-        if x.shape[-2:] != (self.resolution, self.resolution):
-            x = F.interpolate(
-                x,
-                size=(self.resolution, self.resolution),
-                mode="bilinear",
-                align_corners=False,
-                antialias=False,
-            )
+        x = self.signed_image(rgb)
         dist = self.vae.encode(x.to(self.dtype)).latent_dist
         z = dist.sample(generator=generator) if self.latent_mode == "sample" else dist.mean
         return ((z - self.shift_factor) * self.scaling_factor).float()
