@@ -156,6 +156,9 @@ def test_grad_postprocessing(setup):
     out = csd(omega1=3.0, omega2=0.0, grad_mode="unit_l2")(prior, x, prompts, step=0)
     assert out.delta.norm().item() == pytest.approx(1.0, abs=1e-5)  # ONE global norm
     torch.testing.assert_close(out.delta, 3 * (ey - e0) / (3 * (ey - e0)).norm())
+    raw = 3 * (ey - e0)
+    assert out.raw_loss == pytest.approx(0.5 * float((raw**2).sum()) / x.shape[0], rel=1e-5)  # before unit-L2
+    assert out.loss.item() == pytest.approx(0.5 / x.shape[0], rel=1e-5)  # after it: a constant
     out = csd(omega1=3.0, omega2=0.0, grad_mode="clamp", grad_clip=0.1)(prior, x, prompts, step=0)
     assert out.delta.abs().max().item() == pytest.approx(0.1)
     bad = PromptEmbeddings(cond=torch.full_like(prompts.cond, float("nan")), null=prompts.null)

@@ -121,6 +121,8 @@ class GuidanceOutput:
         unet_calls: prior.predict_noise calls made (1, or 0 when no branch is needed).
         unet_batch: samples in that call (k·B).
         branches: the evaluated branches in batch order.
+        raw_loss: 0.5·‖w(t)·δ‖²_sum / B before post-processing (unit-L2 normalisation, clipping): what progress
+            reports, since `loss` is a constant under unit-L2.
     """
 
     loss: Tensor
@@ -129,6 +131,7 @@ class GuidanceOutput:
     unet_calls: int
     unet_batch: int
     branches: tuple[str, ...] = ()
+    raw_loss: float = float("nan")
 
 
 class ScoreGuidance:
@@ -194,7 +197,9 @@ class ScoreGuidance:
             w = timestep_weight(self.config.weighting, prior.alphas_cumprod, t).view(
                 b, *([1] * (x.dim() - 1))
             )
-            delta = postprocess_grad(w * delta, self.config.grad_mode, self.config.grad_clip)
+            delta = w * delta
+            raw_loss = 0.5 * float(delta.float().pow(2).sum()) / b
+            delta = postprocess_grad(delta, self.config.grad_mode, self.config.grad_clip)
         target = (x - delta.to(x.dtype)).detach()
         loss = 0.5 * F.mse_loss(x, target, reduction="sum") / b
         return GuidanceOutput(
@@ -204,4 +209,5 @@ class ScoreGuidance:
             unet_calls=1 if plan.k else 0,
             unet_batch=plan.k * b,
             branches=plan.branches,
+            raw_loss=raw_loss,
         )

@@ -15,7 +15,7 @@ class ProgressEvent:
         stage: "loading" (model), "optimising", "baking" or "done".
         step: optimisation steps finished so far.
         total: total optimisation steps.
-        loss: guidance loss of the last step (NaN before the first).
+        loss: guidance loss of the last step before gradient post-processing (NaN before the first).
         elapsed_s: seconds since the job started.
         eta_s: estimated seconds left (NaN when unknown).
         preview_png: a small PNG of a fixed view, or None.

@@ -296,7 +296,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             timings[key] += dt
         unet_calls += out.unet_calls
-        loss_value = float(out.loss.detach())
+        loss_value = out.raw_loss  # the applied loss is constant under unit-L2 presets
         steps_run = step + 1
         if steps_run % p.progress_every == 0 or steps_run == p.steps:
             elapsed = time.perf_counter() - t_start
