@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import math
 import sys
@@ -51,7 +52,7 @@ def load_or_build_dataset(images: int, seed: int, cache: Path | None) -> tuple[t
 
 
 def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: int, ema_decay: float,
-          width: int, log_every: int = 25, dataset_cache: Path | None = None) -> dict:
+          width: int, log_every: int = 25, dataset_cache: Path | None = None, init: Path | None = None) -> dict:
     """Train and save the toy prior; returns the training summary written to training_info.json.
 
     Args:
@@ -65,6 +66,7 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
         width: UNet base channel count.
         log_every: steps between log lines.
         dataset_cache: optional .npz file caching the rendered dataset between runs.
+        init: a saved toy prior to continue training from (its UNet and text encoder; `width` is then ignored).
     """
     torch.manual_seed(seed)
     data, captions, t_data = load_or_build_dataset(images, seed, dataset_cache)
@@ -72,11 +74,21 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
     tokenizer = build_tokenizer()
     ids = torch.tensor(tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids)
     unet, text_encoder, scheduler = build_unet(width), build_text_encoder(len(tokenizer)), build_scheduler()
+    previous: dict = {}
+    if init is not None:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        unet = UNet2DConditionModel.from_pretrained(init / "unet")
+        text_encoder = CLIPTextModel.from_pretrained(init / "text_encoder")
+        info_path = init / "training_info.json"
+        previous = json.loads(info_path.read_text()) if info_path.exists() else {}
+        logger.info("continuing from %s (%s steps before)", init, previous.get("steps", "?"))
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     alphas = scheduler.alphas_cumprod
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator().manual_seed(seed + 1 + int(previous.get("steps", 0)))  # a continued run draws new batches
     losses: list[float] = []
     t_train = time.time()
     for step in range(steps):
@@ -108,7 +120,7 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
     final = sum(losses[-200:]) / len(losses[-200:])
     info = {
         "command": "python -m engine.toy.train " + " ".join(sys.argv[1:]),
-        "steps": steps, "batch_size": batch_size, "images": images, "lr": lr, "seed": seed,
+        "steps": steps + int(previous.get("steps", 0)), "steps_this_run": steps, "batch_size": batch_size, "images": images, "lr": lr, "seed": seed,
         "ema_decay": ema_decay, "unet_width": width,
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
         "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
@@ -116,6 +128,8 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
         "dataset_seconds": round(t_data, 1), "train_seconds": round(time.time() - t_train, 1),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
+    if previous:
+        info["continued_from"] = previous
     save_folder(out, ema_unet, ema_text, tokenizer, scheduler, info)
     logger.info("saved %s (final loss %.4f)", out, final)
     return info
@@ -133,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--dataset-cache", type=Path, default=None, help=".npz file to cache the rendered dataset")
+    parser.add_argument("--init", type=Path, default=None, help="a saved toy prior to continue training from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     train(args.out, args.steps, args.batch_size, args.images, args.lr, args.seed, args.ema, args.width,
-          dataset_cache=args.dataset_cache)
+          dataset_cache=args.dataset_cache, init=args.init)
     return 0
 
 
