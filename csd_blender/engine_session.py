@@ -142,7 +142,13 @@ def load_server_key(key_folder: str) -> bytes | None:
 
 
 class EngineSession:
-    """The engine this Blender talks to: a local process we started, or a remote endpoint."""
+    """The engine this Blender talks to: a local process we started, or a remote endpoint.
+
+    `stop_in_background`: the add-on sets it in an interactive Blender, so that stopping a local engine (a
+    shutdown message, then signals: seconds for a hung engine) never freezes the UI.
+    """
+
+    stop_in_background = False
 
     def __init__(self) -> None:
         self.state = STOPPED
@@ -248,18 +254,32 @@ class EngineSession:
             log.info("connected to engine %s on %s", self.hello.engine_version, self.hello.device)
         return self.state
 
-    def stop(self) -> None:
-        """Shut the engine down (LOCAL: message, then signals), disconnect (REMOTE) or cancel a start."""
+    def stop(self, wait: bool | None = None) -> None:
+        """Shut the engine down (LOCAL: message, then signals), disconnect (REMOTE) or cancel a start.
+
+        Args:
+            wait: wait for a local engine to exit (seconds at worst); None follows `stop_in_background`.
+        """
         if self._attempt is not None:
             self._attempt.cancel()  # kills the engine being started; the thread discards what it made
             self._attempt = None
-        self._discard()
+        self._discard(wait)
         self.state = STOPPED
         self.job = None
 
-    def _discard(self) -> None:
-        close_engine(self.client, self.process)
-        self.client = self.process = self.hello = None
+    def _discard(self, wait: bool | None = None) -> None:
+        self._close(wait)
+        self.hello = None
+
+    def _close(self, wait: bool | None = None) -> None:
+        """Close the client now; stop the local engine now or, in an interactive Blender, on a helper thread."""
+        client, process = self.client, self.process
+        self.client = self.process = None
+        if process is None or (wait if wait is not None else not self.stop_in_background):
+            close_engine(client, process)
+            return
+        close_engine(client, None)
+        threading.Thread(target=close_engine, args=(None, process), name="csd-engine-stop", daemon=True).start()
 
     def release(self) -> str:
         """Ask the engine to free its models and device memory; return a one-line summary."""
@@ -274,8 +294,7 @@ class EngineSession:
         """The heartbeat failed: remember why, close the client and stop what is left of a local engine."""
         self.last_error = reason
         self.state = DEAD
-        close_engine(self.client, self.process)
-        self.client = self.process = None
+        self._close()
 
     def poll_idle(self) -> bool:
         """Heartbeat while no job runs (from a UI timer): True when the engine just died."""

@@ -1,6 +1,8 @@
 """All operators of the add-on: engine management and jobs (registered together by __init__.register)."""
 from __future__ import annotations
 
+import bpy
+
 from . import operators_engine, operators_jobs
 from .engine_session import SESSION
 
@@ -8,12 +10,13 @@ MODULES = (operators_engine, operators_jobs)
 
 
 def register() -> None:
+    SESSION.stop_in_background = not bpy.app.background
     for module in MODULES:
         module.register()
 
 
 def unregister() -> None:
     # Disabling the add-on must not leave an engine process behind.
-    SESSION.stop()
+    SESSION.stop(wait=True)
     for module in reversed(MODULES):
         module.unregister()

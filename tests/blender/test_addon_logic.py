@@ -145,8 +145,35 @@ def test_a_failed_background_start_reports_the_engine_log(tmp_path):
     assert session.client is None and session.process is None and session.log_file.endswith("engine.log")
 
 
-def test_begin_start_runs_the_real_engine(tmp_path):
+class _SlowToStop:
+    """Stands in for an EngineProcess whose engine hangs: stop() takes 2 s."""
+
+    def __init__(self):
+        import threading
+
+        self.stopped = threading.Event()
+
+    def stop(self):
+        time.sleep(2.0)
+        self.stopped.set()
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_stopping_a_hung_engine_freezes_the_caller_only_when_asked_to_wait(background):
     session = engine_session.EngineSession()
+    session.stop_in_background = background
+    for end in (session.stop, lambda: session.mark_dead("did not answer")):
+        session.process, session.state = _SlowToStop(), engine_session.RUNNING
+        process, began = session.process, time.monotonic()
+        end()
+        took = time.monotonic() - began
+        assert session.process is None and (took < 0.5 if background else took >= 2.0), took
+        assert process.stopped.wait(5), "the engine was never stopped"
+
+
+def test_begin_start_runs_the_real_engine_and_a_background_stop_returns_at_once(tmp_path):
+    session = engine_session.EngineSession()
+    session.stop_in_background = True                      # as in an interactive Blender
     session.begin_start(engine_session.EngineSettings(mode="LOCAL", python=sys.executable, device="cpu",
                                                       log_file=str(tmp_path / "engine.log")))
     try:
@@ -154,8 +181,13 @@ def test_begin_start_runs_the_real_engine(tmp_path):
         assert session.connected and session.hello.device == "cpu" and session.process.is_running()
         pid = session.process.pid
     finally:
+        began = time.monotonic()
         session.stop()
-    assert session.state == engine_session.STOPPED and "zombie" in _proc_state(pid)  # exited and reaped
+    assert time.monotonic() - began < 0.5 and session.state == engine_session.STOPPED
+    deadline = time.monotonic() + 15
+    while "zombie" not in _proc_state(pid):                 # exits and is reaped by the helper thread
+        assert time.monotonic() < deadline, "the engine did not exit after a background stop"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("settings, message", [
