@@ -38,6 +38,18 @@ def _idle_heartbeat():
     return IDLE_POLL_S
 
 
+def _watch_start():
+    """bpy.app.timers callback (persistent): finish a background start even if its modal operator is gone
+    (loading a file removes modal handlers)."""
+    state = SESSION.poll_start()
+    redraw_ui()
+    if state is None:
+        return START_POLL_S
+    if state == engine_session.RUNNING:
+        start_idle_heartbeat()
+    return None
+
+
 def start_idle_heartbeat() -> None:
     if not bpy.app.background and not bpy.app.timers.is_registered(_idle_heartbeat):
         bpy.app.timers.register(_idle_heartbeat, first_interval=IDLE_POLL_S)
@@ -85,6 +97,8 @@ class CSD_OT_engine_start(bpy.types.Operator):
         # The launch and handshake take seconds (a minute for a cold CUDA import): a worker thread does
         # them while Blender stays responsive; this modal operator polls it from a timer.
         SESSION.begin_start(settings)
+        if not bpy.app.timers.is_registered(_watch_start):
+            bpy.app.timers.register(_watch_start, first_interval=START_POLL_S, persistent=True)
         self._timer = context.window_manager.event_timer_add(START_POLL_S, window=context.window)
         context.window_manager.modal_handler_add(self)
         redraw_ui()
@@ -93,8 +107,7 @@ class CSD_OT_engine_start(bpy.types.Operator):
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        state = SESSION.poll_start()
-        redraw_ui()                       # the Engine panel shows the elapsed start time
+        state = SESSION.poll_start()      # _watch_start may have adopted the engine first: same state
         if state is None:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
@@ -194,5 +207,7 @@ def register() -> None:
 
 def unregister() -> None:
     stop_idle_heartbeat()
+    if bpy.app.timers.is_registered(_watch_start):
+        bpy.app.timers.unregister(_watch_start)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

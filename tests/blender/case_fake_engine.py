@@ -551,3 +551,27 @@ def test_one_undo_step_returns_to_the_state_before_the_job(engine, session):
     assert bpy_env.counts() == before
     assert [m.name for m in obj.data.materials] == ["Original"] and len(obj.data.uv_layers) == 0
     assert "csd_params" not in obj
+
+
+# ---------------------------------------------------------------------------------------------- start
+def test_a_background_start_is_finished_by_the_persistent_timer(ext, session):
+    """Interactive Blender starts the engine on a worker thread; the app timer adopts it (also after a file load
+    removed the modal operator) and the job buttons explain the wait meanwhile."""
+    bpy_env.reset_scene()
+    session.stop()
+    ops_engine, ops_jobs = bpy_env.submodule("operators_engine"), bpy_env.submodule("operators_jobs")
+    with FakeEngine() as fake:
+        prefs = bpy_env.preferences()
+        prefs.engine_mode, prefs.endpoint, prefs.token, prefs.key_folder = "REMOTE", fake.endpoint, fake.token, ""
+        bpy_env.add_suzanne()
+        _configure()
+        session.begin_start(bpy_env.submodule("preferences").engine_settings())
+        assert ops_jobs.texture_block_reason(bpy.context) == "The engine is still starting"
+        assert not bpy.ops.csd.engine_start.poll() and bpy.ops.csd.engine_stop.poll()
+        deadline = time.monotonic() + 10
+        while ops_engine._watch_start() is not None:         # what bpy.app.timers would call
+            assert time.monotonic() < deadline, "the start never finished"
+            time.sleep(0.05)
+        assert session.connected and ops_jobs.texture_block_reason(bpy.context) == ""
+        session.stop()
+        assert session.state == "stopped"
