@@ -206,16 +206,81 @@ def test_chunking_does_not_change_the_result():
     torch.testing.assert_close(full, chunked)
 
 
-def test_behind_camera_and_depth_range_are_dropped():
+def test_beyond_far_and_wholly_behind_the_camera_are_dropped():
     tri = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
     pos = torch.tensor([
-        [-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, -1.0],    # a vertex behind: dropped
-        [-0.5, -0.5, 1.5, 1.0], [0.5, -0.5, 1.5, 1.0], [0.0, 0.5, 1.5, 1.0],     # z/w = 1.5 > 1: beyond far
-        [-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0],     # visible
+        [-0.5, -0.5, -2.0, -1.0], [0.5, -0.5, -2.0, -1.0], [0.0, 0.5, -2.0, -1.0],  # behind the camera
+        [-0.5, -0.5, 1.5, 1.0], [0.5, -0.5, 1.5, 1.0], [0.0, 0.5, 1.5, 1.0],        # z/w = 1.5 > 1: beyond far
+        [-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0],        # visible
     ])
     rast = rasterize(pos, tri, (8, 8), backend="torch")
     ids = set(rast[..., 3].unique().tolist())
     assert ids == {0.0, 3.0}
+
+
+def reference_raster_rays(pos: np.ndarray, tri: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Brute-force float64 ray caster in clip space (no clipping, no division by w, so any sign of w): the pixel
+    ray x = x_p·w, y = y_p·w meets the triangle plane at clip-space-linear weights λ (a 3x3 solve); a hit needs
+    λ >= 0, w > 0 and z/w in [-1, 1]; nearest z/w wins, ties -> smallest id. pos (V, 4) -> (H, W, 4)."""
+    out = np.zeros((height, width, 4))
+    best = np.full((height, width), np.inf)
+    jj, ii = np.meshgrid(np.arange(width), np.arange(height))
+    xs, ys = 2 * (jj + 0.5) / width - 1, 2 * (ii + 0.5) / height - 1
+    for f, (a, b, c) in enumerate(tri):
+        p = pos[[a, b, c]]                                                    # rows = vertices (x, y, z, w)
+        for i in range(height):
+            for j in range(width):
+                m = np.stack([p[:, 0] - xs[i, j] * p[:, 3], p[:, 1] - ys[i, j] * p[:, 3], np.ones(3)])
+                if abs(np.linalg.det(m)) < 1e-12:
+                    continue
+                lam = np.linalg.solve(m, [0.0, 0.0, 1.0])
+                x = lam @ p
+                if (lam < -1e-12).any() or x[3] <= 0 or not -1 <= x[2] / x[3] <= 1:
+                    continue
+                z = x[2] / x[3]
+                if z < best[i, j]:
+                    best[i, j] = z
+                    out[i, j] = [lam[0], lam[1], z, f + 1.0]
+    return out
+
+
+def test_triangles_crossing_the_camera_plane_are_clipped_like_nvdiffrast():
+    """A floor and a wall that pass under and beside the camera (vertices behind it, w < 0) plus triangles in
+    front: the torch rasterizer must agree with a ray caster that needs no clipping."""
+    near, far = 0.1, 10.0
+    world = torch.tensor([
+        [-4.0, -1.0, 2.0], [4.0, -1.0, 2.0], [0.0, -1.0, -8.0],        # floor from behind the camera to far ahead
+        [1.5, -2.0, 3.0], [1.5, 2.0, -6.0], [1.5, -2.0, -6.0],         # right wall, one vertex behind
+        [-0.6, -0.5, -3.0], [0.4, -0.6, -2.5], [-0.1, 0.7, -3.5],      # an ordinary triangle in front
+        [-3.0, 0.5, 1.0], [-0.5, 0.2, 1.5], [-0.2, 0.3, -0.6],         # two vertices behind, one in front
+    ], dtype=torch.float64)
+    pos = torch.cat([world, torch.ones(len(world), 1, dtype=torch.float64)], 1) @ perspective(70, near, far).T
+    tri = torch.arange(12).view(4, 3)
+    assert (pos[:, 3] < 0).sum() == 5
+    rast = rasterize(pos, tri, (24, 32), backend="torch")[0].numpy()
+    ref = reference_raster_rays(pos.numpy(), tri.numpy(), 24, 32)
+    same = rast[..., 3] == ref[..., 3]
+    assert same.mean() >= 0.99, same.mean()
+    np.testing.assert_allclose(rast[same], ref[same], atol=1e-7)
+    for f in (1, 2, 4):                                                   # the clipped ones are visible
+        assert (ref[..., 3] == f).sum() > 10 and (rast[..., 3] == f).sum() > 10
+
+
+def test_clipped_triangles_in_a_batch_and_their_gradients():
+    near, far = 0.1, 10.0
+    world = torch.tensor([[-4.0, -1.0, 2.0], [4.0, -1.0, 2.0], [0.0, -1.0, -8.0]], dtype=torch.float64)
+    homo = torch.cat([world, torch.ones(3, 1, dtype=torch.float64)], 1)
+    proj = perspective(70, near, far)
+    lifted = homo + torch.tensor([0.0, -0.5, 0.0, 0.0], dtype=torch.float64)    # the floor lower, for item 1
+    pos = torch.stack([homo @ proj.T, lifted @ proj.T]).requires_grad_(True)
+    tri = torch.tensor([[0, 1, 2]])
+    rast = rasterize(pos, tri, (12, 16), backend="torch")
+    for b in range(2):
+        ref = reference_raster_rays(pos[b].detach().numpy(), tri.numpy(), 12, 16)
+        assert np.array_equal(rast[b, ..., 3].detach().numpy(), ref[..., 3])
+        np.testing.assert_allclose(rast[b].detach().numpy(), ref, atol=1e-7)
+    (rast[..., :2] ** 2).sum().backward()
+    assert torch.isfinite(pos.grad).all() and pos.grad[:, 0].abs().sum() > 0   # the vertex behind gets gradient
 
 
 def test_shared_edges_are_watertight():

@@ -14,7 +14,7 @@ silhouette edges (visibility/coverage gradients); gradients also reach `color`.
 Differences from nvdiffrast (not bit-compatible): nvdiffrast evaluates the crossing with its own
 fixed-point/float conventions and may pick edges slightly differently where several cross one pixel pair;
 here the first crossing silhouette edge (edge order 0, 1, 2 of the front triangle) is used, and triangles with
-a vertex at w <= 0 are ignored (the torch rasterizer drops them too).
+a vertex at w <= 0 (clipped by the rasterizer) get no silhouette blending.
 """
 from __future__ import annotations
 

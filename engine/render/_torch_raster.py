@@ -20,8 +20,9 @@ vertex index first) and negated when the triangle traverses it the other way, so
 edge evaluate bit-identical (up to sign) edge functions and a pixel centre on the edge belongs to both
 (the depth/id tie-break then picks one).
 
-Triangles with any vertex at w <= 0 (touching or behind the camera plane) are dropped entirely; nvdiffrast
-clips them against the near plane instead, so the two differ only for triangles crossing the camera plane.
+Triangles with a vertex at w <= 0 (touching or behind the camera plane) are clipped against the near plane
+z + w >= 0 for the visibility pass (`_near_clipped`), as nvdiffrast clips them; their (u, v) come from the
+original vertices like every other triangle's.
 """
 from __future__ import annotations
 
@@ -118,6 +119,51 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
     rec = rec.index_select(0, sel)
     box = torch.stack([x_lo, y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1], 1).index_select(0, sel)
     return {"tid": sel, "rec": rec, "box": box.to(torch.int32)}
+
+
+def _near_clipped(pos: Tensor, tri: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Clip the triangles that have a vertex at w <= 0 against the near plane z + w >= 0 (for visibility only).
+
+    Such triangles cannot be set up in screen space (division by w), so the part in front of the near plane is
+    cut into one or two sub-triangles (Sutherland-Hodgman against one plane, vectorised). The winning triangle's
+    (u, v) is later recomputed from the ORIGINAL vertices with homogeneous barycentrics, which are valid
+    whatever the signs of w, so sub-triangles only decide which triangle is nearest at a pixel.
+
+    Args:
+        pos: (B, V, 4) clip-space positions (detached).
+        tri: (F, 3) int64 vertex indices.
+    Returns:
+        cpos (1, 4K, 4) polygon corners, ctri (T, 3) int64 sub-triangles indexing cpos (the two halves of a
+        quad share its diagonal's corners, so they meet without cracks), ctid (T,) int64 flat b*F + f source.
+    """
+    bsz, nv, _ = pos.shape
+    if not bool((pos[..., 3] <= 0).any()):                             # the usual case: nothing to clip
+        return pos.new_zeros(1, 0, 4), tri.new_zeros(0, 3), tri.new_zeros(0)
+    offset = (torch.arange(bsz, device=pos.device) * nv)[:, None, None]
+    v = pos.reshape(-1, 4).index_select(0, (tri[None] + offset).reshape(-1)).view(-1, 3, 4)   # (B*F, 3, 4)
+    d = v[..., 2] + v[..., 3]
+    inside = d >= 0
+    src = ((v[..., 3].amin(1) <= 0) & inside.any(1) & torch.isfinite(v).all(2).all(1)).nonzero().squeeze(1)
+    if src.numel() == 0:
+        return pos.new_zeros(1, 0, 4), tri.new_zeros(0, 3), src
+    v, d, inside = v.index_select(0, src), d.index_select(0, src), inside.index_select(0, src)
+    nxt = [1, 2, 0]
+    vj, dj, inj = v[:, nxt], d[:, nxt], inside[:, nxt]
+    t = (d / torch.where(d != dj, d - dj, torch.ones_like(d))).clamp(0, 1)[..., None]
+    cut = v + t * (vj - v)                                             # edge k from vertex k to k+1
+    # Slots in polygon order: vertex 0, cut 0-1, vertex 1, cut 1-2, vertex 2, cut 2-0.
+    slots = torch.stack([v, cut], dim=2).reshape(-1, 6, 4)
+    valid = torch.stack([inside, inside != inj], dim=2).reshape(-1, 6)
+    order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices[:, :4]        # valid slots first
+    corners = slots.gather(1, order[..., None].expand(-1, -1, 4))                       # (K, 4, 4)
+    k = src.numel()
+    base = torch.arange(k, device=pos.device)[:, None] * 4
+    first = base + torch.tensor([0, 1, 2], device=pos.device)
+    second = base + torch.tensor([0, 2, 3], device=pos.device)
+    quad = valid.sum(1) == 4
+    ctri = torch.cat([first, second[quad]])
+    ctid = torch.cat([src, src[quad]])
+    return corners.reshape(1, -1, 4), ctri, ctid
 
 
 def _chunk_bounds(count: Tensor, chunk_pairs: int) -> list[int]:
@@ -273,6 +319,11 @@ def visible_triangles(pos: Tensor, tri: Tensor, height: int, width: int,
         return torch.full((bsz * npix,), -1, dtype=torch.int64, device=device)
     setup = _triangle_setup(pos.detach(), tri, height, width)
     tid, rec, box = setup["tid"], setup["rec"], setup["box"]
+    cpos, ctri, ctid = _near_clipped(pos.detach(), tri)
+    if ctri.numel():
+        clipped = _triangle_setup(cpos, ctri, height, width)
+        tid = torch.cat([tid, ctid.index_select(0, clipped["tid"])])
+        rec, box = torch.cat([rec, clipped["rec"]]), torch.cat([box, clipped["box"]])
     count = box[:, 2].to(torch.int64) * box[:, 3]
     # Fast path: a bounding box holding a single pixel centre is its only candidate (no expansion needed).
     single = (count == 1).nonzero().squeeze(1)

@@ -7,8 +7,10 @@ Conventions (exactly nvdiffrast's, docs/INTERFACES.md):
 - `rast[..., :4] = (u, v, z/w, triangle_id + 1)`: the first vertex of a triangle has (u, v) = (1, 0), the
   second (0, 1), the third (0, 0); empty pixels are 0 in all four channels. No back-face culling.
 - u, v are perspective-correct and differentiable w.r.t. `pos`; z/w and the triangle id carry no gradient.
-- Torch backend only: triangles with any vertex at w <= 0 are dropped (nvdiffrast clips them).
-- `antialias` blends across silhouette edges analytically (nvdiffrast's rule) in both backends.
+- Triangles crossing the camera plane (a vertex at w <= 0) are clipped against the near plane, as nvdiffrast
+  does; their u, v stay barycentrics of the original triangle.
+- `antialias` blends across silhouette edges analytically (nvdiffrast's rule) in both backends; the torch one
+  skips edges with a vertex at w <= 0.
 """
 from __future__ import annotations
 
@@ -186,7 +188,7 @@ def antialias(color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, backend: st
     What it does not give: no supersampling or area coverage (corners and edges that do not separate two pixel
     centres are ignored), no blending across interior edges (shared vertices must share an index in `tri`,
     as in nvdiffrast), no gradient for silhouettes that lie between two pixels of the same triangle, and on
-    the torch backend triangles with a vertex at w <= 0 are ignored. Callers composite first
+    the torch backend triangles with a vertex at w <= 0 get no silhouette blending. Callers composite first
     (`rgb = mask * fg + (1 - mask) * bg`, `mask = rast[..., 3:] > 0`) and then call this, as threestudio does;
     `antialias(mask)` gives a soft, differentiable coverage mask.
 
