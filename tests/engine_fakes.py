@@ -116,6 +116,12 @@ def register() -> None:
         )
 
 
+def unregister() -> None:
+    from engine.registry import TASKS
+
+    TASKS.unregister("sleepy")
+
+
 if __name__ == "__main__":
     register()
     from engine.cli import main

@@ -47,6 +47,14 @@ def test_short_token_is_refused():
         EngineServer(ServerConfig(token="short"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _sleepy_task_only_here():
+    """The fake task is registered by the tests that need it and removed afterwards: the registries must hold
+    only real tasks for every other test (test_boundaries compares them with the protocol's names)."""
+    yield
+    engine_fakes.unregister()
+
+
 @pytest.fixture
 def curve_server(tmp_path):
     engine_fakes.register()

@@ -29,6 +29,12 @@ TINY_WORDS = (
     "cat",
     "ugly",
     "noisy",
+    ",",          # view-dependent prompts: "a red sphere, front view"
+    "front",
+    "side",
+    "back",
+    "overhead",
+    "view",
 )
 
 

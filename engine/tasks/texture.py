@@ -25,6 +25,7 @@ from ..errors import CancelledError, RequestError
 from ..fields.texture_field import TextureField, TextureFieldConfig
 from ..guidance import PromptEmbeddings, build_guidance
 from ..guidance.presets import auto_preset
+from ..guidance.views import VIEWS, view_names, view_prompt
 from ..images import png_bytes, sheet
 from ..mesh import Mesh, Normalization, bake, ensure_uvs, normalize, validate_mesh
 from ..registry import TASKS
@@ -249,6 +250,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     preset = auto_preset(prior) if p.guidance == "auto" else p.guidance
     guidance = build_guidance(preset, total_steps=p.steps, **p.guidance_overrides)
     prompts = PromptEmbeddings.from_prompts(prior, p.prompt, p.negative_prompt)
+    # View-dependent prompting as in every official CSD config; the toy prior's vocabulary has no view words.
+    view_conds = None if prior.family == "toy" else {
+        v: prior.encode_prompts([view_prompt(p.prompt, v)]) for v in VIEWS}
 
     mesh_n, norm = normalize(job.mesh)
     verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
@@ -286,7 +290,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         t1 = time.perf_counter()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         t2 = time.perf_counter()
-        out = guidance(prior, x, prompts, step, control=control, generator=noise_gen)
+        step_prompts = prompts if view_conds is None else dataclasses.replace(
+            prompts, cond=torch.cat([view_conds[v] for v in view_names(cams.c2w)]))
+        out = guidance(prior, x, step_prompts, step, control=control, generator=noise_gen)
         t3 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -316,7 +322,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         "steps_run": steps_run, "seconds": round(time.perf_counter() - t_start, 3),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
-        "prior_family": prior.family, "dropped_faces": job.dropped_faces,
+        "prior_family": prior.family, "view_prompts": view_conds is not None, "dropped_faces": job.dropped_faces,
         "texture_sha256": hashlib.sha256(np.ascontiguousarray(texture).tobytes()).hexdigest(),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
