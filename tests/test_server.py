@@ -390,6 +390,7 @@ def dealer(engine):
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 30_000)  # a missing reply fails the case (zmq.Again) instead of hanging
     sock.connect(engine.endpoint)
     yield sock
     sock.close(0)
