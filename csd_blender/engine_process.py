@@ -161,8 +161,6 @@ class EngineProcess:
                 raise EngineStartError(f"cannot run {self.python!r}: {exc}") from exc
         self._finalizer = weakref.finalize(self, _terminate, self._proc)
         try:
-            if self._aborted:
-                raise EngineStartError("engine start cancelled")
             endpoint = self._wait_endpoint(endpoint_file, deadline)
             try:
                 os.unlink(token_file)  # the engine has read it before binding

@@ -268,13 +268,9 @@ class EngineSession:
         self.job = None
 
     def _discard(self, wait: bool | None = None) -> None:
-        self._close(wait)
-        self.hello = None
-
-    def _close(self, wait: bool | None = None) -> None:
         """Close the client now; stop the local engine now or, in an interactive Blender, on a helper thread."""
         client, process = self.client, self.process
-        self.client = self.process = None
+        self.client = self.process = self.hello = None
         if process is None or (wait if wait is not None else not self.stop_in_background):
             close_engine(client, process)
             return
@@ -294,7 +290,7 @@ class EngineSession:
         """The heartbeat failed: remember why, close the client and stop what is left of a local engine."""
         self.last_error = reason
         self.state = DEAD
-        self._close()
+        self._discard()
 
     def poll_idle(self) -> bool:
         """Heartbeat while no job runs (from a UI timer): True when the engine just died."""

@@ -121,8 +121,9 @@ class GuidanceOutput:
         unet_calls: prior.predict_noise calls made (1, or 0 when no branch is needed).
         unet_batch: samples in that call (k·B).
         branches: the evaluated branches in batch order.
-        raw_loss: 0.5·‖w(t)·δ‖²_sum / B before post-processing (unit-L2 normalisation, clipping): what progress
-            reports, since `loss` is a constant under unit-L2.
+        raw_loss: scalar 0.5·‖w(t)·δ‖²_sum / B before post-processing (unit-L2 normalisation, clipping), detached
+            and left on the device (no host sync per step): what progress reports, since `loss` is a constant under
+            unit-L2.
     """
 
     loss: Tensor
@@ -131,7 +132,7 @@ class GuidanceOutput:
     unet_calls: int
     unet_batch: int
     branches: tuple[str, ...] = ()
-    raw_loss: float = float("nan")
+    raw_loss: Tensor | None = None
 
 
 class ScoreGuidance:
@@ -198,7 +199,7 @@ class ScoreGuidance:
                 b, *([1] * (x.dim() - 1))
             )
             delta = w * delta
-            raw_loss = 0.5 * float(delta.float().pow(2).sum()) / b
+            raw_loss = 0.5 * delta.float().pow(2).sum() / b
             delta = postprocess_grad(delta, self.config.grad_mode, self.config.grad_clip)
         target = (x - delta.to(x.dtype)).detach()
         loss = 0.5 * F.mse_loss(x, target, reduction="sum") / b

@@ -25,15 +25,6 @@ TOY_PIPELINE_CLASS = "CSDToyPipeline"
 _PRIORS: dict[tuple, Prior] = {}
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" → cuda when available, else cpu; CUDA asked for without CUDA is a RequestError (engine.device_info).
-
-    Args:
-        device: "auto", "cpu", "cuda", "cuda:N" or a torch.device.
-    """
-    return torch.device(device_info.resolve_device(str(device)))
-
-
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """None → float16 on CUDA, float32 on CPU; strings like "float16"/"fp16"/"bf16" are accepted.
 
@@ -181,7 +172,7 @@ def load_prior(
     """
     if not isinstance(model, str) or not model.strip():
         raise RequestError("model", f"must be 'toy', a hub id or a local folder, got {model!r}")
-    dev = resolve_device(device)
+    dev = torch.device(device_info.resolve_device(str(device)))  # CUDA asked for without CUDA: RequestError
     dt = resolve_dtype(dtype, dev)
     controlnets = tuple(controlnets)
     scales = tuple(

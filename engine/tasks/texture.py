@@ -270,7 +270,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     views = _Views(p, norm, (job.c2w, job.intrinsics) if job.c2w is not None else None, p.render_size, gen)
 
     timings = dict.fromkeys(("render", "to_model_space", "unet", "backward", "optimiser", "bake"), 0.0)
-    unet_calls, loss_value, partial, steps_run = 0, float("nan"), False, 0
+    unet_calls, loss_value, last_loss, partial, steps_run = 0, float("nan"), None, False, 0
     emit(ProgressEvent("optimising", 0, p.steps, elapsed_s=time.perf_counter() - t_start))
     t_loop = time.perf_counter()
     for step in range(p.steps):
@@ -302,14 +302,17 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             timings[key] += dt
         unet_calls += out.unet_calls
-        loss_value = out.raw_loss  # the applied loss is constant under unit-L2 presets
+        last_loss = out.raw_loss  # the applied loss is constant under unit-L2 presets
         steps_run = step + 1
         if steps_run % p.progress_every == 0 or steps_run == p.steps:
+            loss_value = float(last_loss)  # the only host sync for the loss: when it is reported
             elapsed = time.perf_counter() - t_start
             rate = (time.perf_counter() - t_loop) / steps_run
             emit(ProgressEvent("optimising", steps_run, p.steps, loss_value, elapsed, rate * (p.steps - steps_run),
                                _preview(field_model, verts, faces, p.preview_size)))
 
+    if last_loss is not None:
+        loss_value = float(last_loss)
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     t0 = time.perf_counter()
     uvs, unwrapped = ensure_uvs(job.mesh)

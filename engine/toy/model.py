@@ -63,6 +63,15 @@ def build_scheduler():
                          clip_sample=True)
 
 
+def load_networks(folder: Path):
+    """(UNet2DConditionModel, CLIPTextModel) of a saved toy prior folder, with the stock classes."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    return (UNet2DConditionModel.from_pretrained(folder / "unet"),
+            CLIPTextModel.from_pretrained(folder / "text_encoder"))
+
+
 def save_folder(out: Path, unet, text_encoder, tokenizer, scheduler, info: dict) -> None:
     """Write the diffusers-layout folder (model_index.json, unet/, text_encoder/, tokenizer/, scheduler/)."""
     import diffusers

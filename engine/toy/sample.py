@@ -1,10 +1,12 @@
-"""Sampling the toy prior with plain diffusers components (DDIM + classifier-free guidance): no project code
-beyond this loop, which is what a diffusers user would write."""
+"""Sampling the toy prior with plain diffusers components (DDIM + classifier-free guidance), loaded with stock
+`from_pretrained` (engine.toy.model.load_networks): the loop a diffusers user would write."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+
+from .model import load_networks
 
 
 @torch.no_grad()
@@ -22,13 +24,12 @@ def ddim_sample(folder: str | Path, prompt: str, n: int, steps: int = 50, guidan
     Returns:
         (n, H, W, 3) float32 images in [0, 1], top row first.
     """
-    from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import AutoTokenizer, CLIPTextModel
+    from diffusers import DDIMScheduler
+    from transformers import AutoTokenizer
 
     folder = Path(folder)
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+    unet, text_encoder = (net.eval() for net in load_networks(folder))
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
     scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
     ids = tokenizer([prompt, ""], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .dataset import DatasetConfig, build_dataset
-from .model import MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet, save_folder
+from .model import (MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet, load_networks,
+                    save_folder)
 
 logger = logging.getLogger("engine.toy.train")
 
@@ -66,29 +67,28 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
         width: UNet base channel count.
         log_every: steps between log lines.
         dataset_cache: optional .npz file caching the rendered dataset between runs.
-        init: a saved toy prior to continue training from (its UNet and text encoder; `width` is then ignored).
+        init: a saved toy prior to continue training from (its UNet and text encoder; its width replaces `width`).
     """
     torch.manual_seed(seed)
     data, captions, t_data = load_or_build_dataset(images, seed, dataset_cache)
     logger.info("rendered %d images in %.1f s", len(data), t_data)
     tokenizer = build_tokenizer()
     ids = torch.tensor(tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids)
-    unet, text_encoder, scheduler = build_unet(width), build_text_encoder(len(tokenizer)), build_scheduler()
-    previous: dict = {}
-    if init is not None:
-        from diffusers import UNet2DConditionModel
-        from transformers import CLIPTextModel
-
-        unet = UNet2DConditionModel.from_pretrained(init / "unet")
-        text_encoder = CLIPTextModel.from_pretrained(init / "text_encoder")
+    scheduler, previous = build_scheduler(), {}
+    if init is None:
+        unet, text_encoder = build_unet(width), build_text_encoder(len(tokenizer))
+    else:
+        unet, text_encoder = load_networks(init)
+        width = unet.config.block_out_channels[0]
         info_path = init / "training_info.json"
         previous = json.loads(info_path.read_text()) if info_path.exists() else {}
         logger.info("continuing from %s (%s steps before)", init, previous.get("steps", "?"))
+    steps_before = int(previous.get("steps", 0))
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     alphas = scheduler.alphas_cumprod
-    gen = torch.Generator().manual_seed(seed + 1 + int(previous.get("steps", 0)))  # a continued run draws new batches
+    gen = torch.Generator().manual_seed(seed + 1 + steps_before)  # a continued run draws new batches
     losses: list[float] = []
     t_train = time.time()
     for step in range(steps):
@@ -120,7 +120,8 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
     final = sum(losses[-200:]) / len(losses[-200:])
     info = {
         "command": "python -m engine.toy.train " + " ".join(sys.argv[1:]),
-        "steps": steps + int(previous.get("steps", 0)), "steps_this_run": steps, "batch_size": batch_size, "images": images, "lr": lr, "seed": seed,
+        "steps": steps_before + steps, "steps_this_run": steps, "batch_size": batch_size, "images": images,
+        "lr": lr, "seed": seed,
         "ema_decay": ema_decay, "unet_width": width,
         "unet_parameters": sum(p.numel() for p in unet.parameters()),
         "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
