@@ -1,15 +1,33 @@
-"""The toy prior's words: eight colours, four patterns, six shapes (captions "a {colour} {pattern} {shape}")."""
+"""The toy prior's words: eight colours, four patterns, six shapes (captions "a {colour} {pattern} {shape}").
 
-COLOURS: dict[str, tuple[float, float, float]] = {
-    "red": (0.85, 0.10, 0.10),
-    "green": (0.12, 0.68, 0.16),
-    "blue": (0.12, 0.22, 0.88),
-    "yellow": (0.95, 0.85, 0.10),
-    "orange": (0.98, 0.50, 0.08),
-    "purple": (0.55, 0.15, 0.75),
-    "white": (0.95, 0.95, 0.95),
-    "black": (0.08, 0.08, 0.08),
+Each colour is a region of HSV space (hue range in degrees, saturation and value ranges) that the dataset draws
+from, so the model learns a colour family rather than one RGB triple. `COLOURS` keeps one representative RGB
+value per word (the centre of its region) for code that needs a single colour.
+"""
+import colorsys
+
+# name: ((hue_lo, hue_hi) degrees, may wrap below 0; (s_lo, s_hi); (v_lo, v_hi))
+COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "red": ((-10.0, 6.0), (0.72, 0.95), (0.62, 0.95)),
+    "green": ((100.0, 140.0), (0.62, 0.92), (0.45, 0.80)),
+    "blue": ((214.0, 236.0), (0.65, 0.92), (0.62, 0.95)),
+    "yellow": ((49.0, 58.0), (0.78, 0.96), (0.85, 1.00)),
+    "orange": ((23.0, 34.0), (0.80, 0.96), (0.88, 1.00)),
+    "purple": ((268.0, 292.0), (0.55, 0.85), (0.45, 0.80)),
+    "white": ((0.0, 360.0), (0.00, 0.05), (0.90, 1.00)),
+    "black": ((0.0, 360.0), (0.00, 0.15), (0.04, 0.15)),
 }
+
+
+def _centre(name: str) -> tuple[float, float, float]:
+    (h0, h1), (s0, s1), (v0, v1) = COLOUR_HSV[name]
+    return colorsys.hsv_to_rgb(((h0 + h1) / 2 % 360) / 360, (s0 + s1) / 2, (v0 + v1) / 2)
+
+
+COLOURS: dict[str, tuple[float, float, float]] = {name: _centre(name) for name in COLOUR_HSV}
+# the second colour of every pattern, for every colour: white, light grey, dark grey (one too close to the
+# base colour's value is skipped for white and black)
+NEUTRALS: dict[str, float] = {"white": 0.95, "light grey": 0.72, "dark grey": 0.20}
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus", "capsule")
 VOCABULARY = ("a", *COLOURS, *PATTERNS, *SHAPES)
