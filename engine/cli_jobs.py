@@ -8,7 +8,6 @@ import argparse
 import hashlib
 import json
 import logging
-import platform
 import sys
 import time
 from pathlib import Path
@@ -83,14 +82,49 @@ def _load_rig(path: str | None) -> dict[str, np.ndarray]:
         raise RequestError("cameras", f"cannot read camera rig {path}: {exc}") from exc
 
 
+class ProgressBar:
+    """A tqdm bar on stderr for a job's ProgressEvents (one bar per stage that optimises; other stages as lines).
+
+    Args:
+        desc: label of the bar (the task name; a staged task's stage name is appended).
+        quiet: show nothing.
+        bar_stages: stage names that advance the bar; every other stage prints a line when it starts.
+    """
+
+    def __init__(self, desc: str, quiet: bool = False, bar_stages: tuple[str, ...] = ("optimising",)):
+        self.desc, self.quiet, self.bar_stages = desc, quiet, bar_stages
+        self.bar, self.stage = None, None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if self.quiet:
+            return
+        if event.stage in self.bar_stages:
+            if self.bar is None or self.stage != event.stage:
+                self.close()
+                label = self.desc if self.bar_stages == ("optimising",) else f"{self.desc} {event.stage}"
+                self.bar = tqdm(total=event.total, unit="step", desc=label, dynamic_ncols=True)
+            self.bar.update(event.step - self.bar.n)
+            if event.step:
+                self.bar.set_postfix(loss=f"{event.loss:.4f}")
+        elif event.stage != self.stage and event.stage != "done":
+            self.close()
+            tqdm.write(f"{event.stage} …", file=sys.stderr)
+        self.stage = event.stage
+
+    def close(self) -> None:
+        """Close the current bar, if any."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def run_texture_files(args: argparse.Namespace) -> dict[str, Path]:
     """Texture `args.mesh` and write textured.glb, textured.obj/.mtl, texture.png, turntable.png, job.json."""
-    from tqdm import tqdm
-
-    from . import __version__
-    from .images import save_png
-    from .mesh import export_glb, export_obj, load_mesh
+    from .mesh import load_mesh
     from .mesh.axes import file_up_axis
+    from .tasks.common.outputs import write_job_record, write_textured_mesh
     from .tasks.texture import make_texture_job, run_texture
 
     params = _params_from_args(args).validate()
@@ -100,70 +134,31 @@ def run_texture_files(args: argparse.Namespace) -> dict[str, Path]:
     if mesh.uvs is not None:
         arrays["uvs"] = mesh.uvs
     job = make_texture_job(params, arrays)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    bar = None
-
-    def progress(event) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if event.stage == "optimising":
-            if bar is None:
-                bar = tqdm(total=event.total, unit="step", desc="texture", dynamic_ncols=True)
-            bar.update(event.step - bar.n)
-            if event.step:
-                bar.set_postfix(loss=f"{event.loss:.4f}")
-        elif event.stage in ("loading", "baking"):
-            tqdm.write(f"{event.stage} …", file=sys.stderr)
-
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    bar = ProgressBar("texture", quiet=args.quiet)
     t0 = time.time()
     try:
-        result = run_texture(job, progress=progress)
+        result = run_texture(job, progress=bar)
     finally:
-        if bar is not None:
-            bar.close()
-    textured = job.mesh.with_uvs(result.uvs)
-    files = {
-        "glb": export_glb(out / "textured.glb", textured, result.texture, up="y"),
-        "obj": export_obj(out, textured, result.texture, name="textured", up=up),
-        "texture": out / "texture.png",
-        "turntable": out / "turntable.png",
-        "job": out / "job.json",
-    }
-    save_png(files["turntable"], result.turntable)
-    record = {
-        "task": "texture",
-        "params": result.params,
-        "mesh": {"path": str(Path(args.mesh).resolve()), "sha256": hashlib.sha256(Path(args.mesh).read_bytes())
-                 .hexdigest(), "up_axis": up, "faces": int(len(job.mesh.faces)), "unwrapped": result.unwrapped},
-        "cameras": args.cameras,
-        "stats": result.stats,
-        "seconds": round(time.time() - t0, 2),
-        "versions": _versions(__version__),
-        "command": "python -m engine " + " ".join(_reproduce_argv(args, result.params)),
-    }
-    files["job"].write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        bar.close()
+    files = write_textured_mesh(args.out, job.mesh.with_uvs(result.uvs), result.texture, result.turntable,
+                                obj_up=up)
+    mesh_record = {"path": str(Path(args.mesh).resolve()),
+                   "sha256": hashlib.sha256(Path(args.mesh).read_bytes()).hexdigest(), "up_axis": up,
+                   "faces": int(len(job.mesh.faces)), "unwrapped": result.unwrapped}
+    write_job_record(files["job"], "texture", result.params, result.stats, _reproduce_argv(args, result.params),
+                     time.time() - t0, mesh=mesh_record, cameras=args.cameras)
     return files
 
 
-def _versions(engine_version: str) -> dict:
-    import diffusers
-    import torch
-    import transformers
-
-    return {"engine": engine_version, "python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
-
-
 def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
-    argv = ["texture", "--mesh", str(Path(args.mesh).resolve()), "--prompt", json.dumps(params["prompt"]),
+    argv = ["texture", "--mesh", str(Path(args.mesh).resolve()), "--prompt", params["prompt"],
             "--out", str(args.out), "--model", params["model"], "--quality", params["quality"],
             "--guidance", params["guidance"], "--steps", str(params["steps"]), "--batch-size",
             str(params["batch_size"]), "--lr", str(params["learning_rate"]), "--seed", str(params["seed"]),
             "--texture-size", str(params["texture_size"]), "--device", params["device"], "--up", args.up]
     if params["negative_prompt"]:
-        argv += ["--negative", json.dumps(params["negative_prompt"])]
+        argv += ["--negative", params["negative_prompt"]]
     if params["controlnets"]:
         argv += ["--controlnet", ",".join(params["controlnets"])]
     if args.cameras:
@@ -171,11 +166,17 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
     return argv
 
 
-def _run_reporting_errors(args: argparse.Namespace) -> tuple[int, dict[str, Path] | None]:
+def run_reporting_errors(run, args: argparse.Namespace) -> tuple[int, dict[str, Path] | None]:
+    """Call `run(args)`; a user-caused error becomes one `error: [code] message` line on stderr and status 2.
+
+    Args:
+        run: a `run_*_files(args) -> {kind: path}` function.
+        args: the parsed command line.
+    """
     from csd_blender.protocol.errors import ProtocolError
 
     try:
-        return 0, run_texture_files(args)
+        return 0, run(args)
     except ProtocolError as exc:  # EngineError, MeshError, RequestError, … : one clear line
         print(f"error: {exc}", file=sys.stderr)
         return 2, None
@@ -187,7 +188,7 @@ def _run_reporting_errors(args: argparse.Namespace) -> tuple[int, dict[str, Path
 def cmd_texture(args: argparse.Namespace) -> int:
     """`python -m engine texture …`: exit 0 with the output paths printed, 2 on a bad input."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    code, files = _run_reporting_errors(args)
+    code, files = run_reporting_errors(run_texture_files, args)
     if files:
         for kind, path in files.items():
             print(f"{kind:10s} {path}")
@@ -200,7 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.time()
     print(f"CSD demo: texturing {DEMO_MESH.name} with {args.prompt!r} on the toy prior ({args.device}) …",
           file=sys.stderr)
-    code, files = _run_reporting_errors(args)
+    code, files = run_reporting_errors(run_texture_files, args)
     if files:
         print(f"done in {time.time() - t0:.0f} s. Outputs in {Path(args.out).resolve()}:")
         for kind, path in files.items():

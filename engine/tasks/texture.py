@@ -9,9 +9,7 @@ own UVs (xatlas when it has none) with seam padding, and a turntable sheet of th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -27,18 +25,19 @@ from ..guidance import PromptEmbeddings, build_guidance
 from ..guidance.presets import auto_preset
 from ..guidance.views import VIEWS, view_names, view_prompt
 from ..images import png_bytes, sheet
-from ..mesh import Mesh, Normalization, bake, ensure_uvs, normalize, validate_mesh
+from ..mesh import Mesh, normalize, validate_mesh
 from ..registry import TASKS
-from ..render.cameras import Cameras, fixed_rig, orbit_cameras, orbit_from_angles
-from ..render.surface import depth_and_normal, hit_surface, shade_field, shade_uv_texture
+from ..render.surface import depth_and_normal, hit_surface, shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
+from .common.backgrounds import solid_backgrounds
+from .common.bake import bake_field
+from .common.outputs import image_sha256
+from .common.preview import field_preview_png
+from .common.turntable import TURNTABLE_VIEWS, mesh_turntable, render_turntable
+from .common.views import OrbitRanges, ViewSampler
 from .quality import quality_for
 
 logger = logging.getLogger(__name__)
-
-PREVIEW_VIEW = dict(elevation=20.0, azimuth=35.0, distance=1.8, fov=45.0)
-TURNTABLE_VIEWS = 8
-
 
 @dataclass
 class TextureJob:
@@ -128,93 +127,9 @@ def resolve_params(params: TextureParams, family: str, resolution: int) -> Textu
     )
 
 
-class _Views:
-    """Samples the training views: orbit ranges, or the user's rig with a random rotation jitter about the object."""
-
-    def __init__(self, params: TextureParams, norm: Normalization, rig: tuple[np.ndarray, np.ndarray] | None,
-                 size: int, generator: torch.Generator):
-        self.params, self.size, self.gen = params, size, generator
-        self.rig: Cameras | None = None
-        if rig is not None:
-            c2w = torch.tensor(rig[0], dtype=torch.float32)
-            intr = torch.tensor(rig[1], dtype=torch.float32)
-            c2w[:, :3, 3] = (c2w[:, :3, 3] - torch.tensor(norm.center, dtype=torch.float32)) * norm.scale
-            # keep each rig camera's vertical field of view and principal-point offset on a square render
-            scale = size / intr[:, 5]
-            fy = intr[:, 1] * scale
-            cx = (intr[:, 2] - (intr[:, 4] - 1) / 2) * scale + (size - 1) / 2
-            cy = (intr[:, 3] - (intr[:, 5] - 1) / 2) * scale + (size - 1) / 2
-            square = torch.stack([fy * intr[:, 0] / intr[:, 1], fy, cx, cy,
-                                  torch.full_like(fy, size), torch.full_like(fy, size)], dim=1)
-            self.rig = fixed_rig(c2w, square)
-
-    def sample(self, n: int) -> Cameras:
-        p = self.params
-        if self.rig is None:
-            return orbit_cameras(n, elevation_deg=tuple(p.elevation_range), azimuth_deg=tuple(p.azimuth_range),
-                                 distance=tuple(p.distance_range), fov_deg=tuple(p.fov_range), width=self.size,
-                                 height=self.size, uniform_azimuth=n > 1, generator=self.gen)
-        idx = torch.randint(0, len(self.rig), (n,), generator=self.gen)
-        cams = self.rig.subset(idx)
-        if p.camera_jitter > 0:
-            cams = Cameras(_jitter(cams.c2w, p.camera_jitter, self.gen), cams.fx, cams.fy, cams.cx, cams.cy,
-                           cams.width, cams.height)
-        return cams
-
-
-def _jitter(c2w: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
-    """Rotate each camera about the object centre by a random angle up to `amount`·45° (Rodrigues)."""
-    n = c2w.shape[0]
-    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=1)
-    angle = torch.rand(n, generator=gen) * amount * math.pi / 4
-    k = torch.zeros(n, 3, 3)
-    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-    k = k - k.transpose(1, 2)
-    rot = torch.eye(3) + torch.sin(angle)[:, None, None] * k + (1 - torch.cos(angle))[:, None, None] * (k @ k)
-    out = c2w.clone()
-    out[:, :3, :3] = rot @ c2w[:, :3, :3]
-    out[:, :3, 3] = (rot @ c2w[:, :3, 3:])[..., 0]
-    return out
-
-
-def _backgrounds(mode: str, n: int, gen: torch.Generator) -> torch.Tensor:
-    """(n, 3) background colours: random light solid colours (the toy prior's and SDS practice), or fixed."""
-    if mode == "random":
-        return 0.55 + 0.45 * torch.rand(n, 3, generator=gen)
-    return {"white": torch.ones(n, 3), "black": torch.zeros(n, 3), "gray": torch.full((n, 3), 0.5)}[mode]
-
-
-def fixed_views(n: int, size: int, elevation: float = 15.0, distance: float = 2.2, fov: float = 45.0,
-                start_azimuth: float = 0.0) -> Cameras:
-    """`n` cameras evenly spaced in azimuth at one elevation (turntable and tests)."""
-    az = torch.arange(n, dtype=torch.float64) * (360.0 / n) + start_azimuth
-    return orbit_from_angles(torch.full((n,), elevation), az, torch.full((n,), distance), torch.full((n,), fov),
-                             size, size)
-
-
-def render_turntable(mesh_n: Mesh, image: np.ndarray, uvs: np.ndarray, size: int = 256,
-                     views: int = TURNTABLE_VIEWS) -> np.ndarray:
-    """(views, size, size, 3) renders of the normalised mesh textured with `image` through `uvs`, white background."""
-    cams = fixed_views(views, size)
-    with torch.no_grad():
-        out = shade_uv_texture(cams, torch.tensor(mesh_n.vertices), torch.tensor(mesh_n.faces, dtype=torch.int32),
-                               torch.tensor(uvs), torch.tensor(image[..., :3]), torch.ones(views, 3))
-    return out.numpy()
-
-
 def result_views(result: "TextureResult", size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
     """(views, size, size, 3) turntable renders of a result's baked texture on its (normalised) mesh."""
-    mesh_n, _ = normalize(result.mesh)
-    return render_turntable(mesh_n, result.texture, result.uvs, size=size, views=views)
-
-
-def _preview(field_model: TextureField, verts: torch.Tensor, faces: torch.Tensor, size: int) -> bytes:
-    v = PREVIEW_VIEW
-    cams = orbit_from_angles(torch.tensor([v["elevation"]]), torch.tensor([v["azimuth"]]),
-                             torch.tensor([v["distance"]]), torch.tensor([v["fov"]]), size, size).to(verts.device)
-    with torch.no_grad():
-        img = shade_field(field_model, hit_surface(cams, verts, faces), torch.ones(1, 3, device=verts.device))
-    return png_bytes(img[0].float().cpu().numpy())
+    return mesh_turntable(result.mesh, result.texture, result.uvs, size=size, views=views)
 
 
 def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
@@ -267,7 +182,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         field_model = TextureField(TextureFieldConfig(max_resolution=q.max_resolution,
                                                       log2_hashmap_size=q.log2_hashmap_size)).to(device)
     opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15)
-    views = _Views(p, norm, (job.c2w, job.intrinsics) if job.c2w is not None else None, p.render_size, gen)
+    views = ViewSampler(OrbitRanges.from_params(p), p.render_size, gen,
+                        rig=(job.c2w, job.intrinsics) if job.c2w is not None else None, norm=norm,
+                        jitter=p.camera_jitter)
 
     timings = dict.fromkeys(("render", "to_model_space", "unet", "backward", "optimiser", "bake"), 0.0)
     unet_calls, loss_value, last_loss, partial, steps_run = 0, float("nan"), None, False, 0
@@ -282,7 +199,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         t0 = time.perf_counter()
         cams = views.sample(p.batch_size).to(device)
         hits = hit_surface(cams, verts, faces)
-        image = shade_field(field_model, hits, _backgrounds(p.background, p.batch_size, gen).to(device))
+        image = shade_field(field_model, hits, solid_backgrounds(p.background, p.batch_size, gen).to(device))
         control = None
         if prior.controlnets:
             depth, normal = depth_and_normal(cams, hits, face_normals)
@@ -309,16 +226,14 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
             elapsed = time.perf_counter() - t_start
             rate = (time.perf_counter() - t_loop) / steps_run
             emit(ProgressEvent("optimising", steps_run, p.steps, loss_value, elapsed, rate * (p.steps - steps_run),
-                               _preview(field_model, verts, faces, p.preview_size)))
+                               field_preview_png(field_model, verts, faces, p.preview_size)))
 
     if last_loss is not None:
         loss_value = float(last_loss)
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     t0 = time.perf_counter()
-    uvs, unwrapped = ensure_uvs(job.mesh)
-    with torch.no_grad():
-        texture = bake(lambda pts: field_model(pts.to(device)).float().cpu(),
-                       dataclasses.replace(mesh_n, uvs=uvs), p.texture_size)
+    baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device)
+    texture, uvs, unwrapped = baked.image, baked.uvs, baked.unwrapped
     timings["bake"] = time.perf_counter() - t0
     turntable = sheet(render_turntable(mesh_n, texture, uvs), cols=4)
     stats = {
@@ -326,10 +241,10 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
         "prior_family": prior.family, "view_prompts": view_conds is not None, "dropped_faces": job.dropped_faces,
-        "texture_sha256": hashlib.sha256(np.ascontiguousarray(texture).tobytes()).hexdigest(),
+        "texture_sha256": image_sha256(texture),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
-    return TextureResult(texture=texture, uvs=uvs.astype(np.float32), unwrapped=unwrapped, mesh=job.mesh,
+    return TextureResult(texture=texture, uvs=uvs, unwrapped=unwrapped, mesh=job.mesh,
                          turntable=turntable, params=p.to_dict(), stats=stats, partial=partial)
 
 

@@ -1,0 +1,43 @@
+"""Bake a colour field into a mesh's UVs (the user's, else xatlas) with seam padding — one path for every task."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ...mesh import Mesh, bake, ensure_uvs
+
+
+@dataclass
+class BakedTexture:
+    """A baked texture and the UVs it belongs to.
+
+    Attributes:
+        image: (S, S, C) float32, top row first (row 0 ↔ v = 1).
+        uvs: (F, 3, 2) float32 per-corner UVs of the mesh's faces.
+        unwrapped: True when xatlas made the UVs, False when the mesh's own were kept.
+    """
+
+    image: np.ndarray
+    uvs: np.ndarray
+    unwrapped: bool
+
+
+def bake_field(field: Callable[[torch.Tensor], torch.Tensor], mesh: Mesh, mesh_n: Mesh, size: int,
+               device: torch.device | str = "cpu") -> BakedTexture:
+    """Bake `field` (defined in the normalised frame) into `mesh`'s UVs, unwrapping with xatlas when it has none.
+
+    Args:
+        field: points (N, 3) in the normalised frame → colours (N, C).
+        mesh: world-space mesh (its UVs are used when present; xatlas results are cached per mesh).
+        mesh_n: the same mesh normalised (same faces), where the field is evaluated.
+        size: texture width = height.
+        device: the field's device.
+    """
+    uvs, unwrapped = ensure_uvs(mesh)
+    with torch.no_grad():
+        image = bake(lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size)
+    return BakedTexture(image=image, uvs=uvs.astype(np.float32), unwrapped=unwrapped)
