@@ -69,17 +69,21 @@ class JobState:
     cancelling_since: float | None = None
     previews: int = 0
     preview_name: str = ""            # the image datablock showing the live preview
+    batch_index: int = 0              # this job's place in its operator's batch (0-based)
+    batch_total: int = 1              # jobs in the batch (Texture Selected Objects: one per mesh)
 
     @property
     def fraction(self) -> float:
-        """Progress in [0, 1]."""
-        return min(1.0, self.step / self.total) if self.total else 0.0
+        """Progress of the whole batch in [0, 1]."""
+        job = min(1.0, self.step / self.total) if self.total else 0.0
+        return min(1.0, (self.batch_index + job) / max(1, self.batch_total))
 
     def text(self) -> str:
-        """One line: stage, step/total, ETA."""
+        """One line: [object i/n,] stage, step/total, ETA."""
         if self.cancel_requested:
             return "Cancelling..."
-        parts = [self.stage.capitalize()]
+        parts = [f"{self.target} {self.batch_index + 1}/{self.batch_total}"] if self.batch_total > 1 else []
+        parts.append(self.stage.capitalize())
         if self.total:
             parts.append(f"step {self.step}/{self.total}")
         if self.eta_s is not None and self.eta_s == self.eta_s:

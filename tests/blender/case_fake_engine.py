@@ -318,7 +318,7 @@ def test_cancel_restores_a_reused_preview_and_success_keeps_it(engine, session):
 @pytest.fixture
 def modal(engine, session, monkeypatch):
     ops = bpy_env.submodule("operators_jobs")
-    monkeypatch.setattr(ops, "run_synchronously", lambda: False)
+    monkeypatch.setattr(bpy_env.submodule("job_operator"), "run_synchronously", lambda: False)
 
     def start():
         assert bpy.ops.csd.texture_from_text("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
