@@ -8,6 +8,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,9 @@ def add_demo_parser(subparsers) -> None:
 def _add_job_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--negative", default="", help="negative prompt (CSD pushes away from it)")
     p.add_argument("--model", default="toy", help="toy | hub id (e.g. runwayml/stable-diffusion-v1-5) | local folder")
-    p.add_argument("--controlnet", default="", help="comma-separated: depth,normal,canny (Stable Diffusion 1.5)")
+    p.add_argument("--controlnet", action="append", default=[], metavar="KIND[=SOURCE]",
+                   help="ControlNet conditioning (Stable Diffusion 1.5), repeatable or comma-separated: depth, "
+                        "normal, canny, each optionally =hub id or local folder (depth=/models/cn-depth)")
     p.add_argument("--quality", default="balanced", choices=("fast", "balanced", "best"))
     p.add_argument("--guidance", default="auto", help="guidance preset (auto, csd-if, csd-sd-refine, sds-sd, ...)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: from --quality)")
@@ -58,12 +61,28 @@ def _add_job_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def split_controlnet_arg(text: str) -> list[str]:
+    """One --controlnet value as ControlNet specs: "depth=/a,b/cn,canny" → ["depth=/a,b/cn", "canny"].
+
+    A comma separates entries only where a ControlNet kind follows it (alone or with "="), so folder paths
+    that contain commas survive.
+
+    Args:
+        text: the option's value.
+    """
+    from csd_blender.protocol.jobs import CONTROLNET_KINDS
+
+    kinds = "|".join(CONTROLNET_KINDS)
+    parts = re.split(rf",\s*(?=(?:{kinds})\s*(?:=|,|$))", text)
+    return [part.strip() for part in parts if part.strip()]
+
+
 def _params_from_args(args: argparse.Namespace):
     from csd_blender.protocol.jobs import TextureParams
 
     return TextureParams(
         prompt=args.prompt, negative_prompt=args.negative, model=args.model,
-        controlnets=[c.strip() for c in args.controlnet.split(",") if c.strip()], quality=args.quality,
+        controlnets=[spec for arg in args.controlnet for spec in split_controlnet_arg(arg)], quality=args.quality,
         guidance=args.guidance, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         texture_size=args.texture_size, seed=args.seed, device=args.device, progress_every=args.progress_every,
     )
@@ -160,7 +179,8 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
     if params["negative_prompt"]:
         argv += ["--negative", params["negative_prompt"]]
     if params["controlnets"]:
-        argv += ["--controlnet", ",".join(params["controlnets"])]
+        for spec in params["controlnets"]:
+            argv += ["--controlnet", spec]
     if args.cameras:
         argv += ["--cameras", str(args.cameras)]
     return argv

@@ -21,6 +21,7 @@ MAX_STEPS = 100_000
 MAX_CAMERAS = 256
 QUALITY_PRESETS = ("fast", "balanced", "best")
 CONTROLNET_KINDS = ("depth", "normal", "canny")
+MAX_MODEL_CHARS = 512           # hub id or folder path of a model or ControlNet
 BACKGROUNDS = ("random", "white", "black", "gray")
 
 
@@ -42,6 +43,33 @@ def check_prompt(field_name: str, value: Any, *, allow_empty: bool) -> None:
         raise _fail(field_name, "is not valid UTF-8 (it contains a lone surrogate)", ErrorCode.BAD_PROMPT) from None
     if any(ord(c) < 32 and c not in "\t\n" for c in value):
         raise _fail(field_name, "contains control characters", ErrorCode.BAD_PROMPT)
+
+
+def split_controlnet_spec(spec: Any) -> tuple[str, str]:
+    """A ControlNet entry as (kind, source): "depth" -> ("depth", ""), "depth=/models/cn" -> ("depth", "/models/cn").
+
+    The source is a hub id or a local folder (offline studios keep weights in folders); "" means the engine's
+    default ControlNet for that kind.
+
+    Args:
+        spec: one entry of `controlnets`.
+
+    Raises:
+        ProtocolError: not a string, an unknown kind, an empty or over-long source, control characters.
+    """
+    if not isinstance(spec, str):
+        raise _fail("controlnets", f"entries must be strings, got {type(spec).__name__}")
+    kind, sep, source = spec.partition("=")
+    kind, source = kind.strip(), source.strip()
+    if kind not in CONTROLNET_KINDS:
+        raise _fail("controlnets", f"unknown ControlNet {kind!r}; choose from {', '.join(CONTROLNET_KINDS)}, "
+                                   "optionally as kind=hub id or folder (depth=/models/controlnet-depth)")
+    if sep and not source:
+        raise _fail("controlnets", f"{kind}=: give a hub id or a folder after '=' (or just {kind!r})")
+    if len(source) > MAX_MODEL_CHARS or any(ord(c) < 32 for c in source):
+        raise _fail("controlnets", f"{kind}: the source must be a hub id or a folder path of at most "
+                                   f"{MAX_MODEL_CHARS} characters without control characters")
+    return kind, source
 
 
 def _check_range(name: str, value: float, lo: float, hi: float) -> None:
@@ -138,7 +166,7 @@ class TextureParams(_Params):
     prompt: str
     negative_prompt: str = ""
     model: str = "toy"                     # "toy", a hub id or a local diffusers folder
-    controlnets: list = field(default_factory=list)           # subset of CONTROLNET_KINDS
+    controlnets: list = field(default_factory=list)           # "depth" or "depth=hub id or folder"
     controlnet_scales: list = field(default_factory=list)     # one per ControlNet (default 1.0)
     quality: str = "balanced"              # QUALITY_PRESETS: sets steps, batch size, texture size defaults
     guidance: str = "auto"                 # guidance preset name, or "auto" (chosen for the prior)
@@ -164,13 +192,11 @@ class TextureParams(_Params):
         """Raise ProtocolError naming the first field out of range; return self."""
         check_prompt("prompt", self.prompt, allow_empty=False)
         check_prompt("negative_prompt", self.negative_prompt, allow_empty=True)
-        if not isinstance(self.model, str) or not self.model.strip() or len(self.model) > 512:
+        if not isinstance(self.model, str) or not self.model.strip() or len(self.model) > MAX_MODEL_CHARS:
             raise _fail("model", "must be 'toy', a hub id or a local folder path")
-        for kind in self.controlnets:
-            if kind not in CONTROLNET_KINDS:
-                raise _fail("controlnets", f"unknown ControlNet {kind!r}; choose from {', '.join(CONTROLNET_KINDS)}")
-        if len(set(self.controlnets)) != len(self.controlnets):
-            raise _fail("controlnets", "lists a ControlNet twice")
+        kinds = [split_controlnet_spec(spec)[0] for spec in self.controlnets]
+        if len(set(kinds)) != len(kinds):
+            raise _fail("controlnets", f"lists a ControlNet twice: {', '.join(kinds)}")
         if self.controlnet_scales and len(self.controlnet_scales) != len(self.controlnets):
             raise _fail("controlnet_scales", "needs one scale per ControlNet")
         for s in self.controlnet_scales:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from csd_blender.protocol.errors import ProtocolError
 from engine.errors import EngineError, ErrorCode, RequestError
 
 logger = logging.getLogger(__name__)
@@ -23,16 +24,19 @@ DEFAULT_CONTROLNET_IDS = {
 def parse_controlnet_spec(spec: str) -> tuple[str, str]:
     """ "depth" → ("depth", default id); "depth=/path/or/hub-id" → ("depth", that model).
 
+    The syntax is the protocol's (`csd_blender.protocol.jobs.split_controlnet_spec`), so what the add-on and the
+    command line accept is what loads here.
+
     Args:
         spec: a condition name, optionally with `=model`.
     """
-    name, _, model = spec.partition("=")
-    name = name.strip()
-    if name not in DEFAULT_CONTROLNET_IDS:
-        raise RequestError(
-            "controlnets", f"unknown ControlNet {name!r}; choose from {', '.join(DEFAULT_CONTROLNET_IDS)}"
-        )
-    return name, (model.strip() or DEFAULT_CONTROLNET_IDS[name])
+    from csd_blender.protocol.jobs import split_controlnet_spec
+
+    try:
+        name, source = split_controlnet_spec(spec)
+    except ProtocolError as exc:
+        raise RequestError("controlnets", exc.message.removeprefix("controlnets: ")) from None
+    return name, (source or DEFAULT_CONTROLNET_IDS[name])
 
 
 def _box_blur(x: Tensor, k: int) -> Tensor:
