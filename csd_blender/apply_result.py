@@ -1,17 +1,21 @@
-"""Put a finished texture job into the scene non-destructively: new image, material, slot, maybe a UV map.
+"""Put a finished texture job into the scene without losing the file's layout.
 
-Nothing is created before the result is complete; if applying fails half-way, what was created is removed
-again, so a failed job leaves the file as it was. The previous material stays in its slot and in the file.
+Each material slot gets a copy of its own material with Base Color driven by the new image, in the same slot,
+so face material indices never change (result_materials); the result is recorded in the object's Results
+list and replaces the previous CSD result unless previous results are kept (results). Nothing is created
+before the result is complete; if applying fails half-way, what was created is removed again, so a failed
+job leaves the file as it was. The user's materials stay in the file, untouched.
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import convert
+from . import convert, result_image, result_materials, results
 from .job_params import PARAMS_KEY, RESOLVED_KEY
 
 log = logging.getLogger(__name__)
@@ -24,10 +28,25 @@ class AppliedTexture:
     """What apply_texture created."""
 
     image: object
-    material: object
-    uv_name: str
-    slot_index: int
-    new_uv_map: bool
+    materials: list = field(default_factory=list)     # one per slot, slot order
+    uv_name: str = ""
+    new_uv_map: bool = False
+    result_id: str = ""
+
+
+@dataclass
+class StoreOptions:
+    """How results are kept (Scene.csd settings).
+
+    Args:
+        keep_previous: keep earlier results as variants instead of replacing them.
+        depth: 8 or 16 bits per channel in the texture PNG.
+        pack: pack the PNG into the .blend; False saves it to csd_textures/ beside the .blend.
+    """
+
+    keep_previous: bool = False
+    depth: int = 8
+    pack: bool = True
 
 
 def check_texture(texture: np.ndarray, uvs: np.ndarray | None, n_faces: int) -> None:
@@ -46,54 +65,10 @@ def check_texture(texture: np.ndarray, uvs: np.ndarray | None, n_faces: int) -> 
         raise ValueError(f"uvs: expected ({n_faces}, 3, 2) for the {n_faces} triangles sent, got {uvs.shape}")
 
 
-def _principled(node_tree):
-    for node in node_tree.nodes:
-        if node.type == "BSDF_PRINCIPLED":
-            return node
-    bsdf = node_tree.nodes.new("ShaderNodeBsdfPrincipled")
-    output = next((n for n in node_tree.nodes if n.type == "OUTPUT_MATERIAL"), None)
-    if output is None:
-        output = node_tree.nodes.new("ShaderNodeOutputMaterial")
-    node_tree.links.new(bsdf.outputs["BSDF"], output.inputs["Surface"])
-    return bsdf
-
-
-def build_material(name: str, image, uv_name: str):
-    """A new material: Principled BSDF base colour <- Image Texture <- UV Map node naming `uv_name`.
-
-    Args:
-        name: material name.
-        image: the bpy Image.
-        uv_name: the UV map the texture was made for.
-    """
-    import bpy
-
-    mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:              # Blender < 5.0 creates materials without nodes
-        mat.use_nodes = True
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    bsdf = _principled(mat.node_tree)
-    tex = nodes.new("ShaderNodeTexImage")
-    tex.name = tex.label = "CSD Texture"
-    tex.image = image
-    tex.location = (bsdf.location.x - 400, bsdf.location.y)
-    uv = nodes.new("ShaderNodeUVMap")
-    uv.name = uv.label = "CSD UV Map"
-    uv.uv_map = uv_name
-    uv.location = (tex.location.x - 250, tex.location.y - 100)
-    links.new(uv.outputs["UV"], tex.inputs["Vector"])
-    links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    return mat
-
-
-def _tag(datablock, params_json: str, resolved_json: str) -> None:
-    datablock[PARAMS_KEY] = params_json
-    datablock[RESOLVED_KEY] = resolved_json
-
-
 def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: np.ndarray | None,
-                  meta: dict, params_json: str, name: str = "CSD Texture") -> AppliedTexture:
-    """Create the result datablocks and assign the new material to every face of `obj`.
+                  meta: dict, params_json: str, name: str = "CSD Texture",
+                  options: StoreOptions | None = None, task: str = "texture") -> AppliedTexture:
+    """Store the texture, give every slot a textured copy of its material, record and apply the result.
 
     Args:
         obj: the mesh object the job was run on.
@@ -102,13 +77,16 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
         uvs: (F,3,2) float32 per-corner UVs the texture was baked for.
         meta: the result's meta ("unwrapped", "params").
         params_json: the request's parameters as stored for reproduction (job_params.dumps_params).
-        name: base name of the image and material.
+        name: base name of the image and materials.
+        options: how to keep results (default: replace the previous result, 8-bit PNG, packed).
+        task: the protocol task that made the texture.
 
     Raises:
-        ValueError: the result does not fit the mesh (nothing is left behind).
+        ValueError: the result does not fit the mesh, or cannot be stored (nothing is left behind).
     """
     import bpy
 
+    options = options or StoreOptions()
     unwrapped = bool(meta.get("unwrapped", mesh_info.uv_name is None))
     # the returned UVs matter only when the engine made them; with the user's UVs the UV map is used as is
     check_texture(texture, uvs if unwrapped else None, mesh_info.faces.shape[0])
@@ -117,40 +95,61 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
     if unwrapped and not mesh_info.maps_to_original:
         raise ValueError(f"{obj.name!r}: its modifiers change the topology, so the engine's UV unwrap cannot "
                          "be written back; add a UV map or apply the modifiers")
-    resolved_json = json.dumps(meta.get("params", {}), sort_keys=True)
+    resolved = meta.get("params", {}) if isinstance(meta.get("params"), dict) else {}
     mesh = obj.data
     if unwrapped and len(mesh.loops) != mesh_info.n_loops:
         raise ValueError(f"{obj.name!r} was edited while the job ran ({mesh_info.n_loops} corners then, "
                          f"{len(mesh.loops)} now); run the job again")
-    created_image = material = layer = None
-    slot_index = -1
-    old_indices = np.empty(len(mesh.polygons), dtype=np.int32)
-    mesh.polygons.foreach_get("material_index", old_indices)
+    result_id = results.new_result_id()
+    image = layer = rec = None
+    materials: list = []
+    uv_name = mesh_info.uv_name
+    snapshot = results.snapshot_slots(obj)
+    had_keys = {k: obj[k] for k in (PARAMS_KEY, RESOLVED_KEY) if k in obj}
     try:
-        created_image = convert.image_from_array(name, texture, srgb=True, pack=True)
-        _tag(created_image, params_json, resolved_json)
+        image = result_image.store_texture(name, texture, depth=options.depth, pack=options.pack)
+        image[result_materials.RESULT_KEY] = result_id
+        image[PARAMS_KEY] = params_json
+        image[RESOLVED_KEY] = json.dumps(resolved, sort_keys=True)
         if unwrapped:
             layer = convert.write_uv_layer(mesh, CSD_UV_NAME, uvs, mesh_info.tri_loops)
             uv_name = layer.name
-        else:
-            uv_name = mesh_info.uv_name
-        material = build_material(name, created_image, uv_name)
-        _tag(material, params_json, resolved_json)
-        mesh.materials.append(material)
-        slot_index = len(mesh.materials) - 1
-        mesh.polygons.foreach_set("material_index", np.full(len(mesh.polygons), slot_index, dtype=np.int32))
+        sources = results.slot_sources(obj)
+        for i, source in enumerate(sources):
+            if len(sources) == 1:
+                mat_name = name
+            else:
+                mat_name = f"{name} ({source.name if source is not None else f'slot {i + 1}'})"
+            mat = result_materials.result_material(source, mat_name[:63], image, uv_name, result_id)
+            mat[PARAMS_KEY] = params_json
+            mat[RESOLVED_KEY] = image[RESOLVED_KEY]
+            materials.append(mat)
+        rec = results.add_result(obj, image=image, materials=materials, uv_name=uv_name,
+                                 params_json=params_json, resolved=resolved, result_id=result_id, task=task)
+        results.apply(obj, rec)
         mesh.update()
-        _tag(obj, params_json, resolved_json)
     except Exception:
         log.exception("applying the texture result failed; removing what was created")
-        if slot_index >= 0:
-            mesh.materials.pop(index=slot_index)
-            mesh.polygons.foreach_set("material_index", old_indices)
-        if material is not None:
-            bpy.data.materials.remove(material)
+        results.restore_slots(obj, snapshot)
+        if rec is not None:
+            idx = next(i for i, r in enumerate(obj.csd.results) if r.result_id == result_id)
+            obj.csd.results.remove(idx)
+            obj.csd.active_result = max(0, min(obj.csd.active_result, len(obj.csd.results) - 1))
+        for key in (PARAMS_KEY, RESOLVED_KEY):
+            if key in had_keys:
+                obj[key] = had_keys[key]
+            elif key in obj:
+                del obj[key]
+        for mat in materials:
+            bpy.data.materials.remove(mat)
         if layer is not None:
             mesh.uv_layers.remove(mesh.uv_layers[uv_name])
-        if created_image is not None:
-            bpy.data.images.remove(created_image)
+        if image is not None:
+            path = bpy.path.abspath(image.filepath) if image.packed_file is None and image.filepath else ""
+            bpy.data.images.remove(image)
+            if path and os.path.isfile(path):
+                os.remove(path)
         raise
-    return AppliedTexture(created_image, material, uv_name, slot_index, unwrapped)
+    if not options.keep_previous:
+        results.remove_others(obj, rec)
+    return AppliedTexture(image, materials, uv_name, unwrapped, result_id)

@@ -17,6 +17,7 @@ from .engine_session import SESSION
 from .operators_engine import redraw_ui
 from .job_operator import JobRefused, JobRequest, ModalJobOperator, run_synchronously  # noqa: F401
 from .protocol.errors import ProtocolError
+from .protocol.jobs import MAX_PROMPT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,16 @@ def rig_cameras(settings) -> list:
                   key=lambda o: o.name)
 
 
+def settings_block_reason(settings) -> str:
+    """Why the job settings cannot make a job ("" when they can): prompt limits and texture storage."""
+    for label, text in (("prompt", settings.prompt), ("negative prompt", settings.negative_prompt)):
+        if len(text) > MAX_PROMPT_CHARS:
+            return f"The {label} is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}: shorten it"
+    if settings.texture_storage == "FILE" and not bpy.data.filepath:
+        return "Save the .blend first (textures are stored beside it), or choose Packed storage"
+    return ""
+
+
 def texture_block_reason(context) -> str:
     """Why Generate Texture cannot run now ("" when it can)."""
     obj = context.active_object
@@ -44,6 +55,9 @@ def texture_block_reason(context) -> str:
     settings = context.scene.csd
     if not settings.prompt.strip():
         return "Enter a prompt"
+    reason = settings_block_reason(settings)
+    if reason:
+        return reason
     if SESSION.job is not None:
         return "A job is already running"
     if SESSION.starting:
@@ -101,9 +115,18 @@ def apply_texture_result(context, request: JobRequest, result) -> str:
     applied = apply_result.apply_texture(obj, request.data, np.asarray(texture, np.float32),
                                          None if uvs is None else np.asarray(uvs, np.float32),
                                          result.meta, job_params.dumps_params(params),
-                                         name=f"CSD {params.prompt[:40]}")
+                                         name=f"CSD {params.prompt[:40]}",
+                                         options=store_options(context.scene.csd))
     size = f"{applied.image.size[0]}x{applied.image.size[1]}"
-    return f"Texture {size} applied to {obj.name!r} as material {applied.material.name!r}"
+    names = ", ".join(repr(m.name) for m in applied.materials)
+    return f"Texture {size} applied to {obj.name!r} ({len(applied.materials)} material(s): {names})"
+
+
+def store_options(settings) -> apply_result.StoreOptions:
+    """How results are kept, from Scene.csd."""
+    return apply_result.StoreOptions(keep_previous=bool(settings.keep_previous_results),
+                                     depth=int(settings.texture_depth),
+                                     pack=settings.texture_storage == "PACK")
 
 
 class CSD_OT_texture_from_text(ModalJobOperator, bpy.types.Operator):

@@ -49,18 +49,19 @@ def decode_png(png: bytes, tag: str = "decode") -> tuple[np.ndarray, int, int]:
 
 
 class LivePreview:
-    """Shows one job's preview PNGs in an image datablock.
+    """Shows one job's (or batch's) preview PNGs in the file's one "CSD Preview" image.
 
-    The job reuses an existing "CSD Preview" of the right size (remembering its pixels) or creates one.
-    `discard()` (failed or cancelled job) removes what it created and restores what it reused, so the file is
-    left as it was; `keep()` packs the image so a saved file keeps it.
+    The job reuses the existing "CSD Preview" whatever its size (remembering its size and pixels) or creates
+    it, so a file never collects "CSD Preview.001", ".002", .... `discard()` (failed or cancelled job) removes
+    what it created and restores what it reused, so the file is left as it was; `keep()` packs the image so a
+    saved file keeps it.
     """
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.name = ""                       # the datablock in use
         self.created = False
-        self._original: np.ndarray | None = None
+        self._original: tuple[np.ndarray, int, int] | None = None   # reused image: pixels, width, height
 
     def update(self, png: bytes) -> None:
         """Show `png` (bytes of a PNG file).
@@ -72,23 +73,20 @@ class LivePreview:
 
         flat, w, h = decode_png(png, self.job_id[:12])
         image = bpy.data.images.get(self.name) if self.name else None
-        if image is not None and tuple(image.size) != (w, h):
-            if self.created:
-                image.scale(w, h)
-            else:                             # leave the reused one as it was and use our own
-                self._restore(image)
-                image = None
         if image is None:
-            existing = bpy.data.images.get(PREVIEW_NAME)
-            if (existing is not None and not self.name and existing.source == "GENERATED"
-                    and tuple(existing.size) == (w, h)):
-                image = existing
-                self._original = np.empty(w * h * 4, dtype=np.float32)
-                image.pixels.foreach_get(self._original)
+            image = bpy.data.images.get(PREVIEW_NAME)
+            if image is not None:
+                ow, oh = image.size
+                original = np.empty(ow * oh * 4, dtype=np.float32)
+                if ow and oh:
+                    image.pixels.foreach_get(original)
+                self._original = (original, ow, oh)
             else:
                 image = bpy.data.images.new(PREVIEW_NAME, width=w, height=h, alpha=True)
                 self.created = True
             self.name = image.name
+        if tuple(image.size) != (w, h):
+            image.scale(w, h)
         image.pixels.foreach_set(flat)
         image.update()
         if image.preview is not None:
@@ -102,8 +100,12 @@ class LivePreview:
 
     def _restore(self, image) -> None:
         if self._original is not None:
-            image.pixels.foreach_set(self._original)
-            image.update()
+            pixels, w, h = self._original
+            if w and h:
+                if tuple(image.size) != (w, h):
+                    image.scale(w, h)
+                image.pixels.foreach_set(pixels)
+                image.update()
             self._original = None
 
     def discard(self) -> None:

@@ -5,6 +5,7 @@ import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
+from . import result_props
 from .protocol.jobs import MAX_PROMPT_CHARS, TEXTURE_SIZE_RANGE
 
 QUALITY_ITEMS = [
@@ -17,6 +18,14 @@ CONTROLNET_ITEMS = [
     ("depth", "Depth", "Condition the diffusion model on the rendered depth"),
     ("normal", "Normal", "Condition the diffusion model on the rendered normals"),
     ("canny", "Canny", "Condition the diffusion model on edges of the render"),
+]
+TEXTURE_DEPTH_ITEMS = [
+    ("8", "8-bit", "8-bit sRGB PNG (a quarter of the size of 16-bit)"),
+    ("16", "16-bit", "16-bit sRGB PNG (no banding in smooth gradients)"),
+]
+TEXTURE_STORAGE_ITEMS = [
+    ("PACK", "Packed", "Pack the texture PNG into the .blend file"),
+    ("FILE", "Beside .blend", "Save the texture PNG in a csd_textures folder next to the saved .blend"),
 ]
 CAMERA_MODE_ITEMS = [
     ("AUTO", "Automatic Orbit", "The engine samples random views on an orbit around the object"),
@@ -31,10 +40,12 @@ def _collection_has_camera(_self, collection) -> bool:
 class CSDSettings(bpy.types.PropertyGroup):
     """Settings of the texture job (Scene.csd)."""
 
-    prompt: StringProperty(name="Prompt", description="What the texture should show",
-                           default="", maxlen=MAX_PROMPT_CHARS)
-    negative_prompt: StringProperty(name="Negative Prompt", description="What the texture should not show",
-                                    default="", maxlen=MAX_PROMPT_CHARS)
+    # no maxlen: Blender would cut a pasted prompt silently; the panel shows the count and jobs refuse >limit
+    prompt: StringProperty(name="Prompt", default="",
+                           description=f"What the texture should show (at most {MAX_PROMPT_CHARS} characters)")
+    negative_prompt: StringProperty(name="Negative Prompt", default="",
+                                    description=f"What the texture should not show (at most {MAX_PROMPT_CHARS} "
+                                                "characters)")
     model: StringProperty(name="Model", default="",
                           description="Diffusion model: 'toy', a hub id or a local folder; empty uses the "
                                       "default from the add-on preferences")
@@ -57,25 +68,34 @@ class CSDSettings(bpy.types.PropertyGroup):
     progress_every: IntProperty(name="Preview Every", default=10, min=1, soft_max=100,
                                 description="Steps between progress updates and live previews (each preview "
                                             "costs the engine a small render)")
-    camera_mode: EnumProperty(name="Cameras", items=CAMERA_MODE_ITEMS, default="AUTO",
+    camera_mode: EnumProperty(name="Views", items=CAMERA_MODE_ITEMS, default="AUTO",
                               description="Where the views used for optimisation come from")
     camera_collection: PointerProperty(name="Camera Rig", type=bpy.types.Collection,
                                        poll=_collection_has_camera,
                                        description="Collection whose cameras view the object")
-    rig_cameras: IntProperty(name="Cameras", default=8, min=1, max=64,
+    rig_cameras: IntProperty(name="Rig Cameras", default=8, min=1, max=64,
                              description="Number of cameras Add Camera Rig places on the orbit")
-    rig_elevation: FloatProperty(name="Elevation", default=0.349066, min=-1.5, max=1.5, subtype="ANGLE",
+    rig_elevation: FloatProperty(name="Rig Elevation", default=0.349066, min=-1.5, max=1.5, subtype="ANGLE",
                                  description="Elevation of the orbit above the object's centre")
-    rig_distance: FloatProperty(name="Distance", default=2.5, min=1.05, soft_max=10.0,
+    rig_distance: FloatProperty(name="Rig Distance", default=2.5, min=1.05, soft_max=10.0,
                                 description="Orbit radius in multiples of the object's bounding radius")
-    rig_lens: FloatProperty(name="Focal Length", default=50.0, min=1.0, soft_max=300.0, unit="CAMERA",
+    rig_lens: FloatProperty(name="Rig Focal Length", default=50.0, min=1.0, soft_max=300.0, unit="CAMERA",
                             description="Focal length of the rig's cameras (mm)")
+    keep_previous_results: BoolProperty(name="Keep Previous Results", default=False,
+                                        description="Keep earlier results of an object as variants in its "
+                                                    "Results list; off: a new result replaces the previous one "
+                                                    "(its materials and image are removed when unused)")
+    texture_depth: EnumProperty(name="Texture Depth", items=TEXTURE_DEPTH_ITEMS, default="8",
+                                description="Bits per channel of the texture PNG")
+    texture_storage: EnumProperty(name="Texture Storage", items=TEXTURE_STORAGE_ITEMS, default="PACK",
+                                  description="Where the texture PNG is kept")
 
 
 CLASSES = (CSDSettings,)
 
 
 def register() -> None:
+    result_props.register()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.csd = PointerProperty(type=CSDSettings, name="CSD",
@@ -86,3 +106,4 @@ def unregister() -> None:
     del bpy.types.Scene.csd
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    result_props.unregister()
