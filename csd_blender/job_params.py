@@ -13,13 +13,15 @@ PARAMS_KEY = "csd_params"             # the request as sent (JSON), seed include
 RESOLVED_KEY = "csd_resolved_params"  # the engine's resolved parameters (presets expanded), JSON
 
 
-def texture_params(settings: Any, *, default_model: str = "toy", seed: int | None = None) -> TextureParams:
+def texture_params(settings: Any, *, default_model: str = "toy", seed: int | None = None,
+                   prompt: str | None = None) -> TextureParams:
     """The job parameters for the current settings, validated.
 
     Args:
         settings: Scene.csd (or any object with the same attributes).
         default_model: used when settings.model is empty (the add-on preferences' default).
         seed: the seed to use; None takes settings.seed, or a fresh random one when settings.use_random_seed.
+        prompt: replaces settings.prompt when not empty (an object's own prompt in batch texturing).
 
     Raises:
         ProtocolError: a setting out of range; the message names the field ("prompt: must not be empty").
@@ -28,7 +30,7 @@ def texture_params(settings: Any, *, default_model: str = "toy", seed: int | Non
         seed = random.randrange(0, 2**31 - 1) if settings.use_random_seed else int(settings.seed)
     controlnets = [] if settings.controlnet == "NONE" else [settings.controlnet]
     params = TextureParams(
-        prompt=settings.prompt.strip(),
+        prompt=(prompt or "").strip() or settings.prompt.strip(),
         negative_prompt=settings.negative_prompt.strip(),
         model=(settings.model.strip() or default_model or "toy"),
         controlnets=controlnets,

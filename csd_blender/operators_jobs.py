@@ -43,18 +43,20 @@ def settings_block_reason(settings) -> str:
     return ""
 
 
-def texture_block_reason(context) -> str:
-    """Why Generate Texture cannot run now ("" when it can)."""
-    obj = context.active_object
+def object_block_reason(obj) -> str:
+    """Why `obj` cannot be textured ("" when it can)."""
     if obj is None:
         return "Select a mesh object to texture"
     if obj.type != "MESH":
         return f"The active object {obj.name!r} is a {obj.type.lower()}, not a mesh"
     if obj.mode == "EDIT":
         return "Switch to Object Mode first (edits in Edit Mode are not in the mesh data yet)"
+    return ""
+
+
+def job_block_reason(context) -> str:
+    """Why no job can start now, whatever the object ("" when one can): settings, engine, camera rig."""
     settings = context.scene.csd
-    if not settings.prompt.strip():
-        return "Enter a prompt"
     reason = settings_block_reason(settings)
     if reason:
         return reason
@@ -69,18 +71,58 @@ def texture_block_reason(context) -> str:
     return ""
 
 
-def texture_request(context, obj) -> JobRequest:
+def texture_block_reason(context) -> str:
+    """Why Generate Texture cannot run now ("" when it can)."""
+    reason = object_block_reason(context.active_object)
+    if reason:
+        return reason
+    if not context.scene.csd.prompt.strip():
+        return "Enter a prompt"
+    return job_block_reason(context)
+
+
+def selected_meshes(context) -> list:
+    """The selected mesh objects, the active one first, then by name."""
+    active = context.active_object
+    meshes = sorted((o for o in context.selected_objects if o.type == "MESH"), key=lambda o: o.name)
+    if active in meshes:
+        meshes.remove(active)
+        meshes.insert(0, active)
+    return meshes
+
+
+def batch_block_reason(context) -> str:
+    """Why Texture Selected Objects cannot run now ("" when it can)."""
+    meshes = selected_meshes(context)
+    if not meshes:
+        return "Select one or more mesh objects"
+    for obj in meshes:
+        reason = object_block_reason(obj)
+        if reason:
+            return reason
+        if len(obj.csd.prompt) > MAX_PROMPT_CHARS:
+            return f"The prompt of {obj.name!r} is {len(obj.csd.prompt)} characters; the limit is " \
+                   f"{MAX_PROMPT_CHARS}"
+    if not context.scene.csd.prompt.strip():
+        missing = [o.name for o in meshes if not o.csd.prompt.strip()]
+        if missing:
+            return f"Enter a prompt (shared) or give {missing[0]!r} its own prompt"
+    return job_block_reason(context)
+
+
+def texture_request(context, obj, prompt: str = "") -> JobRequest:
     """The texture job for one mesh object: current settings, its evaluated mesh, the rig when chosen.
 
     Args:
         obj: a mesh object in Object Mode.
+        prompt: replaces the shared prompt when not empty.
 
     Raises:
         ValueError, ProtocolError: the settings or the mesh cannot make a job (the message says why).
     """
     settings = context.scene.csd
     default_model = preferences.get_preferences().default_model
-    params = job_params.texture_params(settings, default_model=default_model)
+    params = job_params.texture_params(settings, default_model=default_model, prompt=prompt)
     mesh_info = convert.mesh_arrays(obj, context.evaluated_depsgraph_get())
     if mesh_info.faces.shape[0] == 0:
         raise ValueError(f"{obj.name!r} has no faces")
@@ -150,6 +192,33 @@ class CSD_OT_texture_from_text(ModalJobOperator, bpy.types.Operator):
         if reason:
             raise JobRefused(reason)
         return [texture_request(context, context.active_object)]
+
+    def apply(self, context, request: JobRequest, result) -> str:
+        return apply_texture_result(context, request, result)
+
+
+class CSD_OT_texture_selected(ModalJobOperator, bpy.types.Operator):
+    """Texture every selected mesh, one job after another (each with its own prompt, or the shared one); Esc
+    stops the rest"""
+
+    bl_idname = "csd.texture_selected"
+    bl_label = "Texture Selected Objects"
+    bl_options = {"REGISTER", "UNDO"}
+    job_label = "Texture job"
+
+    @classmethod
+    def poll(cls, context):
+        reason = batch_block_reason(context)
+        if reason:
+            cls.poll_message_set(reason)
+            return False
+        return True
+
+    def prepare(self, context) -> list[JobRequest]:
+        reason = batch_block_reason(context)
+        if reason:
+            raise JobRefused(reason)
+        return [texture_request(context, obj, prompt=obj.csd.prompt) for obj in selected_meshes(context)]
 
     def apply(self, context, request: JobRequest, result) -> str:
         return apply_texture_result(context, request, result)
@@ -282,7 +351,7 @@ class CSD_OT_reuse_settings(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (CSD_OT_texture_from_text, CSD_OT_cancel, CSD_OT_add_camera_rig, CSD_OT_reuse_settings)
+CLASSES = (CSD_OT_texture_from_text, CSD_OT_texture_selected, CSD_OT_cancel, CSD_OT_add_camera_rig, CSD_OT_reuse_settings)
 
 
 def register() -> None:
