@@ -3,6 +3,11 @@
 `poll()` never blocks, so a Blender timer can call it every few tens of milliseconds. It returns events:
 `Accepted`, `Progress`, `JobResult` (numpy arrays), `ErrorReply`, `Cancelled`, and `EngineDied` once the
 engine stops answering pings for `dead_after_s`.
+
+A death can be false (the engine paused, swapping, or its machine suspended). While the client stays open and
+polled it keeps probing; when the engine answers again it asks for its jobs by id and reports `EngineRecovered`:
+the jobs still running are followed on, the ones the caller gave up on (`abandon`, or a `wait` that raised
+ENGINE_DIED) are cancelled, and the ones the engine no longer knows end with an ENGINE_DIED error event.
 """
 
 from __future__ import annotations
@@ -63,7 +68,22 @@ class EngineDied:
     reason: str
 
 
-Event = Accepted | Progress | JobResult | ErrorReply | Cancelled | EngineDied
+@dataclass
+class EngineRecovered:
+    """The engine answers again after `EngineDied`.
+
+    Args:
+        resumed: this client's jobs the engine still has (their events follow as usual).
+        cancelled: jobs the caller had given up on, now cancelled.
+        lost: jobs the engine no longer knows (each also gets an ENGINE_DIED `ErrorReply` event).
+    """
+
+    resumed: list[str]
+    cancelled: list[str]
+    lost: list[str]
+
+
+Event = Accepted | Progress | JobResult | ErrorReply | Cancelled | EngineDied | EngineRecovered
 
 
 def array_to_wire(value: np.ndarray, name: str = "array") -> Array:
@@ -101,6 +121,7 @@ class EngineClient:
         server_public_key: the engine's CurveZMQ public key (Z85 bytes) for remote engines; None on loopback.
         heartbeat_s: send a ping when none is outstanding for this long.
         dead_after_s: report `EngineDied` when a ping stays unanswered and nothing arrived for this long.
+        recover_s: how long `wait` keeps probing a dead engine for it to come back before it raises ENGINE_DIED.
     """
 
     def __init__(
@@ -111,10 +132,12 @@ class EngineClient:
         server_public_key: bytes | None = None,
         heartbeat_s: float = 0.5,
         dead_after_s: float = 2.0,
+        recover_s: float = 5.0,
     ):
         self.endpoint = endpoint
         self.heartbeat_s = heartbeat_s
         self.dead_after_s = dead_after_s
+        self.recover_s = recover_s
         self.session = codec.new_id()
         self.hello: HelloReply | None = None
         self._token = token
@@ -136,6 +159,10 @@ class EngineClient:
         self._waiting_for: set[str] = set()
         self._alive = True
         self._closed = False
+        self._open_jobs: set[str] = set()  # submitted here, no final event yet
+        self._abandoned: set[str] = set()  # open jobs nobody follows any more: cancelled when the engine is back
+        self._probe_id: str | None = None  # a ping sent while the engine is thought dead
+        self._recovery_id: str | None = None  # the status request that finds our jobs after a recovery
 
     # -- state ----------------------------------------------------------------------------------------------
 
@@ -187,11 +214,22 @@ class EngineClient:
         if dataclasses.is_dataclass(params) and not isinstance(params, type):
             params = params.to_dict() if hasattr(params, "to_dict") else dataclasses.asdict(params)
         wire = {name: array_to_wire(value, name) for name, value in (arrays or {}).items()}
-        return self._send(Submit(task, dict(params), wire))
+        job_id = self._send(Submit(task, dict(params), wire))
+        self._open_jobs.add(job_id)
+        return job_id
 
     def cancel(self, job_id: str) -> None:
         """Ask the engine to stop a job; `Cancelled` (or its result/error, if it finished first) follows."""
         self._send(Cancel(job_id))
+
+    def abandon(self, job_id: str) -> None:
+        """Give up following a job of a dead engine: if the engine comes back, the job is cancelled there.
+
+        Args:
+            job_id: from `submit`.
+        """
+        if job_id in self._open_jobs:
+            self._abandoned.add(job_id)
 
     def release(self, timeout_s: float = 30.0) -> Released:
         """Ask the engine to drop its loaded models; ProtocolError(ENGINE_BUSY) while a job runs or waits."""
@@ -243,9 +281,20 @@ class EngineClient:
         return got
 
     def _route(self, header: codec.Header, message: Message) -> None:
+        if not self._alive:
+            if not self._revives(header, message):
+                return
+            self._revive()
+        job_id = getattr(message, "job_id", None)
+        if isinstance(message, (Result, Cancelled)) or (isinstance(message, ErrorReply) and job_id):
+            self._open_jobs.discard(job_id)
+            self._abandoned.discard(job_id)
         if isinstance(message, Pong):
             if header.parent_id == self._ping_id:
                 self._ping_id = None
+        elif isinstance(message, StatusReply) and header.parent_id == self._recovery_id:
+            self._recovery_id = None
+            self._finish_recovery(message)
         elif isinstance(message, (HelloReply, StatusReply, Released)):
             self._replies[header.parent_id or ""] = message
         elif isinstance(message, Result):
@@ -259,6 +308,64 @@ class EngineClient:
             self._replies[header.parent_id] = message
         else:
             self._events.append(message)
+
+    # -- recovery after a false death ------------------------------------------------------------------------
+
+    def _revives(self, header: codec.Header, message: Message) -> bool:
+        """While dead: does this message show that *our* engine is back? (A refusal from a stranger does not.)"""
+        if isinstance(message, Pong):
+            return True
+        if header.parent_id in self._waiting_for and not isinstance(message, ErrorReply):
+            return True
+        return getattr(message, "job_id", None) in self._open_jobs
+
+    def _revive(self) -> None:
+        """The engine answered after EngineDied: follow it again and ask which of our jobs it still has."""
+        logger.info("the engine at %s answers again", self.endpoint)
+        self._alive = True
+        self._probe_id = self._ping_id = None
+        self._last_recv = self._last_ping = time.monotonic()
+        self._recovery_id = None
+        try:
+            self._recovery_id = self._send(Status())
+        except ProtocolError as exc:
+            logger.warning("could not ask the recovered engine for its jobs: %s", exc)
+
+    def _finish_recovery(self, status: StatusReply) -> None:
+        known = set(status.queue) | ({status.current.get("job_id")} if status.current else set())
+        resumed, cancelled, lost = [], [], []
+        for job_id in sorted(self._open_jobs):
+            if job_id not in known:
+                lost.append(job_id)
+            elif job_id in self._abandoned:
+                cancelled.append(job_id)
+            else:
+                resumed.append(job_id)
+        for job_id in cancelled:
+            try:
+                self._send(Cancel(job_id))
+            except ProtocolError as exc:
+                logger.warning("could not cancel abandoned job %s: %s", job_id, exc)
+        for job_id in lost:
+            self._open_jobs.discard(job_id)
+            self._abandoned.discard(job_id)
+            self._events.append(
+                ErrorReply(job_id, ErrorCode.ENGINE_DIED.value, f"job {job_id}: the engine no longer knows it")
+            )
+        logger.info("engine recovered: resumed %s, cancelled %s, lost %s", resumed, cancelled, lost)
+        self._events.append(EngineRecovered(resumed, cancelled, lost))
+
+    def _probe(self, now: float) -> None:
+        """While dead: one ping at a time (again after `dead_after_s`), to notice the engine coming back."""
+        if self._probe_id is not None and now - self._last_ping < self.dead_after_s:
+            return
+        if now - self._last_ping < self.heartbeat_s:
+            return
+        try:
+            self._probe_id = self._send(Ping())
+        except ProtocolError:  # the send queue is full: the engine is really gone; try again later
+            self._probe_id = None
+        self._last_ping = now
 
     def _wait_reply(self, msg_id: str, timeout_s: float, what: str) -> Message:
         self._waiting_for = {msg_id}
@@ -282,8 +389,13 @@ class EngineClient:
         Returns:
             events in arrival order; `EngineDied` once when the engine stops answering.
         """
-        if not self.alive:
+        if self._closed:
             return self._drain_events()
+        if not self._alive:
+            self._receive(0)
+            if not self._alive:
+                self._probe(time.monotonic())
+                return self._drain_events()
         self._receive(0)
         now = time.monotonic()
         if self._ping_id is None and now - self._last_ping >= self.heartbeat_s:
@@ -308,6 +420,10 @@ class EngineClient:
     ) -> JobResult:
         """Block until `job_id` finishes (background mode and scripts).
 
+        An engine declared dead is probed for `recover_s` seconds (or until `timeout_s`): if it comes back and
+        still has the job, the wait goes on; otherwise the job is abandoned (cancelled should the engine come
+        back later) and ENGINE_DIED is raised.
+
         Args:
             job_id: from `submit`.
             timeout_s: give up after this long (TimeoutError); None waits forever.
@@ -318,16 +434,28 @@ class EngineClient:
             TimeoutError: when `timeout_s` passes.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        dead_since = None if self.alive else time.monotonic()
+        reason = f"the engine at {self.endpoint} is not answering"
         others: list[Event] = []  # other jobs' events stay for the next poll()
         try:
             while True:
-                if not self.alive and not self._events:
-                    raise ProtocolError(
-                        ErrorCode.ENGINE_DIED, f"the engine at {self.endpoint} is not answering"
-                    )
+                if self._closed and not self._events:
+                    raise ProtocolError(ErrorCode.ENGINE_DIED, "the client is closed")
+                if dead_since is not None:
+                    now = time.monotonic()
+                    if now - dead_since > self.recover_s or (deadline is not None and now > deadline):
+                        self.abandon(job_id)
+                        raise ProtocolError(ErrorCode.ENGINE_DIED, reason)
                 for event in self.poll():
                     if isinstance(event, EngineDied):
-                        raise ProtocolError(ErrorCode.ENGINE_DIED, event.reason)
+                        dead_since, reason = time.monotonic(), event.reason
+                        others.append(event)
+                        continue
+                    if isinstance(event, EngineRecovered):
+                        others.append(event)
+                        if job_id in event.resumed:
+                            dead_since = None
+                        continue
                     if getattr(event, "job_id", None) != job_id:
                         others.append(event)
                         continue

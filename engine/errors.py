@@ -1,7 +1,12 @@
 """Engine exceptions: every failure a user can cause raises EngineError with a stable protocol code."""
 from __future__ import annotations
 
+import logging
+import uuid
+
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
+
+logger = logging.getLogger(__name__)
 
 
 class EngineError(ProtocolError):
@@ -41,3 +46,34 @@ class CancelledError(EngineError):
 
     def __init__(self, message: str = "job cancelled"):
         super().__init__(ErrorCode.CANCELLED, message)
+
+
+class InternalError(EngineError):
+    """An engine defect: the client gets the error id and one line, the engine log the traceback.
+
+    Args:
+        error_id: the id the log entry carries.
+        what: the exception's type name (never its text: it may hold paths or data).
+    """
+
+    def __init__(self, error_id: str, what: str):
+        super().__init__(
+            ErrorCode.INTERNAL,
+            f"internal engine error {error_id} ({what}); the engine log has the details under this id",
+        )
+        self.error_id = error_id
+
+
+def internal_error(exc: BaseException, context: str) -> InternalError:
+    """Log `exc` with its traceback under a fresh error id; return the error to send in its place.
+
+    Call it from an `except` block (the traceback logged is `exc`'s).
+
+    Args:
+        exc: the unexpected exception.
+        context: what failed, for the log line ("job 1a2b (texture)", "request 3c4d").
+    """
+    error_id = uuid.uuid4().hex[:12]
+    logger.error("internal error %s in %s: %s: %s", error_id, context, type(exc).__name__, exc,
+                 exc_info=(type(exc), exc, exc.__traceback__))
+    return InternalError(error_id, type(exc).__name__)

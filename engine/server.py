@@ -3,7 +3,12 @@
 Only this loop touches the socket. It answers ping/status/cancel/hello at once (poll timeout ~20 ms) while a
 `Worker` thread runs one job at a time and posts its messages into a deque that the loop drains. Every
 request must carry the launch token (compared with `hmac.compare_digest`); anything malformed or invalid
-gets an `error` reply with a stable code, and the loop keeps serving.
+gets an `error` reply with a stable code, and the loop keeps serving: no request, job or outgoing message can
+end it (an unexpected failure becomes an `internal` reply with an error id; the traceback stays in the log).
+
+Clients are told apart by the `session` of their request headers (by their connection when they send none):
+a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
+cancelled. A request carrying the admin token sees and cancels every job.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
@@ -47,11 +53,15 @@ from csd_blender.protocol.messages import (
 from . import __version__
 from .device_info import device_info
 from .registry import GUIDANCE, TASKS
+from .admission import build_job, check_params
+from .errors import internal_error
 from .validate import check_arrays
-from .worker import JobRecord, Outgoing, Worker
+from .worker import JobRecord, Outgoing, Worker, malloc_trim
 
 logger = logging.getLogger(__name__)
 
+# after a request this large the heap is trimmed, so rejected uploads leave no high-water mark in the RSS
+TRIM_AFTER_BYTES = 8 * 1024 * 1024
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MIN_TOKEN_CHARS = 16
 
@@ -71,6 +81,10 @@ class ServerConfig:
         progress_hz: at most this many progress events per second per job.
         poll_ms: socket poll timeout (how quickly worker messages go out).
         shutdown_grace_s: how long shutdown waits for a cancelled job to stop.
+        admin_token: a second token (at least 16 characters, or "" for none) whose requests see and cancel
+            every client's jobs.
+        client_timeout_s: a client that sends nothing (not even a ping) for this long loses its jobs, queued
+            ones first.
     """
 
     bind: str = "tcp://127.0.0.1:0"
@@ -82,6 +96,8 @@ class ServerConfig:
     progress_hz: float = 5.0
     poll_ms: int = 20
     shutdown_grace_s: float = 30.0
+    admin_token: str = ""
+    client_timeout_s: float = 30.0
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -115,6 +131,19 @@ def available_priors() -> list[str]:
     return ["toy"] if (Path(__file__).parent / "assets" / "toy_prior").is_dir() else []
 
 
+@dataclass
+class ClientInfo:
+    """What the loop knows of one client: where its messages go and when it last spoke.
+
+    Args:
+        identity: the ROUTER identity of its latest connection.
+        last_seen: time.monotonic() of its latest authorised request.
+    """
+
+    identity: bytes
+    last_seen: float
+
+
 class EngineServer:
     """The ROUTER loop. `bind()` then `serve_forever()` (returns the exit code, 0 after a clean shutdown).
 
@@ -122,9 +151,17 @@ class EngineServer:
         config: a ServerConfig.
     """
 
+    # a loop iteration that took longer than this (the process was paused, the machine slept) is not held
+    # against the clients: their silence is counted from the end of the stall
+    STALL_S = 1.0
+
     def __init__(self, config: ServerConfig):
         if len(config.token) < MIN_TOKEN_CHARS:
             raise ValueError(f"token: must be at least {MIN_TOKEN_CHARS} characters")
+        if config.admin_token and len(config.admin_token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"admin token: must be at least {MIN_TOKEN_CHARS} characters")
+        if config.admin_token and config.admin_token == config.token:
+            raise ValueError("admin token: must differ from the token")
         if not is_loopback(config.bind) and not config.curve_dir:
             raise ValueError(
                 f"refusing to bind {config.bind} (not loopback) without CurveZMQ keys: "
@@ -132,6 +169,7 @@ class EngineServer:
             )
         self.config = config
         self._token = config.token.encode("utf-8")
+        self._admin_token = config.admin_token.encode("utf-8") if config.admin_token else b""
         self.context = zmq.Context()
         self.socket: zmq.Socket | None = None
         self.endpoint = ""
@@ -141,25 +179,52 @@ class EngineServer:
         self.jobs: dict[str, JobRecord] = {}  # pending and running, by job id
         self.pending: deque[JobRecord] = deque()
         self.running: JobRecord | None = None
+        self.clients: dict[Any, ClientInfo] = {}
         self._stopping = False
         self._stop_deadline = 0.0
         self._signalled = threading.Event()
+        self._last_tick = time.monotonic()
+        self._next_expiry_check = 0.0
 
     # -- setup ----------------------------------------------------------------------------------------------
 
     def bind(self) -> str:
-        """Bind the ROUTER socket; return the resolved endpoint (and write the endpoint file)."""
+        """Bind the ROUTER socket; return the resolved endpoint (and write the endpoint file).
+
+        Raises:
+            OSError, ValueError, zmq.ZMQError: the endpoint cannot be bound (in use, malformed) or the keys
+                cannot be read; the socket and context are closed again.
+        """
         sock = self.context.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 1000)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_message_bytes)
-        if self.config.curve_dir:
-            self._setup_curve(sock, self.config.curve_dir)
-        address = self.config.bind
-        if address.startswith("tcp://") and address.endswith(":0"):
-            address = address[:-2] + ":*"
-        sock.bind(address)
-        self.socket = sock
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        try:
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_message_bytes)
+            if self.config.curve_dir:
+                self._setup_curve(sock, self.config.curve_dir)
+            address = self.config.bind
+            if address.startswith("tcp://") and address.endswith(":0"):
+                address = address[:-2] + ":*"
+            sock.bind(address)
+            self.socket = sock
+            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            if self.config.endpoint_file:
+                write_endpoint_file(
+                    self.config.endpoint_file,
+                    {
+                        "endpoint": self.endpoint,
+                        "pid": os.getpid(),
+                        "protocol_version": PROTOCOL_VERSION_STR,
+                        "engine_version": __version__,
+                    },
+                )
+        except BaseException:
+            self.socket = None
+            sock.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
+            self.context.term()
+            raise
         logger.info(
             "engine %s (protocol %s) listening on %s, device %s",
             __version__,
@@ -167,16 +232,6 @@ class EngineServer:
             self.endpoint,
             self.config.device,
         )
-        if self.config.endpoint_file:
-            write_endpoint_file(
-                self.config.endpoint_file,
-                {
-                    "endpoint": self.endpoint,
-                    "pid": os.getpid(),
-                    "protocol_version": PROTOCOL_VERSION_STR,
-                    "engine_version": __version__,
-                },
-            )
         return self.endpoint
 
     def _setup_curve(self, sock: zmq.Socket, curve_dir: str) -> None:
@@ -203,7 +258,11 @@ class EngineServer:
         self._signalled.set()
 
     def serve_forever(self) -> int:
-        """Serve until a shutdown request or SIGTERM/SIGINT; return 0."""
+        """Serve until a shutdown request or SIGTERM/SIGINT; return 0.
+
+        No exception of one request, job or message leaves this loop: each is logged under an error id and
+        the loop goes on.
+        """
         if self.socket is None:
             self.bind()
         if threading.current_thread() is threading.main_thread():
@@ -212,26 +271,56 @@ class EngineServer:
         self.worker.start()
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        failures = 0
         try:
             while True:
-                if self._signalled.is_set() and not self._stopping:
-                    self._begin_shutdown("signal")
-                events = dict(poller.poll(self.config.poll_ms))
-                if self.socket in events:
-                    for _ in range(100):  # drain what is waiting, but keep the outbox moving
-                        try:
-                            frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._handle(frames)
-                self._flush_outbox()
-                self._start_next_job()
-                if self._stopping and (self.running is None or time.monotonic() > self._stop_deadline):
-                    self._flush_outbox()
+                try:
+                    if self._tick(poller):
+                        break
+                    failures = 0
+                except zmq.ContextTerminated:
+                    logger.error("the ZeroMQ context was terminated; stopping")
                     break
+                except Exception as exc:  # noqa: BLE001 - the loop outlives any one failure
+                    internal_error(exc, "the server loop")
+                    failures += 1
+                    time.sleep(min(1.0, 0.01 * failures))  # never spin on a failure that repeats
         finally:
             self._close()
         return 0
+
+    def _tick(self, poller: zmq.Poller) -> bool:
+        """One loop iteration; True when the server should stop."""
+        if self._signalled.is_set() and not self._stopping:
+            self._begin_shutdown("signal")
+        events = dict(poller.poll(self.config.poll_ms))
+        self._forgive_stall()
+        if self.socket in events:
+            for _ in range(100):  # drain what is waiting, but keep the outbox moving
+                try:
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                nbytes = sum(len(f) for f in frames)
+                self._handle(frames)
+                del frames
+                if nbytes > TRIM_AFTER_BYTES:
+                    malloc_trim()  # a large request (accepted or not) leaves no high-water mark in the heap
+        self._flush_outbox()
+        self._expire_silent_clients()
+        self._start_next_job()
+        if self._stopping and (self.running is None or time.monotonic() > self._stop_deadline):
+            self._flush_outbox()
+            return True
+        return False
+
+    def _forgive_stall(self) -> None:
+        now = time.monotonic()
+        gap, self._last_tick = now - self._last_tick, now
+        if gap > self.STALL_S + self.config.poll_ms / 1000:
+            logger.warning("the server loop stalled for %.1f s (paused?); clients get that time back", gap)
+            for client in self.clients.values():
+                client.last_seen = max(client.last_seen + gap, client.last_seen)
 
     def _close(self) -> None:
         self.worker.commands.put(("stop",))
@@ -257,76 +346,147 @@ class EngineServer:
         if self.running is not None:
             self.running.cancel.set()
 
-    def _send(self, identity: bytes, message: Message, parent_id: str | None) -> None:
-        frames, _ = codec.encode(message, parent_id=parent_id)
+    # -- sending --------------------------------------------------------------------------------------------
+
+    def _send(self, identity: bytes, message: Message, parent_id: str | None) -> bool:
+        """Encode and send one message; never raises. Returns True when it went out.
+
+        Non-finite floats are sent as null (with a warning naming the fields). A message that cannot be encoded
+        or sent becomes an `internal` error reply for its job (or its request).
+        """
         try:
+            replaced: list[str] = []
+            frames, _ = codec.encode(message, parent_id=parent_id, replaced=replaced)
+            if replaced:
+                logger.warning(
+                    "%s %s: non-finite value(s) sent as null: %s",
+                    message.MSG_TYPE, parent_id, ", ".join(replaced[:10]),
+                )
             self.socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
-        except zmq.ZMQError as exc:  # peer gone or its queue full: drop, never block the loop
-            logger.warning("could not send %s to a client: %s", message.MSG_TYPE, exc)
+            return True
+        except zmq.Again:  # the peer's queue is full: drop, never block the loop
+            logger.warning("could not send %s %s to a client: its queue is full", message.MSG_TYPE, parent_id)
+            return False
+        except Exception as exc:  # noqa: BLE001 - an unsendable message must not end the loop
+            error = internal_error(exc, f"sending {message.MSG_TYPE} {parent_id}")
+        if isinstance(message, ErrorReply) and message.code == ErrorCode.INTERNAL.value:
+            return False  # the error reply itself failed: the log has it, nothing more to try
+        job_id = getattr(message, "job_id", None)
+        return self._send(identity, ErrorReply.from_exception(error, job_id), parent_id)
 
     def _flush_outbox(self) -> None:
         while self.outbox:
             item = self.outbox.popleft()
-            if item.message is not None and item.identity is not None:
-                self._send(item.identity, item.message, item.parent_id)
-            if item.finished is not None:
-                self.jobs.pop(item.finished, None)
-                if self.running is not None and self.running.job_id == item.finished:
-                    self.running = None
+            try:
+                if item.message is not None and item.identity is not None:
+                    record = self.jobs.get(item.parent_id) if item.parent_id else None
+                    # a job's messages follow its owner to its latest connection
+                    identity = record.identity if record is not None else item.identity
+                    self._send(identity, item.message, item.parent_id)
+            finally:
+                if item.finished is not None:
+                    self.jobs.pop(item.finished, None)
+                    if self.running is not None and self.running.job_id == item.finished:
+                        self.running = None
 
     def _start_next_job(self) -> None:
         if self.running is None and self.pending and not self._stopping:
             self.running = self.pending.popleft()
             self.worker.commands.put(("job", self.running))
 
+    # -- clients --------------------------------------------------------------------------------------------
+
+    def _seen(self, identity: bytes, header: codec.Header) -> Any:
+        """Note that a client spoke; return its owner key. A session on a new connection takes its jobs along."""
+        owner = ("session", header.session) if header.session else ("connection", identity)
+        client = self.clients.get(owner)
+        if client is None:
+            self.clients[owner] = ClientInfo(identity, time.monotonic())
+        else:
+            client.last_seen = time.monotonic()
+            if client.identity != identity:
+                logger.info("client session %s reconnected", header.session[:12])
+                client.identity = identity
+                for record in self.jobs.values():
+                    if record.owner == owner:
+                        record.identity = identity
+        return owner
+
+    def _expire_silent_clients(self) -> None:
+        """Cancel the jobs of clients silent past `client_timeout_s` (queued first); forget idle clients."""
+        now = time.monotonic()
+        if now < self._next_expiry_check:
+            return
+        self._next_expiry_check = now + min(0.5, self.config.client_timeout_s / 4)
+        limit = now - self.config.client_timeout_s
+        for owner, client in list(self.clients.items()):
+            if client.last_seen >= limit:
+                continue
+            queued = [r for r in self.pending if r.owner == owner]
+            for record in queued:
+                self.pending.remove(record)
+                self.jobs.pop(record.job_id, None)
+                self._send(record.identity, Cancelled(record.job_id), record.job_id)
+            running = self.running if self.running is not None and self.running.owner == owner else None
+            if queued or (running is not None and not running.cancel.is_set()):
+                logger.warning(
+                    "client %s silent for %.0f s: cancelling its %d queued job(s)%s",
+                    _describe(owner), now - client.last_seen, len(queued),
+                    f" and running job {running.job_id}" if running is not None else "",
+                )
+            if running is not None:
+                running.cancel.set()
+            else:
+                del self.clients[owner]
+
     # -- requests -------------------------------------------------------------------------------------------
+
+    def _authorise(self, header: codec.Header) -> bool:
+        """Check the token; return True for the admin token. Raises UNAUTHORIZED."""
+        token = header.token.encode("utf-8", "surrogatepass")
+        if hmac.compare_digest(token, self._token):
+            return False
+        if self._admin_token and hmac.compare_digest(token, self._admin_token):
+            return True
+        raise ProtocolError(
+            ErrorCode.UNAUTHORIZED,
+            "missing or wrong token" if header.token else "the request carries no token",
+        )
 
     def _handle(self, frames: list) -> None:
         identity, frames = frames[0].bytes, frames[1:]
         header = None
+        msg_id = None
         try:
             header = codec.decode_header(frames, self.config.limits)
-            if not hmac.compare_digest(header.token.encode("utf-8"), self._token):
-                raise ProtocolError(
-                    ErrorCode.UNAUTHORIZED,
-                    "missing or wrong token" if header.token else "the request carries no token",
-                )
+            msg_id = header.msg_id
+            admin = self._authorise(header)
+            owner = self._seen(identity, header)
             message = codec.decode_body(header, frames)
-            self._dispatch(identity, header, message)
+            self._dispatch(identity, header, message, owner, admin)
         except ProtocolError as exc:  # EngineError included
-            msg_id = header.msg_id if header else codec.peek_msg_id(frames, self.config.limits)
+            if header is None:
+                msg_id = codec.peek_msg_id(frames, self.config.limits)
             job_id = msg_id if header is not None and header.msg_type == "submit" else None
             logger.info("request %s rejected: %s", msg_id, exc)
             self._send(identity, ErrorReply.from_exception(exc, job_id), msg_id)
         except Exception as exc:  # noqa: BLE001 - never let one request stop the loop
-            import traceback
+            error = internal_error(exc, f"request {msg_id} ({header.msg_type if header else '?'})")
+            job_id = msg_id if header is not None and header.msg_type == "submit" else None
+            self._send(identity, ErrorReply.from_exception(error, job_id), msg_id)
 
-            msg_id = header.msg_id if header else None
-            logger.exception("request %s crashed the handler", msg_id)
-            error = ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"[:500])
-            self._send(identity, ErrorReply.from_exception(error, None, traceback.format_exc()), msg_id)
-
-    def _dispatch(self, identity: bytes, header: codec.Header, message: Message) -> None:
+    def _dispatch(self, identity: bytes, header: codec.Header, message: Message, owner: Any, admin: bool) -> None:
         reply_to = header.msg_id
         if isinstance(message, Ping):
             self._send(identity, Pong(busy=self.running is not None), reply_to)
         elif isinstance(message, Hello):
             self._send(identity, self._hello_reply(), reply_to)
         elif isinstance(message, Submit):
-            self._submit(identity, header, message)
+            self._submit(identity, header, message, owner)
         elif isinstance(message, Cancel):
-            self._cancel(identity, message.job_id, reply_to)
+            self._cancel(identity, message.job_id, reply_to, owner, admin)
         elif isinstance(message, Status):
-            current = dict(self.running.status) if self.running is not None else None
-            if self.running is not None and not current:
-                current = {"job_id": self.running.job_id, "task": self.running.spec.name, "stage": "starting"}
-            self._send(
-                identity,
-                StatusReply(
-                    current, [r.job_id for r in self.pending], self.worker.loaded_priors, self.config.device
-                ),
-                reply_to,
-            )
+            self._send(identity, self._status(owner, admin), reply_to)
         elif isinstance(message, Release):
             if self.running is not None or self.pending:  # never make a UI wait for a job to finish
                 raise ProtocolError(
@@ -335,9 +495,27 @@ class EngineServer:
                 )
             self.worker.commands.put(("release", identity, reply_to))
         elif isinstance(message, Shutdown):
-            self._begin_shutdown(f"requested by client session {header.session or '?'}")
+            self._begin_shutdown(f"requested by client session {header.session[:12] or '?'}")
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"{message.MSG_TYPE!r} is not a request")
+
+    def _status(self, owner: Any, admin: bool) -> StatusReply:
+        """The asker's running job and queue; other clients' jobs only as counts (all of them for an admin)."""
+        running = self.running
+        current = None
+        others_running = 0
+        if running is not None:
+            if admin or running.owner == owner:
+                current = dict(running.status) or {
+                    "job_id": running.job_id, "task": running.spec.name, "stage": "starting"
+                }
+            else:
+                others_running = 1
+        queue = [r.job_id for r in self.pending if admin or r.owner == owner]
+        return StatusReply(
+            current, queue, self.worker.loaded_priors, self.config.device,
+            others_running, len(self.pending) - len(queue),
+        )
 
     def _hello_reply(self) -> HelloReply:
         from ._optional import backends
@@ -356,7 +534,7 @@ class EngineServer:
             backends(),
         )
 
-    def _submit(self, identity: bytes, header: codec.Header, message: Submit) -> None:
+    def _submit(self, identity: bytes, header: codec.Header, message: Submit, owner: Any) -> None:
         job_id = header.msg_id
         if self._stopping:
             raise ProtocolError(ErrorCode.ENGINE_BUSY, "the engine is shutting down")
@@ -369,20 +547,19 @@ class EngineServer:
                 field="task",
             )
         spec = TASKS.get(message.task)
-        params = spec.params_cls.from_dict(message.params).validate()
-        if getattr(params, "device", None) == "auto":
-            params.device = self.config.device  # jobs run where the engine's priors live
+        params = check_params(spec, message.params, self.config.device)
         arrays = check_arrays(message.task, message.arrays)
-        record = JobRecord(job_id, identity, spec, params, arrays)
+        job = build_job(spec, params, arrays)  # everything the job needs is checked before `accepted`
+        record = JobRecord(job_id, identity, spec, params, arrays, owner=owner, job=job)
         position = len(self.pending) + (1 if self.running is not None else 0)
         self.jobs[job_id] = record
         self.pending.append(record)
         logger.info("job %s (%s) accepted at queue position %d", job_id, spec.name, position)
         self._send(identity, Accepted(job_id, position), job_id)
 
-    def _cancel(self, identity: bytes, job_id: str, reply_to: str) -> None:
+    def _cancel(self, identity: bytes, job_id: str, reply_to: str, owner: Any, admin: bool) -> None:
         record = self.jobs.get(job_id)
-        if record is None:
+        if record is None or not (admin or record.owner == owner):  # another client's job does not exist here
             raise ProtocolError(
                 ErrorCode.UNKNOWN_JOB, f"job_id: no queued or running job {job_id!r:.80}", field="job_id"
             )
@@ -395,3 +572,8 @@ class EngineServer:
         else:
             logger.info("cancelling running job %s", job_id)
             record.cancel.set()
+
+
+def _describe(owner: Any) -> str:
+    kind, value = owner
+    return f"session {value[:12]}" if kind == "session" else f"connection {value.hex()[:12]}"

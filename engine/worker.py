@@ -13,7 +13,6 @@ import queue
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from csd_blender.protocol.messages import Cancelled, ErrorReply, Message, Progress, Released, Result
 
-from .errors import CancelledError
+from .errors import CancelledError, internal_error
 from .tasks.base import ProgressEvent, TaskSpec
 from .validate import from_numpy
 
@@ -38,10 +37,12 @@ class JobRecord:
 
     Args:
         job_id: the submit's msg_id.
-        identity: the ROUTER identity of the client that submitted it.
+        identity: the ROUTER identity its messages go to (the owner's latest connection).
         spec: the task's registered TaskSpec.
         params: validated protocol parameters.
         arrays: validated input arrays (name -> numpy).
+        owner: the client that submitted it (its session id, or its connection when it sends none).
+        job: the task's job, built by `make_job` at the door (None: the worker builds it).
     """
 
     job_id: str
@@ -49,6 +50,8 @@ class JobRecord:
     spec: TaskSpec
     params: Any
     arrays: dict[str, np.ndarray]
+    owner: Any = None
+    job: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.monotonic)
     status: dict = field(default_factory=dict)
@@ -87,7 +90,7 @@ def oom_error(params: Any, device: str, task: str) -> ProtocolError:
     return ProtocolError(ErrorCode.OUT_OF_MEMORY, message, field="batch_size" if values else None)
 
 
-def _malloc_trim() -> None:
+def malloc_trim() -> None:
     """Give freed heap pages back to the OS (glibc only) so a release shows in the process's RSS."""
     if sys.platform.startswith("linux"):
         try:
@@ -101,7 +104,7 @@ def _malloc_trim() -> None:
 def free_device_memory() -> int:
     """Collect garbage, trim the heap, empty the CUDA cache; return bytes still allocated on CUDA (or 0)."""
     gc.collect()
-    _malloc_trim()
+    malloc_trim()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -138,11 +141,16 @@ class Worker(threading.Thread):
                 return
             if command[0] == "job":
                 record = command[1]
-                final = None
+                final: Message | None = None
                 try:
                     final = self._run_job(record)
+                except BaseException as exc:  # noqa: BLE001 - nothing may end this thread: the engine would hang
+                    final = ErrorReply.from_exception(internal_error(exc, f"job {record.job_id}"), record.job_id)
                 finally:
-                    free_device_memory()  # a long-lived server hands each job's scratch memory back
+                    try:
+                        free_device_memory()  # a long-lived server hands each job's scratch memory back
+                    except Exception as exc:  # noqa: BLE001
+                        logger.warning("freeing memory after job %s failed: %s", record.job_id, exc)
                     # the job's last message and its end travel together: a status request answered after the
                     # result always shows the engine idle
                     self.outbox.append(
@@ -150,10 +158,13 @@ class Worker(threading.Thread):
                     )
             elif command[0] == "release":
                 _, identity, msg_id = command
-                names = self.loaded_priors
-                self.release()
-                allocated = free_device_memory()
-                self.outbox.append(Outgoing(identity, Released(names, allocated), msg_id))
+                try:
+                    names = self.loaded_priors
+                    self.release()
+                    reply: Message = Released(names, free_device_memory())
+                except Exception as exc:  # noqa: BLE001
+                    reply = ErrorReply.from_exception(internal_error(exc, "release"))
+                self.outbox.append(Outgoing(identity, reply, msg_id))
 
     # -- priors ---------------------------------------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class Worker(threading.Thread):
             return Cancelled(record.job_id)
         progress = self._progress_fn(record, started)
         try:
-            job = record.spec.make_job(record.params, record.arrays)
+            job = record.job if record.job is not None else record.spec.make_job(record.params, record.arrays)
             progress(ProgressEvent("loading", 0, 0, elapsed_s=time.monotonic() - started))
             prior = self._prior_for(record, job)
             result = record.spec.run(job, prior, progress, record.cancel.is_set)
@@ -251,12 +262,10 @@ class Worker(threading.Thread):
             logger.info("job %s failed: %s", record.job_id, exc)
             return ErrorReply.from_exception(exc, record.job_id)
         except Exception as exc:  # noqa: BLE001 - the server must keep serving
-            text = traceback.format_exc()
             if is_out_of_memory(exc):
-                logger.warning("job %s ran out of memory: %s", record.job_id, exc)
+                logger.warning("job %s ran out of memory: %s", record.job_id, exc, exc_info=True)
                 error = oom_error(record.params, self.device, record.spec.name)
-                error.detail = str(exc)[:2000]
-                return ErrorReply.from_exception(error, record.job_id, text)
-            logger.error("job %s crashed:\n%s", record.job_id, text)
-            error = ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"[:500])
-            return ErrorReply.from_exception(error, record.job_id, text)
+                error.detail = str(exc).splitlines()[0][:500] if str(exc) else ""
+                return ErrorReply.from_exception(error, record.job_id)
+            error = internal_error(exc, f"job {record.job_id} ({record.spec.name})")
+            return ErrorReply.from_exception(error, record.job_id)

@@ -34,7 +34,7 @@ def tiny_png(value: int, size: int = 8) -> bytes:
 
 @dataclass
 class SleepyParams:
-    """steps x step_s seconds; `fail` in "", "engine_error", "oom", "crash"; result is seed-dependent."""
+    """steps x step_s seconds; `fail` in "", "engine_error", "oom", "crash", "nan"; result is seed-dependent."""
 
     steps: int = 3
     step_s: float = 0.05
@@ -92,7 +92,10 @@ def run_sleepy(job, prior=None, progress=None, should_stop=None):
                 )
             )
     rng = np.random.default_rng(job.seed)
-    return rng.random((job.size, job.size, 3), dtype=np.float32)
+    result = rng.random((job.size, job.size, 3), dtype=np.float32)
+    if job.fail == "nan":  # a diverged run: its meta (the checksum) is NaN
+        result[0, 0, 0] = np.nan
+    return result
 
 
 def pack_sleepy(result):

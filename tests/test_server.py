@@ -206,8 +206,10 @@ def test_two_clients_queue_in_order(engine, client, prior_dir):
         second = other.submit("texture", params(prior_dir, steps=2, seed=1), ARRAYS)
         queued = _poll_for(other, m.Accepted)[-1]
         assert queued.job_id == second and queued.queue_position == 1
-        status = other.status()
-        assert status.current["job_id"] == first and status.queue == [second]
+        status = other.status()  # its own queued job; the first client's running job only as a count
+        assert status.current is None and status.others_running == 1 and status.queue == [second]
+        status = client.status()
+        assert status.current["job_id"] == first and status.queue == [] and status.others_queued == 1
         done_first = client.wait(first, timeout_s=120)
         done_second = other.wait(second, timeout_s=120)
         assert done_first.job_id == first and done_second.job_id == second

@@ -8,6 +8,8 @@ and the content. Every failure is a `ProtocolError` with a stable code and a spe
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from .errors import ErrorCode, ProtocolError
 from .limits import MAX_ID_CHARS, MAX_TOKEN_CHARS, REQUEST_LIMITS, Limits
 from .messages import MESSAGE_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_STR, Message, _Unpacker
 
-_VERSION_RE = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
+# canonical "major.minor": no sign, no leading zeros, no surrounding space or newline ("01.0" is not "1.0")
+_VERSION_RE = re.compile(r"(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})")
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,58 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def json_safe(value: Any, path: str, replaced: list[str]) -> Any:
+    """A copy of a JSON-like value that `json.dumps(allow_nan=False)` accepts.
+
+    Non-finite floats become None and their paths are appended to `replaced`; other real and integral numbers
+    (numpy scalars, for instance) become float / int; tuples become lists. Other types are left for the encoder
+    to refuse.
+
+    Args:
+        value: a JSON-like value (dict, list, str, number, bool, None).
+        path: where `value` sits, e.g. "result.meta" (used in `replaced`).
+        replaced: collects the paths of the values replaced by None.
+    """
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: json_safe(v, f"{path}.{k}", replaced) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, f"{path}[{i}]", replaced) for i, v in enumerate(value)]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if not math.isfinite(value):
+            replaced.append(path)
+            return None
+        return value
+    return value
+
+
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("utf-8")
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf: a number JSON cannot carry back
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """object_pairs_hook: a key given twice is an error (json would silently keep the last one)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r:.60}")
+        out[key] = value
+    return out
 
 
 def _loads(view: memoryview, what: str) -> Any:
@@ -62,7 +111,9 @@ def _loads(view: memoryview, what: str) -> Any:
             ErrorCode.MALFORMED_MESSAGE, f"{what} frame is not UTF-8 (byte {exc.start})"
         ) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(
             ErrorCode.MALFORMED_MESSAGE, f"{what} frame is not valid JSON: {exc}"[:300]
@@ -76,6 +127,7 @@ def encode(
     parent_id: str | None = None,
     token: str = "",
     session: str = "",
+    replaced: list[str] | None = None,
 ) -> tuple[list, Header]:
     """Turn a message into frames.
 
@@ -85,12 +137,16 @@ def encode(
         parent_id: the request this message answers.
         token: the engine's token (clients), "" for replies.
         session: the sender's session id.
+        replaced: when given, the content is made JSON-safe first (`json_safe`: NaN/inf become null) and the
+            paths of the replaced values are appended here; without it a non-finite float raises ValueError.
 
     Returns:
         (frames, header): frames are bytes for header/content and the arrays' own buffers (zero-copy).
     """
     header = Header(msg_id or new_id(), message.MSG_TYPE, PROTOCOL_VERSION_STR, parent_id, token, session)
     content, arrays = message.to_wire()
+    if replaced is not None:
+        content = json_safe(content, message.MSG_TYPE, replaced)
     header_json = _dumps(
         {
             "msg_id": header.msg_id,
@@ -154,7 +210,20 @@ def _text(
             ErrorCode.MALFORMED_MESSAGE,
             f"header.{key} must be a string of at most {limit} characters, got {value!r:.60}",
         )
+    if not is_text(value):
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, f"header.{key} is not valid text (it holds a lone surrogate)"
+        )
     return value
+
+
+def is_text(value: str) -> bool:
+    """False when `value` cannot be encoded as UTF-8 (a lone surrogate from a JSON \\udXXX escape)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_header(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> Header:
@@ -195,7 +264,7 @@ def peek_msg_id(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> str |
 
 def check_version(version: str) -> tuple[int, int]:
     """Parse "major.minor"; a different major than PROTOCOL_VERSION raises PROTOCOL_MISMATCH naming both."""
-    match = _VERSION_RE.match(version)
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
     if not match:
         raise ProtocolError(
             ErrorCode.MALFORMED_MESSAGE, f"header.version must be 'major.minor', got {version!r}"

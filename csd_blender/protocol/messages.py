@@ -295,7 +295,11 @@ class Result(Message):
 @dataclass
 class ErrorReply(Message):
     """Engine -> client: a request or job failed. `code` is an `ErrorCode` value; `job_id` is None when the
-    failure is not tied to a job (e.g. a malformed message)."""
+    failure is not tied to a job (e.g. a malformed message).
+
+    The engine never sends a traceback (`traceback` stays "" and is kept for wire compatibility): an `internal`
+    error carries `error_id`, under which the engine log holds the traceback.
+    """
 
     MSG_TYPE: ClassVar[str] = "error"
     job_id: str | None
@@ -304,12 +308,15 @@ class ErrorReply(Message):
     detail: str = ""
     traceback: str = ""
     field: str | None = None
+    error_id: str = ""
 
     @classmethod
     def from_exception(
         cls, exc: ProtocolError, job_id: str | None = None, traceback: str = ""
     ) -> "ErrorReply":
-        return cls(job_id, exc.code.value, exc.message, exc.detail, traceback, exc.field)
+        return cls(
+            job_id, exc.code.value, exc.message, exc.detail, traceback, exc.field, getattr(exc, "error_id", "")
+        )
 
     def to_exception(self) -> ProtocolError:
         """A ProtocolError with this code (INTERNAL for a code this side does not know)."""
@@ -319,6 +326,7 @@ class ErrorReply(Message):
             code = ErrorCode.INTERNAL
         err = ProtocolError(code, self.message, self.detail, self.field)
         err.traceback = self.traceback  # type: ignore[attr-defined]
+        err.error_id = self.error_id  # type: ignore[attr-defined]
         return err
 
 
@@ -381,14 +389,18 @@ class Status(Message):
 
 @dataclass
 class StatusReply(Message):
-    """Engine -> client: the running job ({job_id, task, stage, step, total, elapsed_s} or None), the queued
-    job ids in order, the loaded priors and the device."""
+    """Engine -> client: the asking client's running job ({job_id, task, stage, step, total, elapsed_s} or
+    None), its queued job ids in order, the loaded priors and the device. Other clients' jobs appear only as
+    counts (`others_running` 0 or 1, `others_queued`); an admin connection sees every job in `current`/`queue`
+    (and zero counts)."""
 
     MSG_TYPE: ClassVar[str] = "status_reply"
     current: dict | None = None
     queue: list = field(default_factory=list)
     priors: list = field(default_factory=list)
     device: str = ""
+    others_running: int = 0
+    others_queued: int = 0
 
 
 @dataclass
