@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Build the Blender extension zip: manifest + csd_blender package at the zip root, pyzmq wheels in wheels/.
 
+The zip also carries the engine as a wheel in engine_wheel/ (built here from this checkout), which the add-on's
+Set Up Engine installs into a new Python environment, so the engine and the add-on always match. It is not
+listed in the manifest's `wheels`: Blender must not install it into its own Python.
+
 Usage:
     python build.py                         # all platforms -> dist/csd_blender-<version>.zip
     python build.py --platform linux-x64    # one platform  -> dist/csd_blender-<version>-linux_x64.zip
@@ -281,6 +285,50 @@ def collect_wheels(platforms: list[str], cache_dir: Path = DEFAULT_CACHE) -> lis
     return [found[name] for name in sorted(found)]
 
 
+# ---------------------------------------------------------------------------------------------- engine wheel
+ENGINE_SOURCES = ("pyproject.toml", "README.md", "engine", "csd_blender")
+ENGINE_WHEEL_DIR = "engine_wheel"
+
+
+def build_engine_wheel(out_dir: Path, source: Path = ROOT) -> Path:
+    """Build the engine's wheel (`csd_blender_engine-<version>-py3-none-any.whl`) from a clean copy of `source`.
+
+    The copy keeps the checkout free of build/ and egg-info folders and leaves caches out of the wheel.
+
+    Args:
+        out_dir: where the wheel goes.
+        source: the repository root (pyproject.toml, engine/, csd_blender/).
+    """
+    import importlib.util
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
+    with tempfile.TemporaryDirectory(prefix="engine-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ENGINE_SOURCES:
+            path = source / name
+            if not path.exists():
+                raise BuildError(f"engine wheel: {path} is missing")
+            if path.is_dir():
+                shutil.copytree(path, src / name, ignore=ignore)
+            else:
+                shutil.copyfile(path, src / name)
+        dest = Path(tmp) / "wheel"
+        cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--wheel-dir", str(dest), str(src)]
+        if importlib.util.find_spec("setuptools") is not None:
+            cmd.insert(4, "--no-build-isolation")      # offline builds with the setuptools already here
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        wheels = sorted(dest.glob("csd_blender_engine-*.whl"))
+        if proc.returncode != 0 or len(wheels) != 1:
+            raise BuildError(f"engine wheel: pip wheel failed (exit {proc.returncode}): "
+                             f"{(proc.stderr or proc.stdout).strip()[-2000:]}")
+        target = out_dir / wheels[0].name
+        shutil.copyfile(wheels[0], target)
+    return target
+
+
 # ---------------------------------------------------------------------------------------------- files
 def is_excluded(rel_path: str, patterns: tuple[str, ...] | list[str], is_dir: bool = False) -> bool:
     """Whether a path (relative, forward slashes) matches a gitignore-style exclude pattern.
@@ -353,8 +401,9 @@ def _write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 # ---------------------------------------------------------------------------------------------- build
 def build(platforms: list[str] | None = None, out_dir: Path = DEFAULT_OUT, cache_dir: Path = DEFAULT_CACHE,
-          manifest_path: Path = MANIFEST_PATH, package_dir: Path = PACKAGE_DIR) -> Path:
-    """Validate the manifest, gather wheels and write the extension zip; return its path.
+          manifest_path: Path = MANIFEST_PATH, package_dir: Path = PACKAGE_DIR,
+          engine_source: Path = ROOT) -> Path:
+    """Validate the manifest, gather wheels, build the engine wheel and write the extension zip; return its path.
 
     Args:
         platforms: Blender platform names; None builds one zip for all of PLATFORM_TAGS.
@@ -362,6 +411,7 @@ def build(platforms: list[str] | None = None, out_dir: Path = DEFAULT_OUT, cache
         cache_dir: the wheel cache.
         manifest_path: the source manifest.
         package_dir: the add-on package (its __init__.py lands at the zip root).
+        engine_source: the repository root the engine wheel is built from.
     """
     data = load_manifest(manifest_path)
     validate_manifest(data)
@@ -385,6 +435,9 @@ def build(platforms: list[str] | None = None, out_dir: Path = DEFAULT_OUT, cache
 
     suffix = f"-{'-'.join(p.replace('-', '_') for p in platforms)}" if split else ""
     out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="engine-wheel-out-") as wheel_tmp:
+        engine_wheel = build_engine_wheel(Path(wheel_tmp), engine_source)
+        engine_wheel_bytes = engine_wheel.read_bytes()
     out = out_dir / f"{data['id']}-{data['version']}{suffix}.zip"
     tmp = out.with_suffix(".zip.part")
     with zipfile.ZipFile(tmp, "w") as zf:
@@ -393,6 +446,7 @@ def build(platforms: list[str] | None = None, out_dir: Path = DEFAULT_OUT, cache
             _write(zf, rel, path.read_bytes())
         for wheel in wheels:
             _write(zf, f"wheels/{wheel.name}", wheel.read_bytes())
+        _write(zf, f"{ENGINE_WHEEL_DIR}/{engine_wheel.name}", engine_wheel_bytes)
         names = zf.namelist()
     problems = zip_problems(names)
     if problems:

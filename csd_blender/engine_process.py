@@ -21,6 +21,7 @@ import weakref
 from pathlib import Path
 
 from .client import EngineClient
+from .process_output import error_lines
 from .protocol.errors import ProtocolError
 from .protocol.messages import HelloReply
 
@@ -28,10 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 class EngineStartError(RuntimeError):
-    """The engine did not come up; the message ends with the tail of its log."""
+    """The engine did not come up; the message's next lines are the lines of its log that name the error.
+
+    Args:
+        message: what failed ("engine exited with code 1 during start").
+        log_tail: the end of the engine's log; kept whole in `log_tail`, summarised in the message.
+    """
 
     def __init__(self, message: str, log_tail: str = ""):
-        super().__init__(f"{message}\n--- engine log (last lines) ---\n{log_tail}" if log_tail else message)
+        summary = error_lines(log_tail)
+        super().__init__("\n".join([message, *summary]))
         self.log_tail = log_tail
 
 

@@ -178,8 +178,8 @@ class EngineSession:
             return [f"Engine: starting ({format_duration(time.monotonic() - self._attempt.started)})"]
         if self.state != RUNNING or self.hello is None:
             lines = [f"Engine: {self.state}"]
-            if self.last_error:
-                lines.append(self.last_error)
+            if self.last_error:                # one label per line: a label shows no line breaks
+                lines.extend(self.last_error.splitlines()[:4])
             return lines
         h = self.hello
         lines = [f"Engine {h.engine_version} ({'local' if self.mode == 'LOCAL' else 'remote'})",

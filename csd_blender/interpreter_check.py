@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+from .process_output import error_lines
 
 CHECK_CODE = (
     "import json, sys\n"
@@ -38,8 +41,8 @@ class CheckResult:
     def lines(self) -> list[str]:
         """Text for the preferences panel."""
         if not self.ok:
-            tail = self.error.splitlines()[-6:]
-            return [f"Error: {line}" if i == 0 else line for i, line in enumerate(tail)]
+            lines = self.error.splitlines()[-6:] or ["unknown error"]
+            return [f"Error: {line}" if i == 0 else line for i, line in enumerate(lines)]
         i = self.info
         return [f"Python {i.get('python')}, torch {i.get('torch')}, engine {i.get('engine')}",
                 f"Device: {i.get('device')}"]
@@ -58,10 +61,14 @@ def parse_check_output(returncode: int, stdout: str, stderr: str) -> CheckResult
                 return CheckResult(True, json.loads(line[len("CSD_CHECK "):]))
             except ValueError:
                 break
-    tail = [line for line in (stderr or stdout).strip().splitlines() if line.strip()]
-    # the exception line (e.g. "ModuleNotFoundError: No module named 'torch'") is the last one
-    error = tail[-1] if tail else f"exit status {returncode}, no output"
-    return CheckResult(False, error=error if len(tail) < 2 else "\n".join(tail[-3:]))
+    # the exception line (e.g. "ModuleNotFoundError: No module named 'torch'"), never "Traceback (most ...":
+    lines = error_lines(stderr or stdout) or [f"exit status {returncode}, no output"]
+    missing = re.search(r"No module named '(torch|engine)'", lines[-1])
+    if missing:
+        what = "PyTorch" if missing.group(1) == "torch" else "the CSD engine"
+        lines.append(f"This Python does not have {what}: use Set Up Engine, or choose the Python of an "
+                     "environment where it is installed")
+    return CheckResult(False, error="\n".join(lines))
 
 
 CHECK_TIMEOUT_S = 120.0

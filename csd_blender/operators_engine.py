@@ -60,6 +60,14 @@ def stop_idle_heartbeat() -> None:
         bpy.app.timers.unregister(_idle_heartbeat)
 
 
+def start_block_reason() -> str:
+    """Why Start Engine is disabled by the preferences ("" when it can start): shown in the Engine panel."""
+    try:
+        return preferences.start_block_reason(preferences.get_preferences())
+    except RuntimeError as exc:          # the add-on is not enabled
+        return str(exc)
+
+
 class CSD_OT_engine_start(bpy.types.Operator):
     """Start the local engine (or connect to the remote one) as set in the add-on preferences"""
 
@@ -80,9 +88,17 @@ class CSD_OT_engine_start(bpy.types.Operator):
         if SESSION.job is not None:
             cls.poll_message_set("A job is still finishing")
             return False
+        reason = start_block_reason()
+        if reason:
+            cls.poll_message_set(reason)
+            return False
         return True
 
     def execute(self, context):
+        reason = start_block_reason()
+        if reason:
+            self.report({"ERROR"}, reason)
+            return {"CANCELLED"}
         try:
             settings = preferences.engine_settings()
         except RuntimeError as exc:

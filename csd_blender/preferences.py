@@ -6,7 +6,7 @@ import os
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import engine_session, interpreter_check
+from . import engine_session, engine_setup, interpreter_check, operators_setup
 from .paths import PACKAGE, user_dir
 
 MODE_ITEMS = [
@@ -19,7 +19,27 @@ DEVICE_ITEMS = [
     ("cpu", "CPU", "Slow, but works everywhere"),
 ]
 
+COMPUTE_ITEMS = [
+    ("AUTO", "Automatic", "The compute this machine has (detected when the setup starts)"),
+    ("CUDA", "NVIDIA CUDA", "PyTorch for NVIDIA GPUs (download.pytorch.org, CUDA 12.8 build)"),
+    ("ROCM", "AMD ROCm", "PyTorch for AMD GPUs on Linux (download.pytorch.org, ROCm build)"),
+    ("MPS", "Apple Metal", "PyTorch for Apple silicon (PyPI's macOS wheels use Metal)"),
+    ("CPU", "CPU", "PyTorch without a GPU: small, slow, works everywhere"),
+]
+
 _check: interpreter_check.PythonCheck | None = None
+
+
+def start_block_reason(prefs) -> str:
+    """Why Start Engine cannot run with these preferences ("" when it can)."""
+    if prefs.engine_mode != "LOCAL":
+        return "" if prefs.endpoint.strip() else "Set the remote engine's Endpoint in the add-on preferences"
+    python = bpy.path.abspath(prefs.python_path).strip()
+    if not python:
+        return "No engine Python yet: use Set Up Engine in the add-on preferences"
+    if not os.path.isfile(python):
+        return f"The engine Python {python} does not exist: run Set Up Engine again"
+    return ""
 
 
 class CSDPreferences(bpy.types.AddonPreferences):
@@ -47,11 +67,21 @@ class CSDPreferences(bpy.types.AddonPreferences):
                                  description="Where the engine keeps downloaded models (HF_HOME); empty uses "
                                              "the engine's default")
     check_report: StringProperty(name="Check Result", default="", options={"SKIP_SAVE"})
+    setup_compute: EnumProperty(name="Compute", items=COMPUTE_ITEMS, default="AUTO",
+                                description="Which PyTorch build Set Up Engine installs")
+    setup_folder: StringProperty(name="Environment Folder", subtype="DIR_PATH", default="",
+                                 description="Where Set Up Engine creates the engine's Python environment; "
+                                             "empty: the extension's user folder")
+    setup_wheel_folder: StringProperty(name="Package Folder", subtype="DIR_PATH", default="",
+                                       description="Install only from this folder of wheels (offline "
+                                                   "machines); empty: download from PyTorch's index and PyPI")
+    setup_report: StringProperty(name="Set Up Result", default="", options={"SKIP_SAVE"})
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "engine_mode", expand=True)
         if self.engine_mode == "LOCAL":
+            self.draw_setup(layout.box())
             row = layout.row(align=True)
             row.prop(self, "python_path")
             row.operator(CSD_OT_check_python.bl_idname, text="Check", icon="CHECKMARK")
@@ -66,6 +96,30 @@ class CSDPreferences(bpy.types.AddonPreferences):
             layout.prop(self, "token")
             layout.prop(self, "key_folder")
         layout.prop(self, "default_model")
+
+    def draw_setup(self, box):
+        """Set Up Engine: compute choice, folders, the button or the running setup's progress, the outcome."""
+        box.label(text="Engine Environment", icon="CONSOLE")
+        setup = operators_setup.running_setup()
+        if setup is not None:
+            status = setup.status()
+            box.progress(factor=status.fraction, type="BAR",
+                         text=f"Step {status.step}/{status.steps}: {status.title}")
+            if status.line:
+                box.label(text=status.line)
+            box.operator(operators_setup.CSD_OT_setup_engine_cancel.bl_idname, icon="CANCEL")
+            return
+        row = box.row()
+        row.prop(self, "setup_compute")
+        if self.setup_compute == "AUTO":
+            detected = engine_setup.COMPUTE_LABELS[engine_setup.detect_compute()]
+            row.label(text=f"Detected: {detected}")
+        box.prop(self, "setup_folder", placeholder=operators_setup.default_env_dir())
+        box.prop(self, "setup_wheel_folder", placeholder="Download (needs Online Access)")
+        box.operator(operators_setup.CSD_OT_setup_engine.bl_idname, icon="IMPORT")
+        for i, line in enumerate(self.setup_report.splitlines()):
+            failed = self.setup_report.startswith(("Set Up Engine failed", "Set Up Engine cannot"))
+            box.label(text=line, icon=("ERROR" if failed else "CHECKMARK") if i == 0 else "BLANK1")
 
 
 def get_preferences() -> CSDPreferences:
@@ -138,6 +192,7 @@ CLASSES = (CSD_OT_check_python, CSDPreferences)
 
 
 def register() -> None:
+    operators_setup.register()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
 
@@ -151,3 +206,4 @@ def unregister() -> None:
         _check = None
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    operators_setup.unregister()

@@ -163,3 +163,22 @@ def test_cli_check_fails_with_a_clear_message(tmp_path, monkeypatch):
     with pytest.raises(build.BuildError, match="tagline: must not end with punctuation"):
         build.build(["linux-x64"], out_dir=tmp_path / "dist", manifest_path=bad)
     assert not (tmp_path / "dist").exists()
+
+
+def test_zip_carries_the_engine_wheel_of_this_checkout_outside_blender_wheels(linux_zip):
+    import engine
+
+    with zipfile.ZipFile(linux_zip) as zf:
+        names = zf.namelist()
+        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+        engine_wheels = [n for n in names if n.startswith(f"{build.ENGINE_WHEEL_DIR}/")]
+        assert engine_wheels == [f"engine_wheel/csd_blender_engine-{engine.__version__}-py3-none-any.whl"]
+        import io
+
+        with zipfile.ZipFile(io.BytesIO(zf.read(engine_wheels[0]))) as wheel:
+            inner = wheel.namelist()
+    # Blender installs the manifest's wheels into its own Python: the engine (torch) must never be one of them
+    assert not any("csd_blender_engine" in w for w in manifest["wheels"])
+    assert "engine/server.py" in inner and "csd_blender/protocol/jobs.py" in inner
+    assert "engine/assets/toy_prior/model_index.json" in inner
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in inner)
