@@ -103,6 +103,7 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
     result_id = results.new_result_id()
     image = layer = rec = None
     materials: list = []
+    intended: list[str] = []
     uv_name = mesh_info.uv_name
     snapshot = results.snapshot_slots(obj)
     had_keys = {k: obj[k] for k in (PARAMS_KEY, RESOLVED_KEY) if k in obj}
@@ -120,7 +121,8 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
                 mat_name = name
             else:
                 mat_name = f"{name} ({source.name if source is not None else f'slot {i + 1}'})"
-            mat = result_materials.result_material(source, mat_name[:63], image, uv_name, result_id)
+            intended.append(mat_name[:63])
+            mat = result_materials.result_material(source, intended[-1], image, uv_name, result_id)
             mat[PARAMS_KEY] = params_json
             mat[RESOLVED_KEY] = image[RESOLVED_KEY]
             materials.append(mat)
@@ -152,4 +154,8 @@ def apply_texture(obj, mesh_info: convert.MeshArrays, texture: np.ndarray, uvs: 
         raise
     if not options.keep_previous:
         results.remove_others(obj, rec)
+        # the replaced result's names are free again: "CSD x" rather than "CSD x.001" after every run
+        for item, wanted in ((image, name), *zip(materials, intended)):
+            if item.name != wanted:
+                item.name = wanted
     return AppliedTexture(image, materials, uv_name, unwrapped, result_id)
