@@ -111,6 +111,7 @@ def load_registries() -> None:
     """
     from . import guidance  # noqa: F401 - registers "csd", "sds"
     from .tasks import texture  # noqa: F401 - registers "texture"
+    from .tasks import generate  # noqa: F401 - registers "generate"
 
 
 def build_parser() -> argparse.ArgumentParser:

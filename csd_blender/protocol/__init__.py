@@ -4,8 +4,9 @@ from .errors import ErrorCode, ProtocolError
 
 __all__ = ["ErrorCode", "ProtocolError"]
 from .jobs import ARRAY_SPECS, GUIDANCE_NAMES, PARAMS, TASK_NAMES, TextureParams
+from .generate_params import GenerateParams
 
-__all__ += ["ARRAY_SPECS", "GUIDANCE_NAMES", "PARAMS", "TASK_NAMES", "TextureParams"]
+__all__ += ["ARRAY_SPECS", "GUIDANCE_NAMES", "PARAMS", "TASK_NAMES", "TextureParams", "GenerateParams"]
 from .limits import DTYPE_SIZES, REPLY_LIMITS, REQUEST_LIMITS, Limits
 from .messages import (
     MESSAGE_TYPES,

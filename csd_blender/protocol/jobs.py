@@ -243,5 +243,11 @@ ARRAY_SPECS: dict[str, dict[str, tuple[str, tuple, bool]]] = {
 }
 
 PARAMS: dict[str, type] = {"texture": TextureParams}
+# Text to mesh: parameters in their own module (it imports the helpers above, hence the late import);
+# no arrays travel with a generate job.
+from .generate_params import GenerateParams  # noqa: E402
+
+ARRAY_SPECS["generate"] = {}
+PARAMS["generate"] = GenerateParams
 TASK_NAMES: tuple[str, ...] = tuple(PARAMS)
 GUIDANCE_NAMES: tuple[str, ...] = ("csd", "sds")   # must equal engine.registry.GUIDANCE (tested)
