@@ -370,6 +370,45 @@ def test_modal_escape_cancels_the_engine_job(modal, engine, session):
     assert engine.cancelled and bpy_env.counts() == before and op._timer is None
 
 
+def test_modal_batch_escape_after_the_first_result_leaves_the_others(modal, engine, session):
+    ops = bpy_env.submodule("operators_jobs")
+    objs = [bpy_env.add_suzanne() for _ in range(3)]
+    for o in objs:
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = objs[0]
+    _configure(steps=40)
+    before = [[sl.material.name for sl in o.material_slots] for o in objs]
+    assert bpy.ops.csd.texture_selected("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
+    op = bpy.context.window.modal_operators[-1]
+    assert op.bl_idname == "CSD_OT_texture_selected"
+
+    def tick(event_type="TIMER", value="NOTHING"):
+        return ops.CSD_OT_texture_selected.modal(op, bpy.context, SimpleNamespace(type=event_type, value=value))
+
+    fractions = []
+    for _ in range(2000):
+        assert tick() == {"PASS_THROUGH"}
+        job = session.job
+        if job is not None:
+            assert job.batch_total == 3                                    # one progress for the batch
+            fractions.append(job.fraction)
+            if job.batch_index == 1 and job.step >= 1:
+                break
+        time.sleep(0.005)
+    assert len(objs[0].csd.results) == 1 and fractions == sorted(fractions) and 1 / 3 < fractions[-1] < 2 / 3
+    assert tick("ESC", "PRESS") == {"RUNNING_MODAL"}
+    status = None
+    for _ in range(500):
+        status = tick()
+        if status != {"PASS_THROUGH"}:
+            break
+        time.sleep(0.01)
+    assert status == {"FINISHED"} and engine.cancelled and session.job is None
+    assert [[sl.material.name for sl in o.material_slots] for o in objs[1:]] == before[1:]
+    assert [len(o.csd.results) for o in objs] == [1, 0, 0]
+    assert len(engine.submitted) == 2                                      # the third was never sent
+
+
 def test_cancel_operator_stops_a_modal_job(modal, engine, session):
     bpy_env.add_suzanne()
     _configure(steps=300)

@@ -266,3 +266,28 @@ def test_texture_selected_objects_one_progress_and_escape_after_the_first(sessio
     after = [(o.name, [sl.material.name for sl in o.material_slots], len(o.csd.results)) for o in objs]
     assert after[1:] == state[1:]
     assert session.job is None and session.connected
+
+
+def test_textures_saved_beside_the_blend_on_request(session, model):
+    bpy_env.reset_scene()
+    obj = bpy_env.add_suzanne()
+    s = _configure(steps=2, size=64, model=model)
+    s.texture_storage = "FILE"
+    try:
+        with pytest.raises(RuntimeError, match="Save the .blend first"):
+            bpy.ops.csd.texture_from_text()                                # nowhere to put it yet
+        blend = bpy_env.HOME / "saved" / "scene.blend"
+        blend.parent.mkdir(exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+        obj = bpy.data.objects[obj.name]
+        assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
+    finally:
+        bpy.context.scene.csd.texture_storage = "PACK"
+    image = _texture_node(obj.material_slots[0].material).image
+    path = bpy.path.abspath(image.filepath)
+    assert image.packed_file is None and image.filepath.startswith("//csd_textures/")
+    assert path.endswith(".png") and (blend.parent / "csd_textures").is_dir()
+    with open(path, "rb") as f:
+        head = f.read(26)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 8
+    assert tuple(image.size) == (64, 64)
