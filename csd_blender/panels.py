@@ -188,8 +188,7 @@ class CSD_UL_results(bpy.types.UIList):
 
 class CSD_PT_results(_CSDPanel, bpy.types.Panel):
     bl_idname = "CSD_PT_results"
-    bl_label = "Results"
-    bl_parent_id = "CSD_PT_texture"
+    bl_label = "Results of the active object"   # one list for every job panel (texture, text to mesh, edit)
 
     def draw(self, context):
         layout = self.layout
