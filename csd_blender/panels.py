@@ -69,12 +69,12 @@ def draw_prompt(layout, settings, family: str) -> None:
 
 
 def draw_auto_field(layout, settings, name: str, text: str, resolved: str) -> None:
-    """An integer field where 0 means "from the preset", with the resolved value beside it."""
+    """An integer field where 0 means "from the preset", with the preset's resolved value beside it."""
     row = layout.row(align=True)
     row.prop(settings, name, text=text)
     sub = row.row()
     sub.enabled = False
-    sub.label(text=f"Auto: {resolved}" if getattr(settings, name) == 0 else "Set")
+    sub.label(text=f"Auto: {resolved}" if getattr(settings, name) == 0 else f"Preset: {resolved}")
 
 
 def draw_views(layout, settings) -> None:

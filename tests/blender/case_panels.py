@@ -100,7 +100,7 @@ def test_resolved_values_and_the_target_are_shown(scene):
     scene.settings.quality = "best"
     scene.settings.steps = 40
     labels = _labels(_draw(scene.panels.CSD_PT_texture))
-    assert "Auto: 1024x1024" in labels and "Set" in labels                # steps set by hand: no "Auto"
+    assert "Auto: 1024x1024" in labels and "Preset: 600 (toy best)" in labels   # steps set by hand
     scene.settings.model = "runwayml/stable-diffusion-v1-5"
     assert "Auto: 2048x2048" in _labels(_draw(scene.panels.CSD_PT_texture))
 
