@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_texture_parser(subparsers)
     add_demo_parser(subparsers)
+    from .cli_generate import add_generate_demo_parser, add_generate_parser
+
+    add_generate_parser(subparsers)
+    add_generate_demo_parser(subparsers)
     return parser
 
 

@@ -34,7 +34,8 @@ class GenerateParams(_Params):
     refine_size: int | None = None         # refine render size (None: the refine prior's size)
     samples_per_ray: int | None = None
     tet_resolution: int | None = None      # DMTet grid cells per axis
-    isosurface_threshold: float = 10.0     # density of the surface when the NeRF becomes a mesh (official 10)
+    isosurface_threshold: float | None = None  # density at the surface when the NeRF becomes a mesh (None: the
+                                           # preset's: official 10 for real priors, 1 for short toy runs)
     face_budget: int = 20_000
     texture_size: int | None = None
     size: float = 1.0                      # longest side of the result, metres
@@ -73,7 +74,8 @@ class GenerateParams(_Params):
         lo, hi = TET_RESOLUTION_RANGE
         if self.tet_resolution is not None and not (lo <= self.tet_resolution <= hi):
             raise _fail("tet_resolution", f"must be in [{lo}, {hi}], got {self.tet_resolution}")
-        _check_range("isosurface_threshold", self.isosurface_threshold, 1e-3, 1e4)
+        if self.isosurface_threshold is not None:
+            _check_range("isosurface_threshold", self.isosurface_threshold, 1e-3, 1e4)
         lo, hi = FACE_BUDGET_RANGE
         if not (lo <= self.face_budget <= hi):
             raise _fail("face_budget", f"must be in [{lo}, {hi}], got {self.face_budget}")

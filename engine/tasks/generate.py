@@ -101,6 +101,7 @@ def resolve_generate_params(params: GenerateParams, family: str, resolution: int
         samples_per_ray=pick(params.samples_per_ray, q.samples_per_ray),
         tet_resolution=pick(params.tet_resolution, q.tet_resolution),
         texture_size=pick(params.texture_size, q.texture_size),
+        isosurface_threshold=pick(params.isosurface_threshold, q.isosurface_threshold),
     )
 
 
