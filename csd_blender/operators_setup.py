@@ -121,7 +121,8 @@ class CSD_OT_setup_engine(bpy.types.Operator):
             status = setup.run()
             _adopt(status)
             level = {"INFO"} if status.state == engine_setup.DONE else {"ERROR"}
-            self.report(level, " ".join(status.lines()[:2]))
+            lines = status.lines()
+            self.report(level, " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
             return {"FINISHED"} if status.state == engine_setup.DONE else {"CANCELLED"}
         _setup = setup
         setup.start()

@@ -35,7 +35,12 @@ def extension_zip(tmp_path_factory):
         pytest.skip(f"cannot build the extension (pyzmq wheels unavailable offline?): {exc}")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+# Cases that take minutes (marked slow; they still run in CI): Set Up Engine installs PyTorch into a new venv.
+SLOW_CASES = {"case_engine_setup"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.stem in SLOW_CASES else c
+                                  for c in CASES], ids=[c.stem for c in CASES])
 def test_case(case, extension_zip, tmp_path):
     env = {**os.environ, "CSD_TEST_ZIP": str(extension_zip), "CSD_BPY_HOME": str(tmp_path),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))}

@@ -1,0 +1,109 @@
+"""Set Up Engine in headless Blender: a failing install names pip's error, a local package folder gives an
+interpreter that Check accepts and that starts the engine (slow: installs PyTorch into a fresh venv).
+
+The package folder holds the test environment's own wheels (`pip download` of the bundled engine wheel and the
+installed torch version, through this machine's pip configuration), cached in .wheels-cache/engine-env.
+"""
+from __future__ import annotations
+
+import bpy_env  # noqa: F401  (must come before bpy)
+
+import hashlib
+import importlib.metadata
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import bpy
+import pytest
+
+CACHE = bpy_env.ROOT / ".wheels-cache" / "engine-env"
+
+
+@pytest.fixture(scope="module")
+def ext():
+    return bpy_env.install()
+
+
+@pytest.fixture(scope="module")
+def engine_wheel(ext):
+    folder = Path(ext.__file__).parent / "engine_wheel"
+    wheels = sorted(folder.glob("csd_blender_engine-*.whl"))
+    assert len(wheels) == 1, f"the installed extension should carry one engine wheel in {folder}: {wheels}"
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def package_folder(engine_wheel):
+    """The engine's dependencies as wheels (reused while the wheel's requirements and torch stay the same)."""
+    with zipfile.ZipFile(engine_wheel) as zf:
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    torch_version = importlib.metadata.version("torch")
+    requires = sorted(line for line in meta.splitlines() if line.startswith("Requires-Dist:"))
+    key = hashlib.sha256(json.dumps([requires, torch_version, sys.version]).encode()).hexdigest()
+    stamp = CACHE / "stamp.txt"
+    if not (stamp.is_file() and stamp.read_text() == key):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(CACHE),
+                               str(engine_wheel), f"torch=={torch_version}"],
+                              capture_output=True, text=True, timeout=1200)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot gather the engine's wheels (no package index?): {proc.stderr[-1500:]}")
+        stamp.write_text(key)
+    return CACHE
+
+
+def _configure(folder: Path, wheels: Path) -> None:
+    prefs = bpy_env.preferences()
+    prefs.engine_mode = "LOCAL"
+    prefs.python_path = ""
+    prefs.device = "cpu"
+    prefs.setup_compute = "CPU"
+    prefs.setup_folder = str(folder)
+    prefs.setup_wheel_folder = str(wheels)
+
+
+def test_start_is_disabled_with_the_reason_until_an_interpreter_is_configured(ext):
+    _configure(bpy_env.HOME / "env", bpy_env.HOME)
+    assert not bpy.ops.csd.engine_start.poll()
+    with pytest.raises(RuntimeError, match="No engine Python yet: use Set Up Engine"):
+        bpy.ops.csd.engine_start()
+    panels = bpy_env.submodule("operators_engine")
+    assert panels.start_block_reason().startswith("No engine Python yet")
+
+
+def test_a_failing_install_reports_pips_error_line(ext, engine_wheel):
+    empty = bpy_env.HOME / "empty-packages"
+    empty.mkdir(exist_ok=True)
+    _configure(bpy_env.HOME / "env-failing", empty)
+    with pytest.raises(RuntimeError, match="No matching distribution found for torch"):
+        bpy.ops.csd.setup_engine()
+    prefs = bpy_env.preferences()
+    report = prefs.setup_report.splitlines()
+    assert report[0] == "Set Up Engine failed at 'Installing PyTorch (CPU only)':", report
+    assert report[-1].startswith("ERROR: No matching distribution found for torch") and "Traceback" not in \
+        prefs.setup_report
+    assert prefs.python_path == ""                   # nothing half-made is adopted
+
+
+def test_set_up_engine_makes_an_interpreter_that_check_accepts_and_that_starts(ext, engine_wheel, package_folder):
+    env = bpy_env.HOME / "engine env"                 # a space in the path, as user folders have
+    _configure(env, package_folder)
+    assert bpy.ops.csd.setup_engine() == {"FINISHED"}
+    prefs = bpy_env.preferences()
+    setup = bpy_env.submodule("engine_setup")
+    assert prefs.python_path == setup.venv_python(env)
+    assert prefs.setup_report.startswith("Engine set up in"), prefs.setup_report
+    version = engine_wheel.name.split("-")[1]          # the bundled wheel's version is what gets installed
+    assert prefs.check_report.startswith("Python 3.") and f"engine {version}" in prefs.check_report
+    prefs.check_report = ""
+    assert bpy.ops.csd.check_python() == {"FINISHED"}
+    assert "torch" in prefs.check_report and "Device: cpu" in prefs.check_report
+    session = bpy_env.submodule("engine_session").SESSION
+    assert bpy.ops.csd.engine_start() == {"FINISHED"}
+    try:
+        assert session.connected and session.hello.engine_version == version
+    finally:
+        session.stop()
