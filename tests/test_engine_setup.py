@@ -135,3 +135,26 @@ def test_cancel_stops_pip_and_ends_cancelled(tmp_path, engine_wheel):
 
 def test_detected_compute_is_a_known_choice():
     assert engine_setup.detect_compute() in engine_setup.TORCH_INDEX_URLS
+
+
+def test_pip_progress_lines_become_the_status_line_and_fraction(tmp_path, engine_wheel):
+    import time
+
+    fake = tmp_path / "fake_python"
+    fake.write_text("#!/bin/sh\necho 'Collecting torch'\necho '  Downloading https://x.org/whl/torch-2.9-cp311.whl "
+                    "(800.0 MB)'\necho 'Progress 400000000 of 800000000'\nsleep 30\n")
+    fake.chmod(0o755)
+    config = engine_setup.SetupConfig(env_dir=str(tmp_path / "env"), compute="cpu", engine_wheel=engine_wheel,
+                                      base_python=str(fake), wheel_folder=str(tmp_path))
+    setup = engine_setup.EngineSetup(config)
+    setup.start()
+    end = time.monotonic() + 10
+    while setup.status().line.startswith(("Collecting", "Downloading https")) or not setup.status().line:
+        assert time.monotonic() < end, setup.status()
+        time.sleep(0.01)
+    status = setup.status()
+    setup.cancel()
+    assert status.line == "Downloading torch-2.9-cp311.whl: 400 of 800 MB"
+    assert status.lines() == ["Step 1/4: Creating the Python environment", status.line]
+    assert 0.0 < status.fraction < 0.1
+    assert setup.wait(10).state == engine_setup.CANCELLED
