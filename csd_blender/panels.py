@@ -14,6 +14,8 @@ import bpy
 
 from . import job_params
 from .engine_session import SESSION
+from .operators_engine import start_block_reason
+from .paths import PACKAGE
 from .operators_jobs import batch_block_reason, selected_meshes, texture_block_reason
 from .protocol import presets
 from .protocol.jobs import MAX_PROMPT_CHARS
@@ -131,6 +133,8 @@ class CSD_PT_texture(_CSDPanel, bpy.types.Panel):
         box = layout.box()
         box.prop(settings, "controlnet")
         if settings.controlnet != "NONE":
+            box.prop(settings, f"controlnet_{settings.controlnet}_source", text="Source",
+                     placeholder="Default for Stable Diffusion 1.5")
             box.prop(settings, "controlnet_scale")
         draw_views(layout, settings)
 
@@ -188,7 +192,7 @@ class CSD_UL_results(bpy.types.UIList):
 
 class CSD_PT_results(_CSDPanel, bpy.types.Panel):
     bl_idname = "CSD_PT_results"
-    bl_label = "Results of the active object"   # one list for every job panel (texture, text to mesh, edit)
+    bl_label = "Results"        # of the active object: one list for every job (texture, text to mesh, edit)
 
     def draw(self, context):
         layout = self.layout
@@ -200,6 +204,7 @@ class CSD_PT_results(_CSDPanel, bpy.types.Panel):
         if not len(obj.csd.results):
             layout.label(text=f"{obj.name} has no CSD results yet")
             return
+        layout.label(text=f"{obj.name}: {len(obj.csd.results)} result(s)", icon="OBJECT_DATA")
         layout.template_list("CSD_UL_results", "", obj.csd, "results", obj.csd, "active_result", rows=3)
         row = layout.row(align=True)
         row.operator("csd.result_apply", text="Apply", icon="CHECKMARK")
@@ -225,11 +230,17 @@ class CSD_PT_engine(_CSDPanel, bpy.types.Panel):
             row.operator("csd.engine_stop", text="Cancel Start", icon="CANCEL")
         else:
             row.operator("csd.engine_start", icon="PLAY")
+            reason = start_block_reason()
+            if reason:                      # the button is greyed out: say why and where to fix it
+                layout.label(text=reason, icon="INFO")
+                layout.operator("preferences.addon_show", text="Open Add-on Preferences",
+                                icon="PREFERENCES").module = PACKAGE
         layout.operator("csd.open_log", icon="TEXT")
 
 
 # Panels in display order. Add "Text to mesh" / "Edit selected object" here once their tasks exist.
-PANELS = (CSD_PT_texture, CSD_UL_results, CSD_PT_results, CSD_PT_engine)
+# The Engine panel comes first: nothing else works until it runs (and its Start button says what is missing).
+PANELS = (CSD_PT_engine, CSD_PT_texture, CSD_UL_results, CSD_PT_results)
 
 
 def register() -> None:

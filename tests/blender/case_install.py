@@ -8,15 +8,18 @@ import bpy
 import pytest
 
 EXPECTED_OPERATORS = ("texture_from_text", "add_camera_rig", "cancel", "engine_start", "engine_stop",
-                      "engine_release", "open_log", "check_python", "reuse_settings")
+                      "engine_release", "open_log", "check_python", "reuse_settings", "texture_selected",
+                      "result_apply", "result_reuse", "result_delete")
 EXPECTED_TYPES = ("CSD_PT_texture", "CSD_PT_engine", "CSDSettings", "CSD_OT_texture_from_text",
                   "CSD_OT_add_camera_rig", "CSD_OT_cancel", "CSD_OT_engine_start", "CSD_OT_engine_stop",
-                  "CSD_OT_engine_release", "CSDPreferences")
+                  "CSD_OT_engine_release", "CSDPreferences", "CSD_PT_results", "CSD_UL_results", "CSDResult",
+                  "CSDObjectSettings", "CSD_OT_texture_selected")
 
 
 def _registered_classes() -> list[str]:
     """Names of this extension's classes that Blender has registered now."""
-    bases = (bpy.types.Operator, bpy.types.Panel, bpy.types.PropertyGroup, bpy.types.AddonPreferences)
+    bases = (bpy.types.Operator, bpy.types.Panel, bpy.types.PropertyGroup, bpy.types.AddonPreferences,
+             bpy.types.UIList)
     return sorted({cls.__name__ for base in bases for cls in base.__subclasses__()
                    if cls.__module__.startswith(bpy_env.MODULE) and cls.is_registered})
 
@@ -27,6 +30,7 @@ def _registered() -> dict:
         "rna": sorted(name for name in dir(bpy.types) if name.startswith("CSD")),
         "operators": sorted(name for name in dir(bpy.ops.csd) if not name.startswith("_")),
         "scene_prop": hasattr(bpy.types.Scene, "csd"),
+        "object_prop": hasattr(bpy.types.Object, "csd"),
         "addon": bpy_env.MODULE in bpy.context.preferences.addons,
     }
 
@@ -53,18 +57,19 @@ def test_registers_settings_operators_and_panels(ext):
         assert name in state["types"], name
     for op in EXPECTED_OPERATORS:
         assert op in state["operators"], op
-    assert state["scene_prop"]
+    assert state["scene_prop"] and state["object_prop"]
     settings = bpy.context.scene.csd
     assert settings.quality == "balanced" and settings.camera_mode == "AUTO"
     panels = [cls for cls in bpy.types.Panel.__subclasses__() if getattr(cls, "bl_category", "") == "CSD"]
-    assert sorted(p.bl_label for p in panels) == ["Engine", "Generate texture from text"]
+    assert sorted(p.bl_label for p in panels) == ["Engine", "Generate texture from text", "Results"]
 
 
 def test_unregister_register_cycle_leaves_nothing_behind(ext):
     before = _registered()
     addon_utils.disable(bpy_env.MODULE, default_set=True)
     after = _registered()
-    assert after == {"types": [], "rna": [], "operators": [], "scene_prop": False, "addon": False}, after
+    assert after == {"types": [], "rna": [], "operators": [], "scene_prop": False, "object_prop": False,
+                     "addon": False}, after
     addon_utils.enable(bpy_env.MODULE, default_set=True)
     assert _registered() == before
     # and once more, to catch state kept in module globals between cycles
