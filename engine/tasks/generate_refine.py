@@ -179,7 +179,8 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
             break
         t1 = time.perf_counter()
         cams = views.sample(cfg.batch_size).to(device)
-        shading = choose_shading(step, 0, gen)
+        # geometry batches train nothing when the surface is fixed: the texture-only refine renders albedo
+        shading = choose_shading(step, 0, gen) if cfg.geometry else "albedo"
         bg = (solid_backgrounds("random", cfg.batch_size, gen) if cfg.toy
               else torch.rand(cfg.batch_size, 3, generator=gen)).to(device)
         light = light_directions(cams.c2w, light_gen)
