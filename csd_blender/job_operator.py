@@ -16,7 +16,7 @@ Every job operator of the add-on (texture, texture selected objects, text to mes
 The base does the rest: `execute()` runs `prepare()`, submits the first request, and then polls the engine
 client on a window-manager timer (never blocking, no threads, no bpy off the main thread); in background mode
 (no event loop: scripts, tests) it loops until the batch ends, so one operator call gives the finished result.
-It keeps `SESSION.job` (progress bar, status line, ETA, live preview in the one "CSD Preview" image) up to date,
+It keeps `SESSION.job` (progress bar, status line, ETA, live preview in the one "CSD Preview" image) current,
 cancels on Esc or `csd.cancel` (the running job in the engine, and the requests not yet submitted), detects a
 dead engine, and submits the next request only after the previous result was applied. Nothing is created in
 the file by a failed or cancelled job. The operator returns FINISHED when at least one result was applied
@@ -227,8 +227,8 @@ class ModalJobOperator:
 
         if isinstance(event, EngineDied):
             SESSION.mark_dead(event.reason)
-            return self._stop_all(context, "ERROR",
-                                  f"failed: the engine died ({event.reason}); restart it from the Engine panel")
+            return self._stop_all(context, "ERROR", f"failed: the engine died ({event.reason}); "
+                                                    "restart it from the Engine panel")
         if getattr(event, "job_id", None) != job.job_id:
             log.debug("ignoring %s of another job", type(event).__name__)
             return None
@@ -284,7 +284,7 @@ class ModalJobOperator:
 
     # -------------------------------------------------------------------------------------- ending
     def _stop_all(self, context, level: str, what: str):
-        """Cancel, engine death or stop: the running job ends and the requests not yet submitted are skipped."""
+        """Cancel, engine death or stop: the running job ends; requests not yet submitted are skipped."""
         if self._request is not None and self._index < len(self._requests):
             self._outcome.failed.append((self._request.target, what))
         self._outcome.skipped.extend(r.target for r in self._requests[self._index + 1:])

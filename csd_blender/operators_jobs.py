@@ -14,8 +14,8 @@ import numpy as np
 
 from . import apply_result, convert, job_params, preferences
 from .engine_session import SESSION
-from .operators_engine import redraw_ui
 from .job_operator import JobRefused, JobRequest, ModalJobOperator, run_synchronously  # noqa: F401
+from .operators_engine import redraw_ui
 from .protocol.errors import ProtocolError
 from .protocol.jobs import MAX_PROMPT_CHARS
 
@@ -172,7 +172,8 @@ def store_options(settings) -> apply_result.StoreOptions:
 
 
 class CSD_OT_texture_from_text(ModalJobOperator, bpy.types.Operator):
-    """Generate a UV texture for the active mesh from the prompt (the result goes into copies of its materials)"""
+    """Generate a UV texture for the active mesh from the prompt (the result goes into copies of its
+    materials)"""
 
     bl_idname = "csd.texture_from_text"
     bl_label = "Generate Texture"
@@ -351,7 +352,8 @@ class CSD_OT_reuse_settings(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (CSD_OT_texture_from_text, CSD_OT_texture_selected, CSD_OT_cancel, CSD_OT_add_camera_rig, CSD_OT_reuse_settings)
+CLASSES = (CSD_OT_texture_from_text, CSD_OT_texture_selected, CSD_OT_cancel, CSD_OT_add_camera_rig,
+           CSD_OT_reuse_settings)
 
 
 def register() -> None:

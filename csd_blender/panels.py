@@ -15,8 +15,8 @@ import bpy
 from . import job_params
 from .engine_session import SESSION
 from .operators_engine import start_block_reason
-from .paths import PACKAGE
 from .operators_jobs import batch_block_reason, selected_meshes, texture_block_reason
+from .paths import PACKAGE
 from .protocol import presets
 from .protocol.jobs import MAX_PROMPT_CHARS
 

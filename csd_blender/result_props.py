@@ -25,7 +25,8 @@ class CSDResult(bpy.types.PropertyGroup):
     image: PointerProperty(type=bpy.types.Image, name="Texture")
     slots: CollectionProperty(type=CSDResultSlot, name="Materials")
     uv_name: StringProperty(name="UV Map")
-    params_json: StringProperty(name="Job Settings", description="The request as sent (reproduces the result)")
+    params_json: StringProperty(name="Job Settings",
+                                description="The request as sent (reproduces the result)")
     resolved_json: StringProperty(name="Resolved Settings", description="The engine's resolved parameters")
     applied: BoolProperty(name="Applied", description="The object's material slots show this result")
 

@@ -3,8 +3,8 @@
 Standard library only. The engine resolves a job's `None` steps / batch size / texture size from `QUALITY`
 (engine.tasks.quality re-exports it); the add-on shows the same resolved values next to its "Auto" fields.
 Families: "toy" (the bundled 32×32 prior, CPU minutes), "if" (DeepFloyd IF stage I, 64×64 pixels) and "sd"
-(Stable Diffusion latent priors at 512×512). The real-model figures follow the official CSD runs (10 000 steps at
-batch 1-4) scaled down for texturing a fixed mesh, where only the colour field is optimised.
+(Stable Diffusion latent priors at 512×512). The real-model figures follow the official CSD runs (10 000 steps
+at batch 1-4) scaled down for texturing a fixed mesh, where only the colour field is optimised.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Results that respect the file, against a real engine on the toy prior (headless bpy, extension from its zip).
+"""Results that respect the file, against a real engine on the toy prior (headless bpy, the extension's zip).
 
 Material layout kept per slot, shared meshes, one result per object (or variants), the stored PNG, and
 Texture Selected Objects with cancel. Jobs are short (2 steps, 64² textures) except the 1024² storage check.
@@ -86,7 +86,8 @@ def test_two_material_cube_keeps_its_layout_and_its_materials(session, model):
         assert bsdf.inputs["Base Color"].links[0].from_node.name == "CSD Texture"
         src_bsdf = next(n for n in source.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
         # every other setting kept: roughness of the copy is the source's
-        assert bsdf.inputs["Roughness"].default_value == pytest.approx(src_bsdf.inputs["Roughness"].default_value)
+        rough = src_bsdf.inputs["Roughness"].default_value
+        assert bsdf.inputs["Roughness"].default_value == pytest.approx(rough)
     for m in (mat_a, mat_b):                                              # originals untouched
         assert m.name in bpy.data.materials and _tree(m) == trees[m.name]
     assert len(obj.csd.results) == 1 and obj.csd.results[0].applied
