@@ -111,3 +111,21 @@ def test_unsaved_file_refuses_file_storage_before_creating_anything(mods):
     with pytest.raises(ValueError, match="save the .blend first"):
         _apply(mods, obj, options=apply_result.StoreOptions(pack=False))
     assert _all_datablocks() == before and len(obj.csd.results) == 0
+
+
+def test_saved_file_keeps_originals_results_and_the_packed_png(mods, tmp_path):
+    obj = bpy_env.add_suzanne()                        # slot 0: "Original", used by nothing once replaced
+    _apply(mods, obj)
+    _apply(mods, obj, options=mods[0].StoreOptions(keep_previous=True))
+    path = str(tmp_path / "kept.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    obj = bpy.data.objects["Suzanne"]
+    assert "Original" in bpy.data.materials                # kept alive by the results' csd_source reference
+    results = obj.csd.results
+    assert len(results) == 2 and [r.applied for r in results] == [False, True]
+    assert all(r.image is not None and r.image.packed_file is not None for r in results)
+    assert obj.material_slots[0].material == results[1].slots[0].material
+    assert bpy.ops.csd.result_apply(index=0) == {"FINISHED"}
+    assert obj.material_slots[0].material == results[0].slots[0].material
