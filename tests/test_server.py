@@ -172,6 +172,22 @@ def test_texture_job_round_trip(client, prior_dir):
     assert result.meta["params"]["steps"] == 4 and result.meta["cancelled"] is False
 
 
+def test_generate_job_round_trip(client):
+    events = []
+    job = client.submit("generate", GENERATE, {})
+    result = client.wait(job, timeout_s=300, on_event=events.append)
+    stages = [e.stage for e in events if isinstance(e, m.Progress)]
+    assert "coarse" in stages and "refine" in stages and stages.index("coarse") < stages.index("refine")
+    assert any(e.preview_png for e in events if isinstance(e, m.Progress) and e.stage == "refine")
+    a = result.arrays
+    v, f, uvs = a["vertices"], a["faces"], a["uvs"]
+    assert v.dtype == np.float32 and v.shape[1] == 3 and f.dtype == np.int32 and 0 < len(f) <= 600
+    assert f.min() >= 0 and f.max() < len(v) and uvs.shape == (len(f), 3, 2)
+    assert a["texture"].shape == (64, 64, 3) and a["turntable_png"].dtype == np.uint8
+    assert hashlib.sha256(a["texture"].tobytes()).hexdigest() == result.meta["stats"]["texture_sha256"]
+    assert result.meta["params"]["steps_coarse"] == 3
+
+
 def test_cancel_stops_within_one_step(client, prior_dir):
     """The job ends within one step's time of the cancel (plus transport slack); the next job runs normally."""
     job = client.submit("texture", params(prior_dir, steps=500), ARRAYS)
@@ -271,6 +287,17 @@ def _set(path: list, value):
 
 def _bad_utf8_prompt(frames):
     return [frames[0], frames[1].replace(b'"a red sphere"', b'"a red \xff\xfe sphere"'), *frames[2:]]
+
+
+GENERATE = {"prompt": "a red cube", "steps_coarse": 3, "steps_refine": 2, "tet_resolution": 12, "texture_size": 64,
+            "samples_per_ray": 16, "face_budget": 600, "progress_every": 1, "preview_size": 32, "device": "cpu"}
+
+
+def _generate_frames(token: str, arrays=None, **over) -> list:
+    """A generate submit (no arrays unless given) with GENERATE's parameters changed by `over`."""
+    wire = {k: m.Array(v.dtype.name, v.shape, np.ascontiguousarray(v)) for k, v in (arrays or {}).items()}
+    frames, _ = codec.encode(m.Submit("generate", {**GENERATE, **over}, wire), token=token)
+    return [bytes(memoryview(f)) for f in frames]
 
 
 FIVE_M_FACES = np.zeros((5_000_000, 3), np.int32)
@@ -384,6 +411,21 @@ CASES = {  # name -> (frames builder(prior_dir, token), expected code)
         lambda d, t: codec.encode(m.Cancel("no-such-job"), token=t)[0],
         ErrorCode.UNKNOWN_JOB,
     ),
+    # generate (GenerateParams)
+    "generate_empty_prompt": (lambda d, t: _generate_frames(t, prompt="  "), ErrorCode.BAD_PROMPT),
+    "generate_unknown_refine": (lambda d, t: _generate_frames(t, refine="smooth"), ErrorCode.BAD_REQUEST),
+    "generate_zero_coarse_steps": (lambda d, t: _generate_frames(t, steps_coarse=0), ErrorCode.BAD_REQUEST),
+    "generate_face_budget_tiny": (lambda d, t: _generate_frames(t, face_budget=3), ErrorCode.BAD_REQUEST),
+    "generate_tet_resolution_huge": (lambda d, t: _generate_frames(t, tet_resolution=4096), ErrorCode.BAD_REQUEST),
+    "generate_size_negative": (lambda d, t: _generate_frames(t, size=-1.0), ErrorCode.BAD_REQUEST),
+    "generate_threshold_string": (lambda d, t: _generate_frames(t, isosurface_threshold="ten"),
+                                  ErrorCode.BAD_REQUEST),
+    "generate_unknown_field": (lambda d, t: _generate_frames(t, colour="red"), ErrorCode.BAD_REQUEST),
+    "generate_with_arrays": (
+        lambda d, t: _generate_frames(t, arrays={"vertices": np.zeros((3, 3), np.float32)}),
+        ErrorCode.BAD_ARRAY,
+    ),
+    "generate_negative_seed": (lambda d, t: _generate_frames(t, seed=-5), ErrorCode.BAD_REQUEST),
 }
 
 
