@@ -6,11 +6,22 @@ import random
 from typing import Any
 
 from .protocol.errors import ProtocolError
-from .protocol.jobs import TextureParams
+from .protocol.jobs import TextureParams, split_controlnet_spec
 
 # Custom property names on results (image, material, object).
 PARAMS_KEY = "csd_params"             # the request as sent (JSON), seed included: re-running it reproduces
 RESOLVED_KEY = "csd_resolved_params"  # the engine's resolved parameters (presets expanded), JSON
+
+
+def controlnet_spec(settings: Any) -> str:
+    """The chosen ControlNet as a protocol entry: "depth", or "depth=<hub id or folder>" when a source is set.
+
+    Args:
+        settings: Scene.csd with `controlnet` != "NONE".
+    """
+    kind = settings.controlnet
+    source = getattr(settings, f"controlnet_{kind}_source", "").strip()
+    return f"{kind}={source}" if source else kind
 
 
 def texture_params(settings: Any, *, default_model: str = "toy", seed: int | None = None,
@@ -28,7 +39,7 @@ def texture_params(settings: Any, *, default_model: str = "toy", seed: int | Non
     """
     if seed is None:
         seed = random.randrange(0, 2**31 - 1) if settings.use_random_seed else int(settings.seed)
-    controlnets = [] if settings.controlnet == "NONE" else [settings.controlnet]
+    controlnets = [] if settings.controlnet == "NONE" else [controlnet_spec(settings)]
     params = TextureParams(
         prompt=(prompt or "").strip() or settings.prompt.strip(),
         negative_prompt=settings.negative_prompt.strip(),
@@ -61,7 +72,11 @@ def settings_from_params(settings: Any, params: TextureParams | dict) -> None:
     settings.seed = int(p.seed)
     settings.use_random_seed = False
     settings.progress_every = int(p.progress_every)
-    settings.controlnet = p.controlnets[0] if p.controlnets else "NONE"
+    settings.controlnet = "NONE"
+    if p.controlnets:
+        kind, source = split_controlnet_spec(p.controlnets[0])
+        settings.controlnet = kind
+        setattr(settings, f"controlnet_{kind}_source", source)
     if p.controlnet_scales:
         settings.controlnet_scale = float(p.controlnet_scales[0])
 

@@ -37,6 +37,23 @@ def _collection_has_camera(_self, collection) -> bool:
     return any(obj.type == "CAMERA" for obj in collection.all_objects)
 
 
+def _absolute_folder(prop: str):
+    """An update callback that turns a blend-relative pick ("//models/sd") into an absolute path: the engine,
+    another process, resolves paths without knowing the .blend."""
+    def update(self, _context) -> None:
+        value = getattr(self, prop)
+        if value.startswith("//"):
+            setattr(self, prop, bpy.path.abspath(value))
+    return update
+
+
+def _controlnet_source(kind: str):
+    return StringProperty(name=f"{kind.capitalize()} ControlNet", default="", subtype="DIR_PATH",
+                          update=_absolute_folder(f"controlnet_{kind}_source"),
+                          description=f"The {kind} ControlNet: a hub id or a local folder (diffusers layout); "
+                                      "empty uses the engine's default for Stable Diffusion 1.5")
+
+
 class CSDSettings(bpy.types.PropertyGroup):
     """Settings of the texture job (Scene.csd)."""
 
@@ -46,9 +63,9 @@ class CSDSettings(bpy.types.PropertyGroup):
     negative_prompt: StringProperty(name="Negative Prompt", default="",
                                     description=f"What the texture should not show (at most {MAX_PROMPT_CHARS} "
                                                 "characters)")
-    model: StringProperty(name="Model", default="",
-                          description="Diffusion model: 'toy', a hub id or a local folder; empty uses the "
-                                      "default from the add-on preferences")
+    model: StringProperty(name="Model", default="", subtype="DIR_PATH", update=_absolute_folder("model"),
+                          description="Diffusion model: 'toy', a hub id or a local folder (pick it with the "
+                                      "folder button); empty uses the default from the add-on preferences")
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
                           description="Preset for steps, batch size and texture size")
     steps: IntProperty(name="Steps", default=0, min=0, soft_max=5000,
@@ -65,6 +82,15 @@ class CSDSettings(bpy.types.PropertyGroup):
                                          "ControlNet)")
     controlnet_scale: FloatProperty(name="Strength", default=1.0, min=0.0, max=4.0,
                                     description="Weight of the ControlNet conditioning")
+    controlnet_depth_source: _controlnet_source("depth")
+    controlnet_normal_source: _controlnet_source("normal")
+    controlnet_canny_source: _controlnet_source("canny")
+    uv_map: StringProperty(name="UV Map", default="",
+                           description="The UV map the texture is made for; empty: the object's active render "
+                                       "UV map")
+    uv_unwrap: BoolProperty(name="New UV Map", default=False,
+                            description="Let the engine unwrap the mesh into a new UV map (xatlas) instead of "
+                                        "using an existing one")
     progress_every: IntProperty(name="Preview Every", default=10, min=1, soft_max=100,
                                 description="Steps between progress updates and live previews (each preview "
                                             "costs the engine a small render)")

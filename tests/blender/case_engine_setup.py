@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -72,6 +73,69 @@ def test_start_is_disabled_with_the_reason_until_an_interpreter_is_configured(ex
         bpy.ops.csd.engine_start()
     panels = bpy_env.submodule("operators_engine")
     assert panels.start_block_reason().startswith("No engine Python yet")
+
+
+def _draw_preferences(prefs) -> list:
+    from case_fake_engine import RecordingLayout
+
+    calls: list = []
+
+    class Owner:                              # the real preferences, drawn into a recording layout
+        layout = RecordingLayout(calls)
+
+        def __getattr__(self, name):
+            return getattr(prefs, name)
+
+    bpy_env.submodule("preferences").CSDPreferences.draw(Owner(), bpy.context)
+    return calls
+
+
+def test_engine_panel_comes_first_and_says_why_start_is_disabled(ext):
+    from types import SimpleNamespace
+
+    from case_fake_engine import RecordingLayout
+
+    _configure(bpy_env.HOME / "env", bpy_env.HOME)
+    panels = bpy_env.submodule("panels")
+    assert panels.PANELS[0] is panels.CSD_PT_engine
+    calls: list = []
+    panels.CSD_PT_engine.draw(SimpleNamespace(layout=RecordingLayout(calls)), bpy.context)
+    assert ("label", "No engine Python yet: use Set Up Engine in the add-on preferences") in calls
+    assert ("operator", "preferences.addon_show") in calls
+
+
+def test_preferences_show_setup_and_a_running_setups_progress(ext, engine_wheel, tmp_path):
+    prefs = bpy_env.preferences()
+    _configure(tmp_path / "env", tmp_path)
+    prefs.setup_compute = "AUTO"
+    idle = _draw_preferences(prefs)
+    prefs.setup_compute = "CPU"
+    assert ("operator", "csd.setup_engine") in idle and ("prop", "setup_compute") in idle
+    assert any(c[0] == "label" and c[1].startswith("Detected: ") for c in idle)
+    ops_setup, setup_mod = bpy_env.submodule("operators_setup"), bpy_env.submodule("engine_setup")
+    hang = tmp_path / "hanging_python"
+    hang.write_text("#!/bin/sh\necho 'Collecting torch'\nsleep 60\n")
+    hang.chmod(0o755)
+    config = ops_setup.setup_config(prefs)
+    config.base_python = str(hang)
+    ops_setup._setup = setup = setup_mod.EngineSetup(config)   # as the interactive operator leaves it
+    setup.start()
+    try:
+        deadline = time.monotonic() + 10
+        while setup.status().line != "Collecting torch":
+            assert time.monotonic() < deadline, setup.status()
+            time.sleep(0.01)
+        running = _draw_preferences(prefs)
+        assert ("progress", "Step 1/4: Creating the Python environment") in running
+        assert ("label", "Collecting torch") in running and ("operator", "csd.setup_engine_cancel") in running
+        assert not bpy.ops.csd.setup_engine.poll()
+        assert bpy.ops.csd.setup_engine_cancel() == {"FINISHED"}
+        assert setup.wait(10).state == setup_mod.CANCELLED
+        assert ops_setup._poll_setup() is None and ops_setup.running_setup() is None   # the timer adopts it
+        assert prefs.setup_report == "Set Up Engine was cancelled" and prefs.python_path == ""
+    finally:
+        setup.cancel()
+        ops_setup._setup = None
 
 
 def test_a_failing_install_reports_pips_error_line(ext, engine_wheel):

@@ -34,6 +34,18 @@ def test_texture_params_from_settings():
                                                                                      "sd15")
 
 
+def test_controlnet_folder_travels_as_kind_equals_source_and_is_restored():
+    settings = _settings(controlnet="depth", controlnet_depth_source=" /models/cn depth ",
+                         controlnet_canny_source="/models/canny")
+    p = job_params.texture_params(settings, default_model="/models/sd15")
+    assert p.controlnets == ["depth=/models/cn depth"] and p.model == "/models/sd15"
+    restored = _settings(controlnet="canny", controlnet_depth_source="", controlnet_canny_source="/models/canny")
+    job_params.settings_from_params(restored, job_params.loads_params(job_params.dumps_params(p)))
+    assert (restored.controlnet, restored.controlnet_depth_source) == ("depth", "/models/cn depth")
+    assert job_params.texture_params(restored, default_model="/models/sd15") == p
+    assert job_params.texture_params(_settings(controlnet="canny"), default_model="x").controlnets == ["canny"]
+
+
 def test_texture_params_name_the_bad_field():
     with pytest.raises(ProtocolError) as err:
         job_params.texture_params(_settings(prompt="   "))
