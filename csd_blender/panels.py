@@ -1,12 +1,11 @@
-"""The "CSD" tab in the 3D viewport sidebar: Generate texture from text (with the object's Results), Engine.
+"""The "CSD" tab in the 3D viewport sidebar: Generate texture from text (with the object's Results), Text to
+mesh (panel_generate), Engine.
 
 Settings read as what will happen: the target object is named, "Auto" fields show the preset's resolved
 value, the camera rig's fields appear only when a rig is used, the toy model's words are listed.
 
-"Text to mesh" and "Edit selected object" panels belong here too (DESIGN §5); their engine tasks do not exist
-yet (protocol.jobs.TASK_NAMES has only "texture"), so they are not registered. To add one: write its
-operator in operators_jobs.py, a panel class below with bl_parent_id unset and bl_category = CATEGORY, and
-append it to PANELS in the position it should appear.
+To add a job's panel: write its operator (a job_operator.ModalJobOperator), a panel class with bl_parent_id
+unset and bl_category = CATEGORY, and append it to PANELS in the position it should appear.
 """
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from .operators_jobs import batch_block_reason, selected_meshes, texture_block_r
 from .paths import PACKAGE
 from .protocol import presets
 from .protocol.jobs import MAX_PROMPT_CHARS
+from .uv_choice import draw_uvs
 
 CATEGORY = "CSD"
 
@@ -136,6 +136,7 @@ class CSD_PT_texture(_CSDPanel, bpy.types.Panel):
             box.prop(settings, f"controlnet_{settings.controlnet}_source", text="Source",
                      placeholder="Default for Stable Diffusion 1.5")
             box.prop(settings, "controlnet_scale")
+        draw_uvs(layout, context)
         draw_views(layout, settings)
 
         box = layout.box()
@@ -240,7 +241,9 @@ class CSD_PT_engine(_CSDPanel, bpy.types.Panel):
 
 # Panels in display order. Add "Text to mesh" / "Edit selected object" here once their tasks exist.
 # The Engine panel comes first: nothing else works until it runs (and its Start button says what is missing).
-PANELS = (CSD_PT_engine, CSD_PT_texture, CSD_UL_results, CSD_PT_results)
+from .panel_generate import CSD_PT_text_to_mesh  # noqa: E402 - after the helpers it draws with
+
+PANELS = (CSD_PT_engine, CSD_PT_texture, CSD_PT_text_to_mesh, CSD_UL_results, CSD_PT_results)
 
 
 def register() -> None:
