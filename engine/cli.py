@@ -111,6 +111,7 @@ def load_registries() -> None:
     """
     from . import guidance  # noqa: F401 - registers "csd", "sds"
     from .tasks import texture  # noqa: F401 - registers "texture"
+    from .tasks import edit  # noqa: F401 - registers "edit"
     from .tasks import generate  # noqa: F401 - registers "generate"
 
 
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_texture_parser(subparsers)
     add_demo_parser(subparsers)
+    from .cli_edit import add_edit_parser
+
+    add_edit_parser(subparsers)
     from .cli_generate import add_generate_demo_parser, add_generate_parser
 
     add_generate_parser(subparsers)

@@ -188,6 +188,22 @@ def test_generate_job_round_trip(client):
     assert result.meta["params"]["steps_coarse"] == 3
 
 
+def test_edit_job_round_trip(client):
+    arrays = _edit_arrays()
+    rgba = np.concatenate([np.ascontiguousarray(arrays["texture"][:, :24]), np.full((32, 24, 1), 0.5, np.float32)], 2)
+    events = []
+    job = client.submit("edit", EDIT, {**arrays, "texture": rgba})
+    result = client.wait(job, timeout_s=300, on_event=events.append)
+    stages = [e.stage for e in events if isinstance(e, m.Progress)]
+    assert stages.index("fitting") < stages.index("optimising") < stages.index("baking")
+    a = result.arrays
+    assert a["texture"].shape == (32, 24, 4) and a["texture"].dtype == np.float32    # the input's size and alpha
+    np.testing.assert_array_equal(a["texture"][..., 3], rgba[..., 3])
+    np.testing.assert_array_equal(a["uvs"], arrays["uvs"])
+    assert hashlib.sha256(a["texture"].tobytes()).hexdigest() == result.meta["stats"]["texture_sha256"]
+    assert a["before_after_png"].dtype == np.uint8 and result.meta["stats"]["fit_steps"] == 3
+
+
 def test_cancel_stops_within_one_step(client, prior_dir):
     """The job ends within one step's time of the cancel (plus transport slack); the next job runs normally."""
     job = client.submit("texture", params(prior_dir, steps=500), ARRAYS)
@@ -298,6 +314,33 @@ def _generate_frames(token: str, arrays=None, **over) -> list:
     wire = {k: m.Array(v.dtype.name, v.shape, np.ascontiguousarray(v)) for k, v in (arrays or {}).items()}
     frames, _ = codec.encode(m.Submit("generate", {**GENERATE, **over}, wire), token=token)
     return [bytes(memoryview(f)) for f in frames]
+
+
+def _edit_arrays() -> dict:
+    from edit_stats import striped_texture, uv_sphere
+
+    v, f, uv = uv_sphere(rings=8, segments=16)
+    return {"vertices": v, "faces": f, "uvs": uv, "texture": striped_texture(32)}
+
+
+EDIT = {"target_prompt": "a blue striped sphere", "edit_prompt": "a red striped sphere", "steps": 2,
+        "fit_max_steps": 3, "batch_size": 1, "render_size": 32, "progress_every": 1, "preview_size": 32,
+        "device": "cpu"}
+
+
+def _edit_frames(token: str, arrays: dict | None = None, drop: tuple = (), **over) -> list:
+    """An edit submit: a striped UV sphere with its texture, EDIT's parameters changed by `over`, arrays replaced
+    by `arrays` and those named in `drop` left out."""
+    wire_arrays = {k: v for k, v in {**_edit_arrays(), **(arrays or {})}.items() if k not in drop}
+    wire = {k: m.Array(v.dtype.name, v.shape, np.ascontiguousarray(v)) for k, v in wire_arrays.items()}
+    frames, _ = codec.encode(m.Submit("edit", {**EDIT, **over}, wire), token=token)
+    return [bytes(memoryview(f)) for f in frames]
+
+
+def _nan_texture() -> np.ndarray:
+    texture = _edit_arrays()["texture"].copy()
+    texture[3, 4, 1] = np.nan
+    return texture
 
 
 FIVE_M_FACES = np.zeros((5_000_000, 3), np.int32)
@@ -426,6 +469,24 @@ CASES = {  # name -> (frames builder(prior_dir, token), expected code)
         ErrorCode.BAD_ARRAY,
     ),
     "generate_negative_seed": (lambda d, t: _generate_frames(t, seed=-5), ErrorCode.BAD_REQUEST),
+    # edit (EditParams, texture and UVs)
+    "edit_no_texture": (lambda d, t: _edit_frames(t, drop=("texture",)), ErrorCode.NO_TEXTURE),
+    "edit_no_uvs": (lambda d, t: _edit_frames(t, drop=("uvs",)), ErrorCode.NO_UVS),
+    "edit_uvs_outside_texture": (
+        lambda d, t: _edit_frames(t, arrays={"uvs": _edit_arrays()["uvs"] + 2.0}), ErrorCode.UV_TEXTURE_MISMATCH),
+    "edit_uvs_without_area": (
+        lambda d, t: _edit_frames(t, arrays={"uvs": np.zeros_like(_edit_arrays()["uvs"])}),
+        ErrorCode.UV_TEXTURE_MISMATCH,
+    ),
+    "edit_identical_prompts": (
+        lambda d, t: _edit_frames(t, edit_prompt=EDIT["target_prompt"]), ErrorCode.BAD_PROMPT),
+    "edit_missing_edit_prompt": (
+        lambda d, t: _edit_content(_edit_frames(t), lambda c: c["params"].pop("edit_prompt")), ErrorCode.BAD_REQUEST),
+    "edit_strength_out_of_range": (lambda d, t: _edit_frames(t, strength=7.5), ErrorCode.BAD_REQUEST),
+    "edit_preserve_negative": (lambda d, t: _edit_frames(t, preserve=-0.5), ErrorCode.BAD_REQUEST),
+    "edit_texture_two_channels": (
+        lambda d, t: _edit_frames(t, arrays={"texture": np.zeros((32, 32, 2), np.float32)}), ErrorCode.BAD_ARRAY),
+    "edit_texture_nan": (lambda d, t: _edit_frames(t, arrays={"texture": _nan_texture()}), ErrorCode.BAD_ARRAY),
 }
 
 

@@ -20,6 +20,9 @@ class ErrorCode(str, Enum):
     INVALID_MESH = "invalid_mesh"                # NaN vertices, indices out of range, no usable faces
     MESH_TOO_LARGE = "mesh_too_large"
     BAD_PROMPT = "bad_prompt"                    # empty, too long, not UTF-8, words outside the vocabulary
+    NO_TEXTURE = "no_texture"                    # edit: the object has no base-colour image texture
+    NO_UVS = "no_uvs"                            # edit: the object has no UV map
+    UV_TEXTURE_MISMATCH = "uv_texture_mismatch"  # edit: UVs outside the texture's square, or a UV map with no area
     UNKNOWN_JOB = "unknown_job"
     # models and resources
     MODEL_MISSING = "model_missing"

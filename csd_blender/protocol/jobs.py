@@ -242,7 +242,11 @@ ARRAY_SPECS: dict[str, dict[str, tuple[str, tuple, bool]]] = {
     },
 }
 
-PARAMS: dict[str, type] = {"texture": TextureParams}
+# The edit job's parameters live in their own module (it imports the helpers above, hence the late import).
+from .edit_params import EDIT_ARRAY_SPECS, EditParams  # noqa: E402
+
+ARRAY_SPECS["edit"] = EDIT_ARRAY_SPECS
+PARAMS: dict[str, type] = {"texture": TextureParams, "edit": EditParams}
 # Text to mesh: parameters in their own module (it imports the helpers above, hence the late import);
 # no arrays travel with a generate job.
 from .generate_params import GenerateParams  # noqa: E402

@@ -1,0 +1,150 @@
+"""Parameters of the edit job (paper Eq. 11: target and edit prompts) and the checks of its texture and UVs.
+
+Standard library only. The edit job changes an existing textured object: it first fits a texture field to the
+object's current texture, then moves it towards `target_prompt` and away from `edit_prompt` (what the object is
+now), and bakes the result into a NEW texture on the object's own UVs. Arrays that travel with it:
+`vertices (V,3) float32`, `faces (F,3) int32`, `uvs (F,3,2) float32` and `texture (H,W,3|4) float32` (sRGB in
+[0, 1], top row first). `uvs` and `texture` are optional in `EDIT_ARRAY_SPECS` only so that their absence gets its
+own error code (`no_uvs`, `no_texture`) from `check_edit_arrays` instead of a generic `bad_array`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+from .errors import ErrorCode, ProtocolError
+from .jobs import TextureParams, _check_range, _fail, _Params, check_prompt
+
+STRENGTH_RANGE = (0.0, 4.0)          # ω1: pull towards the target prompt
+OMEGA2_RANGE = (0.0, 4.0)            # ω2: push away from the edit prompt
+PRESERVE_RANGE = (0.0, 10.0)         # preservation gradient relative to the unit-norm edit gradient
+FIT_PSNR_RANGE = (10.0, 60.0)        # reconstruction target, dB
+EDIT_TEXTURE_SIDE = (8, 4096)        # accepted input texture width/height in pixels
+UV_MARGIN = 0.1                      # UVs may overhang [0, 1] by this much (real meshes do: Spot by 0.05)
+
+EDIT_ARRAY_SPECS: dict[str, tuple[str, tuple, bool]] = {
+    "vertices": ("float32", ("V", 3), True),
+    "faces": ("int32", ("F", 3), True),
+    "uvs": ("float32", ("F", 3, 2), False),
+    "texture": ("float32", (-1, -1, -1), False),
+}
+
+
+@dataclass
+class EditParams(_Params):
+    """Parameters of an edit job (Eq. 11): δ = ω1·(ε(y_target) − ε(∅)) − ω2·(ε(y_edit) − ε(∅)).
+
+    With ω1 = ω2 the null branch cancels and δ = ε(y_target) − ε(y_edit): only what differs between the two
+    prompts is pushed, what they share is kept. `strength` is ω1; `omega2` = 0 is plain target-prompt CSD
+    starting from the fitted texture. Either may be scheduled through `guidance_overrides`
+    (`{"omega2": [start_step, start, end, end_step]}`).
+    """
+
+    TASK: ClassVar[str] = "edit"
+
+    target_prompt: str                     # what the object should become, e.g. "a blue striped sphere"
+    edit_prompt: str                       # what it is now / the attribute to change, e.g. "a red striped sphere"
+    strength: float = 1.0                  # ω1 (STRENGTH_RANGE)
+    omega2: float = 1.0                    # ω2 (OMEGA2_RANGE)
+    preserve: float = 0.0                  # weight of the pull back to the original renders (PRESERVE_RANGE)
+    geometry: bool = False                 # let the surface move too (deformable tetrahedral grid)
+    model: str = "toy"
+    quality: str = "balanced"
+    guidance: str = "csd-edit"
+    guidance_overrides: dict = field(default_factory=dict)
+    steps: int | None = None               # edit steps (None: the quality preset's)
+    fit_max_steps: int = 1500              # reconstruction steps at most
+    fit_psnr: float = 35.0                 # reconstruction stops once renders and texels reach this PSNR (dB)
+    batch_size: int | None = None
+    learning_rate: float = 0.01
+    texture_size: int | None = None        # None: the input texture's own size
+    render_size: int | None = None
+    seed: int = 0
+    background: str = "random"
+    elevation_range: tuple = (-10.0, 45.0)
+    azimuth_range: tuple = (-180.0, 180.0)
+    distance_range: tuple = (1.5, 2.0)
+    fov_range: tuple = (40.0, 60.0)
+    progress_every: int = 10
+    preview_size: int = 128
+    device: str = "auto"
+    return_partial: bool = False
+
+    def validate(self) -> "EditParams":
+        """Raise ProtocolError naming the first field at fault; return self.
+
+        Prompts: both required, and different (identical prompts make δ vanish for ω1 = ω2). The fields it
+        shares with the texture job are checked by `TextureParams.validate` (same names, same ranges).
+        """
+        check_prompt("target_prompt", self.target_prompt, allow_empty=False)
+        check_prompt("edit_prompt", self.edit_prompt, allow_empty=False)
+        if " ".join(self.target_prompt.lower().split()) == " ".join(self.edit_prompt.lower().split()):
+            raise _fail("edit_prompt", "must differ from target_prompt (the edit is the difference between "
+                                       "them); describe what the object is now", ErrorCode.BAD_PROMPT)
+        _check_range("strength", self.strength, *STRENGTH_RANGE)
+        _check_range("omega2", self.omega2, *OMEGA2_RANGE)
+        if self.strength == 0 and self.omega2 == 0:
+            raise _fail("strength", "strength and omega2 are both 0: nothing would be edited")
+        _check_range("preserve", self.preserve, *PRESERVE_RANGE)
+        _check_range("fit_psnr", self.fit_psnr, *FIT_PSNR_RANGE)
+        if isinstance(self.fit_max_steps, bool) or not (0 <= self.fit_max_steps <= 100_000):
+            raise _fail("fit_max_steps", f"must be in [0, 100000], got {self.fit_max_steps}")
+        if not isinstance(self.guidance, str) or not self.guidance.strip():
+            raise _fail("guidance", "must be a guidance preset name")
+        self.as_texture_params().validate()
+        return self
+
+    def as_texture_params(self) -> TextureParams:
+        """The texture-job view of these parameters (prompt = target, negative = edit): view sampling and
+        the checks of the shared fields reuse it."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TextureParams)
+                  if hasattr(self, f.name) and f.name not in ("prompt", "negative_prompt")}
+        return TextureParams(prompt=self.target_prompt, negative_prompt=self.edit_prompt, camera_jitter=0.0,
+                             **{k: v for k, v in shared.items() if k != "camera_jitter"})
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in getattr(value, "shape", ()))
+
+
+def check_edit_arrays(arrays: dict[str, Any]) -> None:
+    """Check that an edit job has a texture and UVs that fit together (numpy arrays, duck-typed).
+
+    Args:
+        arrays: name -> array, already checked against `EDIT_ARRAY_SPECS` (dtypes, ranks, finite values).
+
+    Raises:
+        ProtocolError: NO_TEXTURE (no texture), NO_UVS (no UVs), BAD_ARRAY (texture not (H, W, 3|4) or a side
+            outside EDIT_TEXTURE_SIDE), UV_TEXTURE_MISMATCH (UVs outside the texture's [0, 1] square, or a UV
+            map with no area, e.g. never unwrapped).
+    """
+    texture, uvs = arrays.get("texture"), arrays.get("uvs")
+    if texture is None:
+        raise ProtocolError(ErrorCode.NO_TEXTURE, "texture: the object has no base-colour image texture to "
+                            "edit; give it one first (e.g. Generate texture from text)", field="texture")
+    if uvs is None:
+        raise ProtocolError(ErrorCode.NO_UVS, "uvs: the object has no UV map, so its texture cannot be read or "
+                            "written back; unwrap it or use Generate texture from text first", field="uvs")
+    shape = _shape(texture)
+    if len(shape) != 3 or shape[2] not in (3, 4):
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"texture: must be (H, W, 3) or (H, W, 4), got {list(shape)}",
+                            field="texture")
+    lo, hi = EDIT_TEXTURE_SIDE
+    if not (lo <= shape[0] <= hi and lo <= shape[1] <= hi):
+        raise ProtocolError(ErrorCode.BAD_ARRAY, f"texture: {shape[1]}×{shape[0]} pixels; each side must be in "
+                            f"[{lo}, {hi}]", field="texture")
+    flat: Sequence[float] = uvs.reshape(-1)  # type: ignore[attr-defined]
+    outside = int(((flat < -UV_MARGIN) | (flat > 1 + UV_MARGIN)).reshape(-1, 2).any(1).sum())
+    if outside:
+        raise ProtocolError(ErrorCode.UV_TEXTURE_MISMATCH,
+                            f"uvs: {outside} of {flat.size // 2} UV corners lie outside the texture's [0, 1] square "
+                            f"(by more than {UV_MARGIN}): tiled or UDIM UVs cannot be baked back into one image",
+                            field="uvs")
+    a, b, c = uvs[:, 0], uvs[:, 1], uvs[:, 2]  # type: ignore[index]
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    texels = float(abs(cross).sum()) * 0.5 * shape[0] * shape[1]
+    if texels < 1.0:
+        raise ProtocolError(ErrorCode.UV_TEXTURE_MISMATCH,
+                            f"uvs: the UV map covers {texels:.2g} texels of the {shape[1]}×{shape[0]} texture (every "
+                            "face collapses to a point or a line); unwrap the mesh", field="uvs")

@@ -1,0 +1,397 @@
+"""Edit a textured object from text (paper Eq. 11): fit its texture, push it from the edit prompt to the target.
+
+Stages (DESIGN §4.4): **fitting** — a texture field is fitted to renders of the object's own texture from random
+views (masked MSE) until 8 fixed check views reach `fit_psnr` dB (or `fit_max_steps`); **optimising** — `csd-edit`
+with y = target prompt and y_neg = edit prompt, δ = ω1·(ε(y_t) − ε(∅)) − ω2·(ε(y_e) − ε(∅)), optionally with a
+preservation term that pulls the renders back towards the original's; **baking** — the field goes into a NEW
+texture on the object's own UVs, of the input texture's size. The input arrays are never modified.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from csd_blender.protocol.edit_params import EditParams, check_edit_arrays
+from csd_blender.protocol.errors import ErrorCode
+
+from ..device_info import resolve_device
+from ..errors import CancelledError, EngineError, RequestError
+from ..fields.texture_field import TextureField, TextureFieldConfig
+from ..guidance import PromptEmbeddings, build_guidance
+from ..guidance.views import VIEWS, view_names, view_prompt
+from ..images import sheet
+from ..mesh import Mesh, normalize, validate_mesh
+from ..registry import TASKS
+from ..render.rasterize import interpolate, texture as sample_texture
+from ..render.surface import SurfaceHits, corner_mesh, hit_surface, shade_field
+from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
+from .common.backgrounds import solid_backgrounds
+from .common.bake import bake_field
+from .common.outputs import image_sha256
+from .common.preview import field_preview_png
+from .common.turntable import TURNTABLE_VIEWS, render_turntable
+from .common.views import OrbitRanges, ViewSampler, fixed_views
+from .quality import quality_for
+
+logger = logging.getLogger(__name__)
+
+# Reconstruction: views from below too (the bake must match the original everywhere), a finer field than the
+# texture task's (it must hold an existing texture's edges), and a PSNR check every FIT_CHECK_EVERY steps.
+# `fit_psnr` defaults to 35 dB: at 30 dB Spot's small parts (horns) were still visibly off-colour.
+FIT_ELEVATION = (-60.0, 75.0)
+FIT_RENDER_SIZE = 128
+FIT_BATCH = 4
+FIT_LR = 0.01
+FIT_CHECK_EVERY = 50
+FIT_CHECK_SIZE = 128
+FIT_TEXELS = 8192            # surface points per fit step spread over the UV layout (beside the rendered views)
+FIT_CHECK_TEXELS = 32768     # fixed UV-layout points of the texel PSNR check
+FIELD_MAX_RESOLUTION = 2048
+FIELD_LOG2_HASHMAP = 17
+FIELD_LEVELS = 16
+
+
+@dataclass
+class EditJob:
+    """A validated edit job.
+
+    Attributes:
+        params: the job's parameters.
+        mesh: world-space mesh with its per-corner UVs (degenerate faces dropped).
+        texture: (H, W, 3|4) float32 copy of the input texture in [0, 1], top row first.
+        dropped_faces: degenerate faces removed by validation.
+    """
+
+    params: EditParams
+    mesh: Mesh
+    texture: np.ndarray
+    dropped_faces: int = 0
+
+
+@dataclass
+class EditResult:
+    """What an edit job produces (new arrays; the job's inputs are untouched).
+
+    Attributes:
+        texture: (H, W, C) float32 in [0, 1], top row first: the input's size and channels (alpha copied).
+        uvs: (F, 3, 2) float32, the object's own UVs.
+        mesh: the world-space mesh the UVs index.
+        turntable: (2·R, 4·R, 3) sheet of 8 views of the edited texture.
+        before_after: (2·R, 8·R, 3) sheet: the original (top row) and the edited object (bottom row).
+        params: resolved parameters (every default filled in).
+        stats: fit PSNR and steps, seconds per stage, UNet calls, final loss, texture hash.
+        partial: True when cancelled with `return_partial`.
+    """
+
+    texture: np.ndarray
+    uvs: np.ndarray
+    mesh: Mesh
+    turntable: np.ndarray
+    before_after: np.ndarray
+    params: dict
+    stats: dict = field(default_factory=dict)
+    partial: bool = False
+
+
+def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
+    """Validate parameters and arrays into an EditJob (raises a ProtocolError with a specific code).
+
+    Args:
+        params: edit parameters (validated again here).
+        arrays: "vertices" (V, 3), "faces" (F, 3), "uvs" (F, 3, 2), "texture" (H, W, 3|4).
+    """
+    params.validate()
+    for name in ("vertices", "faces"):
+        if name not in arrays:
+            raise RequestError(name, "is required")
+    check_edit_arrays(arrays)
+    if params.geometry:
+        raise RequestError("geometry", "editing the surface (deformable tetrahedral grid) is not available in "
+                                       "this engine yet; edit the texture only (geometry = false)")
+    mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays["uvs"])
+    texture = np.clip(np.array(arrays["texture"], dtype=np.float32, copy=True), 0.0, 1.0)
+    _build_guidance(params, 100)  # unknown presets or bad overrides fail here, before any work
+    return EditJob(params=params, mesh=mesh, texture=texture, dropped_faces=dropped)
+
+
+def resolve_params(params: EditParams, family: str, resolution: int) -> EditParams:
+    """Fill the `None` defaults from the quality preset and the prior (texture_size stays None = input size)."""
+    q = quality_for(family, params.quality)
+    return dataclasses.replace(
+        params,
+        steps=params.steps if params.steps is not None else q.steps,
+        batch_size=params.batch_size if params.batch_size is not None else q.batch_size,
+        render_size=params.render_size if params.render_size is not None else max(resolution, 64),
+    )
+
+
+def _build_guidance(p: EditParams, steps: int):
+    """csd-edit (or the chosen preset) with ω1 = strength, ω2 = omega2; `guidance_overrides` may schedule them."""
+    return build_guidance(p.guidance, total_steps=steps, **{"omega1": p.strength, "omega2": p.omega2,
+                                                           **p.guidance_overrides})
+
+
+def _encode(prior, field_name: str, prompts: list[str]) -> torch.Tensor:
+    try:
+        return prior.encode_prompts(prompts)
+    except EngineError as exc:
+        if exc.code != ErrorCode.BAD_PROMPT:
+            raise
+        raise EngineError(ErrorCode.BAD_PROMPT, f"{field_name}: {exc.message}", field=field_name) from exc
+
+
+class _Original:
+    """The object as the user has it: renders of the input texture on the normalised mesh, and the field's hits.
+
+    One rasterisation of the per-corner mesh gives both the surface points the field is queried at and the UVs
+    at which the original texture is sampled, so the two images are pixel-aligned.
+    """
+
+    def __init__(self, mesh_n: Mesh, uvs: np.ndarray, image: np.ndarray, device: torch.device):
+        verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
+        faces = torch.tensor(mesh_n.faces, dtype=torch.int32, device=device)
+        self.verts, self.faces = verts, faces
+        self.pos, self.tri, self.corner_uv = corner_mesh(verts, faces, torch.tensor(uvs, device=device))
+        # texture() addresses memory row 0 as v = 0; our images store v = 1 first
+        self.tex = torch.tensor(image[..., :3], device=device).flip(0)[None].contiguous()
+
+    def texel_samples(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` random surface points spread uniformly over the UV layout (as the bake sees the surface), and the
+        original colours there: ((n, 3) points, (n, 3) colours)."""
+        uv = self.corner_uv.reshape(-1, 3, 2)
+        area = ((uv[:, 1] - uv[:, 0])[:, 0] * (uv[:, 2] - uv[:, 0])[:, 1]
+                - (uv[:, 1] - uv[:, 0])[:, 1] * (uv[:, 2] - uv[:, 0])[:, 0]).abs()
+        face = torch.multinomial(area.cpu() + 1e-12, n, replacement=True, generator=gen).to(uv.device)
+        r = torch.rand(n, 2, generator=gen).to(uv.device)
+        flip = r.sum(1) > 1
+        r[flip] = 1 - r[flip]
+        bary = torch.stack([1 - r[:, 0] - r[:, 1], r[:, 0], r[:, 1]], 1)
+        pts = torch.einsum("nk,nkc->nc", bary, self.pos.reshape(-1, 3, 3)[face])
+        uvs = torch.einsum("nk,nkc->nc", bary, uv[face])
+        colour = sample_texture(self.tex, uvs[None, None].contiguous())[0, 0]
+        return pts, colour
+
+    def hits(self, cams) -> tuple[SurfaceHits, torch.Tensor]:
+        """(hits on the surface, (B, H, W, 3) original colours at them, zero where empty)."""
+        hits = hit_surface(cams, self.pos, self.tri)
+        uv = interpolate(self.corner_uv, hits.rast, self.tri)
+        colour = sample_texture(self.tex.expand(uv.shape[0], *self.tex.shape[1:]).contiguous(), uv.contiguous())
+        return hits, colour * hits.mask[..., None]
+
+
+def _psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR (dB) of colours in [0, 1]."""
+    return 10.0 * math.log10(1.0 / max(float(((pred.float() - target.float()) ** 2).mean()), 1e-12))
+
+
+def _fit_psnr(field_model: TextureField, original: _Original, cams, texels: tuple[torch.Tensor, torch.Tensor]
+              ) -> tuple[float, float]:
+    """(render PSNR over the object pixels of `cams`, texel PSNR at fixed points spread over the UV layout)."""
+    with torch.no_grad():
+        hits, target = original.hits(cams)
+        render = _psnr(field_model(hits.points[hits.mask]), target[hits.mask])
+        texel = _psnr(field_model(texels[0]), texels[1])
+    return render, texel
+
+
+def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
+                        device) -> np.ndarray:
+    """Bake into the object's UVs at the input texture's size (or `size`²), keeping the input's alpha."""
+    h, w = job.texture.shape[:2]
+    side = size or max(h, w)
+    image = bake_field(field_model, mesh, mesh_n, side, device).image[..., :3]
+    if size is None and (h, w) != (side, side):  # non-square input: the UV square maps onto any H × W
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        image = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
+        image = image.permute(1, 2, 0).clamp(0, 1).numpy()
+    if job.texture.shape[2] == 4 and size is None:
+        image = np.concatenate([image, job.texture[..., 3:]], axis=2)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
+             should_stop: StopFn | None = None) -> EditResult:
+    """Run an edit job: fit, edit, bake.
+
+    Args:
+        job: an EditJob from `make_edit_job`.
+        prior: a loaded Prior; None loads `job.params.model`.
+        progress: called with ProgressEvent: "loading", "fitting" (step / fit_max_steps, loss = MSE), "optimising"
+            (step / steps, loss = guidance loss before normalisation), "baking", "done"; previews every
+            `progress_every` steps.
+        should_stop: checked before every step of both stages; True raises CancelledError (or, with
+            `return_partial`, bakes what exists and returns it with `partial=True`).
+
+    Raises:
+        CancelledError: stopped by `should_stop` (without `return_partial`).
+        EngineError: a prompt outside the prior's vocabulary, a missing model, …
+    """
+    from ..priors import load_prior
+
+    t_start = time.perf_counter()
+    emit = progress or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    p = job.params
+    emit(ProgressEvent("loading", 0, p.steps or 0, elapsed_s=0.0))
+    if prior is None:
+        prior = load_prior(p.model, device=resolve_device(p.device))
+    device = prior.device
+    p = resolve_params(p, prior.family, prior.resolution)
+    guidance = _build_guidance(p, p.steps)
+    view_words = prior.family != "toy"  # the toy prior's vocabulary has no view words
+    cond = {v: _encode(prior, "target_prompt", [view_prompt(p.target_prompt, v) if view_words else p.target_prompt])
+            for v in (VIEWS if view_words else ("",))}
+    neg = {v: _encode(prior, "edit_prompt", [view_prompt(p.edit_prompt, v) if view_words else p.edit_prompt])
+           for v in (VIEWS if view_words else ("",))}
+    null = prior.encode_prompts([""])
+
+    mesh_n, _ = normalize(job.mesh)
+    original = _Original(mesh_n, job.mesh.uvs, job.texture, device)
+    gen = torch.Generator().manual_seed(p.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(p.seed)
+        field_model = TextureField(TextureFieldConfig(n_levels=FIELD_LEVELS, max_resolution=FIELD_MAX_RESOLUTION,
+                                                      log2_hashmap_size=FIELD_LOG2_HASHMAP)).to(device)
+    timings = dict.fromkeys(("fit", "render", "to_model_space", "unet", "backward", "optimiser", "bake"), 0.0)
+    partial = False
+
+    def preview() -> bytes:
+        return field_preview_png(field_model, original.verts, original.faces, p.preview_size)
+
+    # --- stage 1: fit the field to the object's own texture -------------------------------------------------
+    t0 = time.perf_counter()
+    ranges = OrbitRanges.from_params(p)
+    fit_views = ViewSampler(dataclasses.replace(ranges, elevation=FIT_ELEVATION), FIT_RENDER_SIZE, gen)
+    check_cams = fixed_views(TURNTABLE_VIEWS, FIT_CHECK_SIZE, elevation=20.0).to(device)
+    opt = torch.optim.Adam(field_model.parameters(), lr=FIT_LR, betas=(0.9, 0.99), eps=1e-15)
+    check_texels = original.texel_samples(FIT_CHECK_TEXELS, torch.Generator().manual_seed(p.seed + 2))
+    fit_psnr, texel_psnr = _fit_psnr(field_model, original, check_cams, check_texels)
+    fit_steps = 0
+    emit(ProgressEvent("fitting", 0, p.fit_max_steps, elapsed_s=time.perf_counter() - t_start))
+    for step in range(p.fit_max_steps):
+        if min(fit_psnr, texel_psnr) >= p.fit_psnr:
+            break
+        if stop():
+            if not p.return_partial:
+                raise CancelledError(f"edit job cancelled while fitting, at step {step}/{p.fit_max_steps}")
+            partial = True
+            break
+        hits, target = original.hits(fit_views.sample(FIT_BATCH).to(device))
+        pts, colour = original.texel_samples(FIT_TEXELS, gen)  # reaches what no view shows well (the bake's)
+        loss = F.mse_loss(field_model(torch.cat([hits.points[hits.mask], pts])),
+                          torch.cat([target[hits.mask], colour]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        fit_steps = step + 1
+        if fit_steps % FIT_CHECK_EVERY == 0 or fit_steps == p.fit_max_steps:
+            fit_psnr, texel_psnr = _fit_psnr(field_model, original, check_cams, check_texels)
+        if fit_steps % p.progress_every == 0:
+            emit(ProgressEvent("fitting", fit_steps, p.fit_max_steps, float(loss.detach()),
+                               time.perf_counter() - t_start, float("nan"), preview()))
+    timings["fit"] = time.perf_counter() - t0
+    if min(fit_psnr, texel_psnr) < p.fit_psnr and not partial:
+        logger.warning("edit: reconstruction reached %.1f dB (renders) / %.1f dB (texels) after %d steps "
+                       "(target %.1f dB)", fit_psnr, texel_psnr, fit_steps, p.fit_psnr)
+
+    # --- stage 2: Eq. 11 from the fitted field ---------------------------------------------------------------
+    views = ViewSampler(ranges, p.render_size, gen)
+    opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    unet_calls, last_loss, loss_value, steps_run = 0, None, float("nan"), 0
+    t_loop = time.perf_counter()
+    if not partial:
+        emit(ProgressEvent("optimising", 0, p.steps, elapsed_s=time.perf_counter() - t_start))
+    for step in range(0 if partial else p.steps):
+        if stop():
+            if not p.return_partial:
+                raise CancelledError(f"edit job cancelled at step {step}/{p.steps}")
+            partial = True
+            break
+        t0 = time.perf_counter()
+        cams = views.sample(p.batch_size).to(device)
+        hits, target = original.hits(cams)
+        bg = solid_backgrounds(p.background, p.batch_size, gen).to(device)
+        image = shade_field(field_model, hits, bg)
+        t1 = time.perf_counter()
+        x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
+        t2 = time.perf_counter()
+        names = view_names(cams.c2w) if view_words else [""] * p.batch_size
+        prompts = PromptEmbeddings(cond=torch.cat([cond[v] for v in names]), null=null,
+                                   neg=torch.cat([neg[v] for v in names]))
+        out = guidance(prior, x, prompts, step, generator=noise_gen)
+        loss = out.loss
+        if p.preserve > 0:
+            with torch.no_grad():
+                mask = hits.mask[..., None].to(image.dtype)
+                before = target * mask + bg[:, None, None, :] * (1 - mask)
+                x_before = prior.to_model_space(before.permute(0, 3, 1, 2), generator=noise_gen)
+            # a unit-norm pull back to the original, weighted against the (unit-L2) edit direction
+            loss = loss + p.preserve * torch.sqrt(((x - x_before) ** 2).sum() + 1e-12) / p.batch_size
+        t3 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t4 = time.perf_counter()
+        opt.step()
+        t5 = time.perf_counter()
+        for key, dt in zip(("render", "to_model_space", "unet", "backward", "optimiser"),
+                           (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            timings[key] += dt
+        unet_calls += out.unet_calls
+        last_loss = out.raw_loss
+        steps_run = step + 1
+        if steps_run % p.progress_every == 0 or steps_run == p.steps:
+            loss_value = float(last_loss)
+            rate = (time.perf_counter() - t_loop) / steps_run
+            emit(ProgressEvent("optimising", steps_run, p.steps, loss_value, time.perf_counter() - t_start,
+                               rate * (p.steps - steps_run), preview()))
+    if last_loss is not None:
+        loss_value = float(last_loss)
+
+    # --- stage 3: bake into a new texture on the object's own UVs -------------------------------------------
+    emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
+    t0 = time.perf_counter()
+    new_texture = _bake_to_input_size(field_model, job.mesh, mesh_n, job, p.texture_size, device)
+    timings["bake"] = time.perf_counter() - t0
+    uvs = np.asarray(job.mesh.uvs, dtype=np.float32)
+    before = render_turntable(mesh_n, job.texture, uvs, size=128)
+    after = render_turntable(mesh_n, new_texture, uvs, size=128)
+    stats = {
+        "fit_psnr_db": round(fit_psnr, 3), "fit_texel_psnr_db": round(texel_psnr, 3), "fit_steps": fit_steps,
+        "fit_target_db": p.fit_psnr, "fit_reached": min(fit_psnr, texel_psnr) >= p.fit_psnr, "steps_run": steps_run,
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
+        "final_loss": loss_value, "guidance_preset": p.guidance, "device": str(device), "prior": prior.name,
+        "prior_family": prior.family, "view_prompts": view_words, "dropped_faces": job.dropped_faces,
+        "texture_sha256": image_sha256(new_texture),
+    }
+    emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
+    return EditResult(texture=new_texture, uvs=uvs, mesh=job.mesh,
+                      turntable=sheet(render_turntable(mesh_n, new_texture, uvs), cols=4),
+                      before_after=sheet(np.concatenate([before, after]), cols=TURNTABLE_VIEWS),
+                      params=p.to_dict(), stats=stats, partial=partial)
+
+
+def pack_edit_result(result: EditResult) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) for the wire: the new texture, the UVs it belongs to, turntable and before/after PNGs."""
+    from ..images import png_bytes
+
+    meta = {"params": result.params, "partial": result.partial, "stats": result.stats, "unwrapped": False}
+    arrays = {"texture": np.ascontiguousarray(result.texture, dtype=np.float32),
+              "uvs": np.ascontiguousarray(result.uvs, dtype=np.float32),
+              "turntable_png": np.frombuffer(png_bytes(result.turntable), dtype=np.uint8),
+              "before_after_png": np.frombuffer(png_bytes(result.before_after), dtype=np.uint8)}
+    return meta, arrays
+
+
+EDIT_SPEC = TASKS.register("edit")(TaskSpec(
+    name="edit", params_cls=EditParams, make_job=make_edit_job, run=run_edit, pack_result=pack_edit_result,
+    prior_key=lambda job: (job.params.model, ()),
+))
