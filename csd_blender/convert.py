@@ -326,12 +326,29 @@ def degenerate_triangles(vertices: np.ndarray, faces: np.ndarray, rel_eps: float
     return repeated | (area2 <= extent * extent * rel_eps)
 
 
-def mesh_arrays(obj, depsgraph) -> MeshArrays:
+def render_uv_name(mesh) -> str | None:
+    """The UV map a mesh renders with (its active render UV map; the first one when none is marked), or None.
+
+    Args:
+        mesh: a bpy Mesh.
+    """
+    layers = list(mesh.uv_layers)
+    if not layers:
+        return None
+    return next((layer.name for layer in layers if layer.active_render), layers[0].name)
+
+
+def mesh_arrays(obj, depsgraph, uv_name: str | None = None, unwrap: bool = False) -> MeshArrays:
     """The evaluated (modifiers applied) mesh of `obj` in world space, triangulated.
 
     Args:
         obj: a bpy mesh object (the original, not the evaluated one).
         depsgraph: the evaluated depsgraph (context.evaluated_depsgraph_get()).
+        uv_name: the UV map to send; None: the active render UV map (none when the mesh has no UV map).
+        unwrap: send no UVs, so the engine unwraps the mesh into a new UV map.
+
+    Raises:
+        ValueError: `uv_name` is not a UV map of the object.
     """
     if obj.type != "MESH":
         raise ValueError(f"{obj.name!r} is a {obj.type.lower()}, not a mesh")
@@ -347,11 +364,14 @@ def mesh_arrays(obj, depsgraph) -> MeshArrays:
         faces = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
         mesh.loop_triangles.foreach_get("vertices", faces)
         tri_loops = triangle_loops(mesh)
-        uvs = uv_name = None
-        if mesh.uv_layers.active is not None:
-            uv_name = mesh.uv_layers.active.name
+        uvs = None
+        if uv_name is not None and mesh.uv_layers.get(uv_name) is None:
+            raise ValueError(f"{obj.name!r} has no UV map {uv_name!r} (it has: "
+                             f"{', '.join(layer.name for layer in mesh.uv_layers) or 'none'})")
+        uv_name = None if unwrap else (uv_name or render_uv_name(mesh))
+        if uv_name is not None:
             loop_uvs = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-            mesh.uv_layers.active.data.foreach_get("uv", loop_uvs)
+            mesh.uv_layers[uv_name].data.foreach_get("uv", loop_uvs)
             uvs = corner_uvs(loop_uvs.reshape(-1, 2), tri_loops)
         n_loops = len(mesh.loops)
     finally:

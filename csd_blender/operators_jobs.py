@@ -11,8 +11,10 @@ import math
 
 import bpy
 import numpy as np
+from bpy.props import EnumProperty
 
 from . import apply_result, convert, job_params, preferences
+from .uv_choice import UV_ACTION_ITEMS, UVChoiceMixin, check_mesh_uvs, job_uv_source
 from .engine_session import SESSION
 from .job_operator import JobRefused, JobRequest, ModalJobOperator, run_synchronously  # noqa: F401
 from .operators_engine import redraw_ui
@@ -110,12 +112,14 @@ def batch_block_reason(context) -> str:
     return job_block_reason(context)
 
 
-def texture_request(context, obj, prompt: str = "") -> JobRequest:
+def texture_request(context, obj, prompt: str = "", uv_action: str = "ASK") -> JobRequest:
     """The texture job for one mesh object: current settings, its evaluated mesh, the rig when chosen.
 
     Args:
         obj: a mesh object in Object Mode.
         prompt: replaces the shared prompt when not empty.
+        uv_action: "ASK" refuses UVs that do not fit one texture (uv_choice.UVProblem), "KEEP" uses them,
+            "UNWRAP" lets the engine unwrap a new UV map.
 
     Raises:
         ValueError, ProtocolError: the settings or the mesh cannot make a job (the message says why).
@@ -123,12 +127,15 @@ def texture_request(context, obj, prompt: str = "") -> JobRequest:
     settings = context.scene.csd
     default_model = preferences.get_preferences().default_model
     params = job_params.texture_params(settings, default_model=default_model, prompt=prompt)
-    mesh_info = convert.mesh_arrays(obj, context.evaluated_depsgraph_get())
+    uv_name, unwrap = job_uv_source(settings, uv_action)
+    mesh_info = convert.mesh_arrays(obj, context.evaluated_depsgraph_get(), uv_name=uv_name, unwrap=unwrap)
     if mesh_info.faces.shape[0] == 0:
         raise ValueError(f"{obj.name!r} has no faces")
     if mesh_info.uvs is None and not mesh_info.maps_to_original:
-        raise ValueError(f"{obj.name!r} has no UV map and modifiers that change its topology; add "
-                         "a UV map or apply the modifiers so the engine's unwrap can be written back")
+        raise ValueError(f"{obj.name!r} has {'modifiers' if unwrap else 'no UV map and modifiers'} that change "
+                         "its topology; the engine's unwrap cannot be written back: apply the modifiers"
+                         + ("" if unwrap else " or add a UV map"))
+    check_mesh_uvs(obj.name, mesh_info, uv_action)
     arrays = {"vertices": mesh_info.vertices, "faces": mesh_info.faces}
     if mesh_info.uvs is not None:
         arrays["uvs"] = mesh_info.uvs
@@ -171,7 +178,7 @@ def store_options(settings) -> apply_result.StoreOptions:
                                      pack=settings.texture_storage == "PACK")
 
 
-class CSD_OT_texture_from_text(ModalJobOperator, bpy.types.Operator):
+class CSD_OT_texture_from_text(UVChoiceMixin, ModalJobOperator, bpy.types.Operator):
     """Generate a UV texture for the active mesh from the prompt (the result goes into copies of its
     materials)"""
 
@@ -180,6 +187,8 @@ class CSD_OT_texture_from_text(ModalJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_label = "Texture job"
 
+    uv_action: EnumProperty(name="UVs", items=UV_ACTION_ITEMS, default="ASK", options={"SKIP_SAVE"})
+
     @classmethod
     def poll(cls, context):
         reason = texture_block_reason(context)
@@ -192,13 +201,13 @@ class CSD_OT_texture_from_text(ModalJobOperator, bpy.types.Operator):
         reason = texture_block_reason(context)
         if reason:
             raise JobRefused(reason)
-        return [texture_request(context, context.active_object)]
+        return [texture_request(context, context.active_object, uv_action=self.uv_action)]
 
     def apply(self, context, request: JobRequest, result) -> str:
         return apply_texture_result(context, request, result)
 
 
-class CSD_OT_texture_selected(ModalJobOperator, bpy.types.Operator):
+class CSD_OT_texture_selected(UVChoiceMixin, ModalJobOperator, bpy.types.Operator):
     """Texture every selected mesh, one job after another (each with its own prompt, or the shared one); Esc
     stops the rest"""
 
@@ -207,6 +216,11 @@ class CSD_OT_texture_selected(ModalJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_label = "Texture job"
 
+    uv_action: EnumProperty(name="UVs", items=UV_ACTION_ITEMS, default="ASK", options={"SKIP_SAVE"})
+
+    def uv_targets(self, context) -> list:
+        return selected_meshes(context)
+
     @classmethod
     def poll(cls, context):
         reason = batch_block_reason(context)
@@ -219,7 +233,8 @@ class CSD_OT_texture_selected(ModalJobOperator, bpy.types.Operator):
         reason = batch_block_reason(context)
         if reason:
             raise JobRefused(reason)
-        return [texture_request(context, obj, prompt=obj.csd.prompt) for obj in selected_meshes(context)]
+        return [texture_request(context, obj, prompt=obj.csd.prompt, uv_action=self.uv_action)
+                for obj in selected_meshes(context)]
 
     def apply(self, context, request: JobRequest, result) -> str:
         return apply_texture_result(context, request, result)

@@ -458,6 +458,16 @@ class RecordingLayout:
         assert kwargs.get("icon", "NONE") in ICONS, kwargs
         self.calls.append(("prop", name))
 
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
+        assert search_name in search_data.bl_rna.properties, f"no collection {search_name!r} to search"
+        assert kwargs.get("icon", "NONE") in ICONS, kwargs
+        self.calls.append(("prop_search", name))
+
+    def prop_enum(self, data, name, value, **kwargs):
+        assert value in data.bl_rna.properties[name].enum_items.keys(), (name, value)
+        self.calls.append(("prop_enum", f"{name}={value}"))
+
     def operator(self, idname, **kwargs):
         module, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, module), name), f"no operator {idname}"
@@ -617,3 +627,66 @@ def test_a_background_start_is_finished_by_the_persistent_timer(ext, session):
         assert session.connected and ops_jobs.texture_block_reason(bpy.context) == ""
         session.stop()
         assert session.state == "stopped"
+
+
+def _loop_uvs(layer) -> np.ndarray:
+    data = np.empty(len(layer.data) * 2, dtype=np.float32)
+    layer.data.foreach_get("uv", data)
+    return data.reshape(-1, 2)
+
+
+def _sent_uvs_equal(engine, obj, layer_name: str) -> bool:
+    convert = bpy_env.submodule("convert")
+    _, arrays = engine.submitted[-1]
+    expected = convert.corner_uvs(_loop_uvs(obj.data.uv_layers[layer_name]), convert.triangle_loops(obj.data))
+    return "uvs" in arrays and np.array_equal(arrays["uvs"], expected)
+
+
+def test_uv_map_defaults_to_the_render_uv_map_and_can_be_chosen(engine, session):
+    obj = bpy_env.add_suzanne()
+    mesh = obj.data
+    second = mesh.uv_layers.new(name="Second")
+    second.data.foreach_set("uv", (_loop_uvs(mesh.uv_layers["UVMap"]) * 0.5).ravel())
+    mesh.uv_layers.active = second                 # active for editing; UVMap stays the render UV map
+    assert mesh.uv_layers["UVMap"].active_render
+    s = _configure(size=64)
+    assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
+    assert _sent_uvs_equal(engine, obj, "UVMap")
+    s.uv_map = "Second"
+    assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
+    assert _sent_uvs_equal(engine, obj, "Second")
+    s.uv_map = "Nope"
+    with pytest.raises(RuntimeError, match="'Suzanne' has no UV map 'Nope' \\(it has: UVMap, Second\\)"):
+        bpy.ops.csd.texture_from_text()
+    s.uv_map = ""
+
+
+def test_uvs_outside_0_1_are_refused_until_the_user_chooses(engine, session):
+    obj = bpy_env.add_suzanne()
+    layer = obj.data.uv_layers["UVMap"]
+    layer.data.foreach_set("uv", (_loop_uvs(layer) + [1.0, 0.0]).ravel())     # all in UDIM tile 1002
+    _configure(size=64)
+    sent, before = len(engine.submitted), bpy_env.counts()
+    with pytest.raises(RuntimeError, match="100% of the UV area of 'UVMap' lies outside the 0-1 square "
+                                           "\\(UDIM tiles 1002\\).*Unwrap New UV Map"):
+        bpy.ops.csd.texture_from_text()
+    assert len(engine.submitted) == sent and bpy_env.counts() == before       # nothing sent, nothing made
+
+    uv_choice = bpy_env.submodule("uv_choice")
+    warnings = uv_choice.uv_warnings(bpy.context, [obj])
+    assert len(warnings) == 1 and warnings[0].startswith("Suzanne: 100% of the UV area of 'UVMap'")
+    calls: list = []
+    op_type = bpy.types.CSD_OT_texture_from_text
+    dialog = SimpleNamespace(layout=RecordingLayout(calls), _uv_warnings=warnings,
+                             bl_rna=bpy.ops.csd.texture_from_text.get_rna_type())    # the operator's properties
+    op_type.draw(dialog, bpy.context)
+    assert ("prop_enum", "uv_action=UNWRAP") in calls and ("prop_enum", "uv_action=KEEP") in calls
+    assert any(c[0] == "label" and c[1].startswith("Suzanne: 100% of the UV area") for c in calls)
+
+    assert bpy.ops.csd.texture_from_text(uv_action="KEEP") == {"FINISHED"}
+    assert _sent_uvs_equal(engine, obj, "UVMap") and "CSD_UV" not in obj.data.uv_layers
+    assert bpy.ops.csd.texture_from_text(uv_action="UNWRAP") == {"FINISHED"}
+    assert "uvs" not in engine.submitted[-1][1] and "CSD_UV" in obj.data.uv_layers
+    bpy.context.scene.csd.uv_unwrap = True                   # the panel's switch does the same without asking
+    assert bpy.ops.csd.texture_from_text() == {"FINISHED"} and "uvs" not in engine.submitted[-1][1]
+    bpy.context.scene.csd.uv_unwrap = False
