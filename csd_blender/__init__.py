@@ -5,9 +5,9 @@ _registered_modules: list = []
 
 def register() -> None:
     """Register the add-on's classes and properties (called by Blender)."""
-    from . import generate_props, preferences, props, operators, panels
+    from . import edit_props, generate_props, preferences, props, operators, panels
 
-    for module in (preferences, props, generate_props, operators, panels):
+    for module in (preferences, props, generate_props, edit_props, operators, panels):
         module.register()
         _registered_modules.append(module)
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators_engine, operators_generate, operators_jobs, operators_results
+from . import operators_edit, operators_engine, operators_generate, operators_jobs, operators_results
 from .engine_session import SESSION
 
-MODULES = (operators_engine, operators_jobs, operators_generate, operators_results)
+MODULES = (operators_engine, operators_jobs, operators_generate, operators_edit, operators_results)
 
 
 def register() -> None:

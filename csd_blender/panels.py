@@ -243,7 +243,9 @@ class CSD_PT_engine(_CSDPanel, bpy.types.Panel):
 # The Engine panel comes first: nothing else works until it runs (and its Start button says what is missing).
 from .panel_generate import CSD_PT_text_to_mesh  # noqa: E402 - after the helpers it draws with
 
-PANELS = (CSD_PT_engine, CSD_PT_texture, CSD_PT_text_to_mesh, CSD_UL_results, CSD_PT_results)
+from .panel_edit import CSD_PT_edit  # noqa: E402 - after the helpers it draws with
+
+PANELS = (CSD_PT_engine, CSD_PT_texture, CSD_PT_text_to_mesh, CSD_PT_edit, CSD_UL_results, CSD_PT_results)
 
 
 def register() -> None:

@@ -27,7 +27,7 @@ def add_edit_parser(subparsers) -> None:
     p.add_argument("--strength", type=float, default=1.0, help="ω1: pull towards the target prompt (0-4)")
     p.add_argument("--omega2", type=float, default=1.0, help="ω2: push away from the edit prompt (0-4; 0 = plain "
                                                              "target-prompt CSD)")
-    p.add_argument("--preserve", type=float, default=0.5,
+    p.add_argument("--preserve", type=float, default=0.35,
                    help="pull back towards the original renders, relative to the edit direction (0 = off)")
     p.add_argument("--geometry", action="store_true", help="let the surface move too (not available yet)")
     p.add_argument("--model", default="toy", help="toy | hub id | local folder")

@@ -47,7 +47,7 @@ class EditParams(_Params):
     edit_prompt: str                       # what it is now / the attribute to change, e.g. "a red striped sphere"
     strength: float = 1.0                  # ω1 (STRENGTH_RANGE)
     omega2: float = 1.0                    # ω2 (OMEGA2_RANGE)
-    preserve: float = 0.0                  # weight of the pull back to the original renders (PRESERVE_RANGE)
+    preserve: float = 0.35                 # weight of the pull back to the original renders (PRESERVE_RANGE)
     geometry: bool = False                 # let the surface move too (deformable tetrahedral grid)
     model: str = "toy"
     quality: str = "balanced"

@@ -61,7 +61,9 @@ def test_registers_settings_operators_and_panels(ext):
     settings = bpy.context.scene.csd
     assert settings.quality == "balanced" and settings.camera_mode == "AUTO"
     panels = [cls for cls in bpy.types.Panel.__subclasses__() if getattr(cls, "bl_category", "") == "CSD"]
-    assert sorted(p.bl_label for p in panels) == ["Engine", "Generate texture from text", "Results"]
+    assert sorted(p.bl_label for p in panels) == ["Edit selected object", "Engine", "Generate texture from text",
+                                                  "Results", "Text to mesh"]
+    assert "edit_object" in state["operators"] and "CSD_OT_edit_object" in state["types"]
 
 
 def test_unregister_register_cycle_leaves_nothing_behind(ext):

@@ -1,0 +1,79 @@
+"""Scene.csd_edit: the Edit selected object panel's settings (target and edit prompts, strength, preservation)."""
+# No `from __future__ import annotations`: bpy.props annotations must stay evaluated objects for Blender.
+
+import random
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from .protocol.edit_params import PRESERVE_RANGE, STRENGTH_RANGE, EditParams
+
+QUALITY_ITEMS = [
+    ("fast", "Fast", "Few edit steps: a quick look"),
+    ("balanced", "Balanced", "The default trade-off between time and quality"),
+    ("best", "Best", "Many edit steps and views"),
+]
+
+
+class CSDEditSettings(bpy.types.PropertyGroup):
+    """Settings of the edit job (Scene.csd_edit)."""
+
+    target_prompt: StringProperty(name="Target", default="",
+                                  description="What the object should become, e.g. 'a blue striped sphere'")
+    edit_prompt: StringProperty(name="Edit", default="",
+                                description="What the object is now (the attribute to change), e.g. "
+                                            "'a red striped sphere'; what both prompts share is kept")
+    strength: FloatProperty(name="Strength", default=1.0, min=STRENGTH_RANGE[0], max=STRENGTH_RANGE[1],
+                            soft_min=0.25, soft_max=2.0,
+                            description="ω1: pull towards the target prompt (against the push away from the "
+                                        "edit prompt, ω2 = 1)")
+    preserve: FloatProperty(name="Preserve", default=0.35, min=PRESERVE_RANGE[0], max=PRESERVE_RANGE[1],
+                            soft_max=1.0,
+                            description="Pull back towards the original look, relative to the edit (0 = off; "
+                                        "1 = as strong as the edit)")
+    geometry: BoolProperty(name="Edit Geometry", default=False,
+                           description="Let the surface move too (not available in this engine yet)")
+    quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
+                          description="Preset for the number of edit steps and views per step")
+    steps: IntProperty(name="Steps", default=0, min=0, soft_max=5000,
+                       description="Edit steps (0: from the quality preset)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed (same seed, same result on a CPU)")
+    use_random_seed: BoolProperty(name="Random Seed", default=False,
+                                  description="Draw a new seed for every run (the one used is stored on the result)")
+
+
+def edit_params(settings, *, default_model: str = "toy", model: str = "", progress_every: int = 10) -> EditParams:
+    """The job parameters for the current settings, validated.
+
+    Args:
+        settings: Scene.csd_edit (or any object with the same attributes).
+        default_model: used when `model` is empty (the add-on preferences' default).
+        model: the texture panel's model (Scene.csd.model), shared by every panel.
+        progress_every: steps between previews.
+
+    Raises:
+        ProtocolError: a setting out of range or identical prompts; the message names the field.
+    """
+    seed = random.randrange(0, 2**31 - 1) if settings.use_random_seed else int(settings.seed)
+    return EditParams(
+        target_prompt=settings.target_prompt.strip(), edit_prompt=settings.edit_prompt.strip(),
+        strength=float(settings.strength), preserve=float(settings.preserve), geometry=bool(settings.geometry),
+        model=(model.strip() or default_model or "toy"), quality=settings.quality,
+        steps=int(settings.steps) or None, seed=seed, progress_every=int(progress_every),
+    ).validate()
+
+
+CLASSES = (CSDEditSettings,)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.csd_edit = PointerProperty(type=CSDEditSettings, name="CSD Edit",
+                                               description="Settings of the CSD edit-selected-object tool")
+
+
+def unregister() -> None:
+    del bpy.types.Scene.csd_edit
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

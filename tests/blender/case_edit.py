@@ -1,0 +1,122 @@
+"""Edit selected object in headless Blender against a real engine subprocess (CPU, bundled toy prior): the
+operator makes a new image and material from the object's Base Color image and active UV map, leaves the original
+image's pixels byte-identical and its material in the file, one undo restores the original assignment, and an
+object without an image texture or without UVs is refused with a message and nothing created."""
+from __future__ import annotations
+
+import bpy_env  # noqa: F401  (must come before bpy)
+
+import dataclasses
+import sys
+
+import bpy
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def ext():
+    if not (bpy_env.ROOT / "engine" / "tasks" / "edit.py").exists():
+        pytest.skip("the engine's edit task is not there")
+    return bpy_env.install()
+
+
+@pytest.fixture(scope="module")
+def session(ext):
+    session = bpy_env.submodule("engine_session").SESSION
+    prefs = bpy_env.preferences()
+    prefs.engine_mode = "LOCAL"
+    prefs.python_path = sys.executable
+    prefs.device = "cpu"
+    assert bpy.ops.csd.engine_start() == {"FINISHED"}
+    assert session.connected and "edit" in session.hello.tasks
+    # the reconstruction is checked by the engine's tests; a few fit steps keep this case short
+    ops = bpy_env.submodule("operators_edit")
+    original = ops.edit_params
+    ops.edit_params = lambda *a, **k: dataclasses.replace(original(*a, **k), fit_max_steps=3)
+    yield session
+    ops.edit_params = original
+    session.stop()
+
+
+def _striped_image(name="Stripes", size=32):
+    img = bpy.data.images.new(name, width=size, height=size, alpha=True)
+    rows = np.where((np.arange(size) // 4 % 2 == 0)[:, None], [0.8, 0.05, 0.05, 1.0], [0.9, 0.9, 0.9, 1.0])
+    img.pixels.foreach_set(np.repeat(rows[:, None, :], size, axis=1).astype(np.float32).ravel())
+    img.pack()
+    return img
+
+
+def _textured_sphere(with_image=True, with_uvs=True):
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=16, ring_count=8, radius=1.0)
+    obj = bpy.context.active_object
+    if not with_uvs:
+        while obj.data.uv_layers:
+            obj.data.uv_layers.remove(obj.data.uv_layers[0])
+    mat = bpy.data.materials.new("Painted")
+    mat.use_nodes = True
+    if with_image:
+        tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+        tex.image = _striped_image()
+        bsdf = mat.node_tree.nodes["Principled BSDF"]
+        mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    obj.data.materials.append(mat)
+    return obj
+
+
+def _pixels(img) -> np.ndarray:
+    out = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+    img.pixels.foreach_get(out)
+    return out
+
+
+def _configure():
+    s = bpy.context.scene.csd_edit
+    s.target_prompt, s.edit_prompt = "a blue striped sphere", "a red striped sphere"
+    s.strength, s.preserve, s.geometry, s.quality, s.steps, s.seed = 1.0, 0.5, False, "fast", 2, 1
+    bpy.context.scene.csd.model = ""
+    bpy.context.scene.csd.progress_every = 1
+
+
+def test_new_image_and_material_originals_untouched_and_one_undo_restores_the_assignment(session):
+    bpy_env.reset_scene()
+    obj = _textured_sphere()
+    name = obj.name
+    original_image = obj.active_material.node_tree.nodes["Image Texture"].image
+    image_name, original_pixels = original_image.name, _pixels(original_image).tobytes()
+    _configure()
+    ops = bpy_env.submodule("operators_edit")
+    assert {"REGISTER", "UNDO"} <= ops.CSD_OT_edit_object.bl_options
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
+    with bpy.context.temp_override(window=window, area=area):
+        bpy.ops.ed.undo_push(message="before the job")
+        before = bpy_env.counts()
+        assert bpy.ops.csd.edit_object() == {"FINISHED"}
+        bpy.ops.ed.undo_push(message=ops.CSD_OT_edit_object.bl_label)   # what Blender does after an UNDO op
+        obj = bpy.data.objects[name]
+        mat = obj.material_slots[0].material
+        assert mat.name != "Painted" and mat["csd_source"].name == "Painted"
+        image = mat.node_tree.nodes["CSD Texture"].image
+        assert image.name != image_name and tuple(image.size) == (32, 32)
+        assert mat.node_tree.nodes["CSD UV Map"].uv_map == obj.data.uv_layers.active.name
+        assert obj.csd.results[-1].task == "edit" and "a blue striped sphere" in obj["csd_params"]
+        assert "Painted" in bpy.data.materials and image_name in bpy.data.images
+        assert _pixels(bpy.data.images[image_name]).tobytes() == original_pixels
+        assert not np.array_equal(_pixels(image), _pixels(bpy.data.images[image_name]))
+        after = bpy_env.counts()
+        assert after["materials"] == before["materials"] + 1 and after["images"] >= before["images"] + 1
+        assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert bpy.data.objects[name].material_slots[0].material.name == "Painted"
+    assert _pixels(bpy.data.images[image_name]).tobytes() == original_pixels
+
+
+@pytest.mark.parametrize("kind, message", [("image", "no image texture"), ("uvs", "no UV map")])
+def test_an_object_without_image_or_uvs_is_refused_and_nothing_is_created(session, kind, message):
+    bpy_env.reset_scene()
+    _textured_sphere(with_image=kind != "image", with_uvs=kind != "uvs")
+    _configure()
+    before = bpy_env.counts()
+    with pytest.raises(RuntimeError, match=message):
+        bpy.ops.csd.edit_object()
+    assert bpy_env.counts() == before and session.job is None
