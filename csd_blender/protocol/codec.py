@@ -259,7 +259,7 @@ def peek_msg_id(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> str |
         msg_id = json.loads(bytes(view).decode("utf-8")).get("msg_id")
     except Exception:  # noqa: BLE001 - anything unparsable simply has no id
         return None
-    return msg_id if isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS else None
+    return msg_id if isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS and is_text(msg_id) else None
 
 
 def check_version(version: str) -> tuple[int, int]:

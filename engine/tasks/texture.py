@@ -212,9 +212,12 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         out = guidance(prior, x, step_prompts, step, control=control, generator=noise_gen)
         t3 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        seen = out.loss.requires_grad  # False when no view of this batch hit the mesh (tiny in a wide view)
+        if seen:
+            out.loss.backward()
         t4 = time.perf_counter()
-        opt.step()
+        if seen:
+            opt.step()
         t5 = time.perf_counter()
         for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             timings[key] += dt
