@@ -203,12 +203,15 @@ def check_rig(arrays: dict[str, np.ndarray]) -> None:
                                   "outside every image or too far away); aim at least one camera at the object")
 
 
+_BOX_EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])
+
+
 def rig_sees_box(c2w: np.ndarray, intrinsics: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(N,) bool: which cameras see part of the axis-aligned box [lo, hi] (Blender cameras look down −Z).
 
-    A camera sees the box when one of its corners lies between the near and far planes (scaled by the box's
-    largest extent, as the texture task normalises the mesh) and the projection of the corners in front of the
-    camera overlaps the image. A box straddling the camera plane counts as seen when its front corners do.
+    The box is clipped to the part between the near and far planes (scaled by its largest extent, as the texture
+    task normalises the mesh): its corners there and the points where its edges cross the near plane are
+    projected, and the camera sees the box when their bounding rectangle overlaps the image.
 
     Args:
         c2w: (N, 4, 4) camera-to-world matrices.
@@ -217,19 +220,26 @@ def rig_sees_box(c2w: np.ndarray, intrinsics: np.ndarray, lo: np.ndarray, hi: np
     """
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
     extent = max(float((hi - lo).max()), 1e-12)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    near, far = NEAR * extent, FAR * extent
+    corners = np.array([[(lo, hi)[(i >> 2) & 1][0], (lo, hi)[(i >> 1) & 1][1], (lo, hi)[i & 1][2]]
+                        for i in range(8)])
     rot, t = c2w[:, :3, :3], c2w[:, :3, 3]
     cam = np.einsum("nij,nci->ncj", rot, corners[None] - t[:, None])  # (N, 8, 3): R^T (p - t)
-    depth = -cam[..., 2]
-    front = (depth > NEAR * extent) & (depth < FAR * extent)
-    safe = np.where(front, depth, 1.0)
+    a, b = cam[:, _BOX_EDGES[:, 0]], cam[:, _BOX_EDGES[:, 1]]  # (N, 12, 3) edge ends
+    da, db = -a[..., 2], -b[..., 2]
+    crosses = (da > near) != (db > near)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(crosses, (near - da) / (db - da), 0.0)
+    cut = a + s[..., None] * (b - a)  # on the near plane where an edge crosses it
+    points = np.concatenate([cam, cut], axis=1)  # (N, 20, 3)
+    depth = -points[..., 2]
+    keep = np.concatenate([(-cam[..., 2] > near) & (-cam[..., 2] < far), crosses], axis=1)
+    safe = np.where(keep, depth, 1.0)
     fx, fy, cx, cy, w, h = (intrinsics[:, i:i + 1] for i in range(6))
-    u = cx + fx * cam[..., 0] / safe
-    v = cy - fy * cam[..., 1] / safe
-    big = np.inf
-    u_lo, u_hi = np.where(front, u, big).min(1), np.where(front, u, -big).max(1)
-    v_lo, v_hi = np.where(front, v, big).min(1), np.where(front, v, -big).max(1)
-    behind = (depth <= NEAR * extent).any(1)  # a corner behind: the box may reach past the image on that side
+    u = cx + fx * points[..., 0] / safe
+    v = cy - fy * points[..., 1] / safe
+    u_lo, u_hi = np.where(keep, u, np.inf).min(1), np.where(keep, u, -np.inf).max(1)
+    v_lo, v_hi = np.where(keep, v, np.inf).min(1), np.where(keep, v, -np.inf).max(1)
     overlap_u = (u_hi >= -0.5) & (u_lo <= w[:, 0] - 0.5)
     overlap_v = (v_hi >= -0.5) & (v_lo <= h[:, 0] - 0.5)
-    return front.any(1) & ((overlap_u & overlap_v) | behind)
+    return keep.any(1) & overlap_u & overlap_v

@@ -286,3 +286,51 @@ def test_prompt_with_lone_surrogate_is_a_bad_prompt():
     with pytest.raises(ProtocolError) as info:
         TextureParams(prompt="a \udcff chair").validate()
     assert info.value.code == ErrorCode.BAD_PROMPT and info.value.field == "prompt"
+
+
+# --- issue 15: canonical versions, duplicate keys, out-of-range numbers, JSON-safe replies --------------------
+
+
+@pytest.mark.parametrize("version", ["01.0", "1.00", "1.0\n", " 1.0", "+1.0", "1.0.0", "1", "١.٠", "1١.0"])
+def test_non_canonical_versions_are_malformed(version):
+    _expect(ErrorCode.MALFORMED_MESSAGE, _frames(_header(version=version), {}), match="major.minor")
+
+
+def test_a_key_given_twice_is_malformed_not_the_last_one():
+    token_twice = json.dumps(_header()).encode()[:-1] + b', "msg_type": "ping"}'
+    _expect(ErrorCode.MALFORMED_MESSAGE, [token_twice, b"{}"], match="duplicate key 'msg_type'")
+    content_twice = b'{"job_id": "a", "job_id": "b"}'
+    _expect(ErrorCode.MALFORMED_MESSAGE, _frames(_header("cancel"), content_twice), match="duplicate key")
+
+
+def test_numbers_json_cannot_carry_back_are_malformed():
+    content = b'{"task": "texture", "params": {"learning_rate": 1e400}}'
+    _expect(ErrorCode.MALFORMED_MESSAGE, _frames(_header("submit"), content), match="out of range")
+
+
+@pytest.mark.parametrize("field", ["msg_id", "token", "session", "parent_id"])
+def test_header_text_with_a_lone_surrogate_is_malformed(field):
+    _expect(ErrorCode.MALFORMED_MESSAGE, _frames(_header(**{field: "ab\ud800"}), {}), match=f"header.{field}")
+
+
+def test_non_finite_floats_become_null_and_are_named():
+    message = m.Result("j", {"stats": {"final_loss": float("nan"), "ok": 1.5, "curve": [1.0, float("inf")]}})
+    with pytest.raises(ValueError):
+        codec.encode(message)  # without `replaced` the codec refuses, as JSON does
+    replaced: list[str] = []
+    frames, _ = codec.encode(message, replaced=replaced)
+    _, back = codec.decode(frames)
+    assert back.meta == {"stats": {"final_loss": None, "ok": 1.5, "curve": [1.0, None]}}
+    assert replaced == ["result.meta.stats.final_loss", "result.meta.stats.curve[1]"]
+    np_scalars: list[str] = []
+    frames, _ = codec.encode(m.Result("j", {"n": np.float32(2.5), "i": np.int64(3)}), replaced=np_scalars)
+    assert codec.decode(frames)[1].meta == {"n": 2.5, "i": 3} and np_scalars == []
+
+
+def test_error_id_and_others_counts_travel():
+    frames, _ = codec.encode(m.ErrorReply("j", "internal", "internal engine error abc", error_id="abc"))
+    err = codec.decode(frames)[1].to_exception()
+    assert err.code == ErrorCode.INTERNAL and err.error_id == "abc"
+    frames, _ = codec.encode(m.StatusReply(None, [], [], "cpu", 1, 4))
+    back = codec.decode(frames)[1]
+    assert (back.others_running, back.others_queued) == (1, 4)

@@ -20,7 +20,7 @@ from .limits import MAX_ID_CHARS, MAX_TOKEN_CHARS, REQUEST_LIMITS, Limits
 from .messages import MESSAGE_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_STR, Message, _Unpacker
 
 # canonical "major.minor": no sign, no leading zeros, no surrounding space or newline ("01.0" is not "1.0")
-_VERSION_RE = re.compile(r"(0|[1-9]\d{0,3})\.(0|[1-9]\d{0,3})")
+_VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
 
 
 @dataclass(frozen=True)
