@@ -41,6 +41,18 @@ class Recorder:
         shown = prop.name if text is None else text
         self.calls.append(("prop", name, shown, expand))
 
+    def prop_search(self, data, name, search_data, search_name, text=None, **kwargs):
+        assert search_name in search_data.bl_rna.properties, search_name
+        self.prop(data, name, text=text, **kwargs)
+
+    def prop_enum(self, data, name, value, text=None, **kwargs):
+        prop = data.bl_rna.properties.get(name)
+        assert prop is not None and value in prop.enum_items.keys(), (name, value)
+        self.calls.append(("enum", name, prop.enum_items[value].name if text is None else text, True))
+
+    def separator(self, **kwargs):
+        pass
+
     def operator(self, idname, text=None, **kwargs):
         module, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, module), name), f"no operator {idname}"

@@ -253,9 +253,9 @@ def test_texture_selected_objects_one_progress_and_escape_after_the_first(sessio
     ops = bpy_env.submodule("operators_jobs")
     orig_request = ops.texture_request
 
-    def long_after_first(context, obj, prompt=""):
+    def long_after_first(context, obj, **kwargs):
         context.scene.csd.steps = 2 if obj == objs[0] else 400
-        return orig_request(context, obj, prompt=prompt)
+        return orig_request(context, obj, **kwargs)
 
     ops.texture_request = long_after_first
     try:
