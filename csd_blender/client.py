@@ -452,9 +452,11 @@ class EngineClient:
                         others.append(event)
                         continue
                     if isinstance(event, EngineRecovered):
-                        others.append(event)
-                        if job_id in event.resumed:
+                        if job_id in event.resumed:  # the death was false: nobody needs to hear of it
                             dead_since = None
+                            others = [e for e in others if not isinstance(e, EngineDied)]
+                        else:
+                            others.append(event)
                         continue
                     if getattr(event, "job_id", None) != job_id:
                         others.append(event)

@@ -30,7 +30,7 @@ from test_server_hardening import TOKEN, _start, _stop, assert_clean
 
 SEED = int(os.environ.get("CSD_FUZZ_SEED", "15"))
 SCALE = float(os.environ.get("CSD_FUZZ_SCALE", "1"))
-MESSAGES = int(2500 * SCALE)
+MESSAGES = int(3000 * SCALE)
 JOBS = int(60 * SCALE)
 PING_EVERY = 250
 # a job that runs must end in one of these; `internal` is an engine defect, never an answer to input

@@ -489,6 +489,7 @@ def test_finding6_wait_rides_out_a_pause(fake_engine):
             assert client.wait(job, timeout_s=60).job_id == job
         finally:
             timer.join()
+        assert client.alive and not any(isinstance(e, EngineDied) for e in client.poll())  # no stale death
 
 
 def test_finding6_an_abandoned_job_is_cancelled_when_the_engine_comes_back(fake_engine):
