@@ -54,6 +54,63 @@ class CSD_OT_result_apply(_ResultOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+# Scene settings group of each task's panel; Reuse Settings copies a stored job's fields into it.
+SETTINGS_OF_TASK = {"texture": "csd", "generate": "csd_generate", "edit": "csd_edit"}
+
+
+def copy_matching_fields(group, params: dict) -> list[str]:
+    """Set each property of `group` named like a key of `params` (None -> 0 for "Auto" numbers).
+
+    Args:
+        group: a PropertyGroup (e.g. Scene.csd_edit).
+        params: a stored job's parameters.
+
+    Returns:
+        The names that were set.
+    """
+    done = []
+    props = group.bl_rna.properties
+    for key, value in params.items():
+        prop = props.get(key)
+        if prop is None or prop.is_readonly or prop.type not in {"INT", "FLOAT", "BOOLEAN", "STRING", "ENUM"}:
+            continue
+        if value is None and prop.type in {"INT", "FLOAT"}:
+            value = 0
+        if prop.type == "ENUM" and value not in prop.enum_items.keys():
+            continue
+        try:
+            setattr(group, key, value)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        done.append(key)
+    return done
+
+
+def reuse_settings(context, task: str, params_json: str) -> str:
+    """Restore a stored job's settings into its panel; return the report line.
+
+    Raises:
+        ProtocolError: the stored text is not usable.
+    """
+    import json
+
+    if task == "texture":
+        params = job_params.loads_params(params_json)
+        job_params.settings_from_params(context.scene.csd, params)
+        return f"seed {params.seed}"
+    group = getattr(context.scene, SETTINGS_OF_TASK.get(task, ""), None)
+    try:
+        data = json.loads(params_json)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", f"stored settings: not valid JSON ({exc})") from None
+    if group is None or not isinstance(data, dict):
+        raise ProtocolError("bad_request", f"no panel settings for task {task!r}")
+    if "use_random_seed" in group.bl_rna.properties:
+        group.use_random_seed = False
+    fields = copy_matching_fields(group, data)
+    return f"{len(fields)} fields"
+
+
 class CSD_OT_result_reuse(_ResultOperator, bpy.types.Operator):
     """Copy this result's job settings (prompt, seed, model, steps, ...) back into the panel"""
 
@@ -67,12 +124,11 @@ class CSD_OT_result_reuse(_ResultOperator, bpy.types.Operator):
             return {"CANCELLED"}
         rec = obj.csd.results[i]
         try:
-            params = job_params.loads_params(rec.params_json)
+            what = reuse_settings(context, rec.task or "texture", rec.params_json)
         except ProtocolError as exc:
             self.report({"ERROR"}, f"Stored settings are not usable: {exc.message}")
             return {"CANCELLED"}
-        job_params.settings_from_params(context.scene.csd, params)
-        self.report({"INFO"}, f"Settings of {rec.name!r} (seed {params.seed}) restored")
+        self.report({"INFO"}, f"Settings of {rec.name!r} ({rec.task}, {what}) restored")
         return {"FINISHED"}
 
 

@@ -129,3 +129,19 @@ def test_saved_file_keeps_originals_results_and_the_packed_png(mods, tmp_path):
     assert obj.material_slots[0].material == results[1].slots[0].material
     assert bpy.ops.csd.result_apply(index=0) == {"FINISHED"}
     assert obj.material_slots[0].material == results[0].slots[0].material
+
+
+def test_reuse_settings_of_an_edit_result_fills_the_edit_panel(mods):
+    apply_result, convert = mods
+    obj = bpy_env.add_suzanne()
+    info = convert.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    texture = np.full((64, 64, 3), 0.5, np.float32)
+    stored = {"task": "edit", "target_prompt": "a blue plain sphere", "edit_prompt": "a red plain sphere",
+              "seed": 11, "steps": None, "quality": "fast", "unknown_field": 3}
+    apply_result.apply_texture(obj, info, texture, None, {"params": {}}, json.dumps(stored), task="edit")
+    edit = bpy.context.scene.csd_edit
+    edit.target_prompt, edit.seed, edit.steps = "something else", 1, 50
+    assert bpy.ops.csd.result_reuse() == {"FINISHED"}
+    assert (edit.target_prompt, edit.edit_prompt, edit.seed, edit.steps, edit.quality) == \
+        ("a blue plain sphere", "a red plain sphere", 11, 0, "fast")
+    assert obj.csd.results[0].task == "edit"
