@@ -206,3 +206,31 @@ def test_shape_follows_the_prompt():
         sil = _silhouettes(result.mesh)
         own, wrong = _iou(sil, refs[shape]), _iou(sil, refs[other])
         assert own > wrong, (shape, own, wrong)
+
+
+def test_real_prior_path_if_coarse_with_perp_neg_and_latent_refine(tmp_path, monkeypatch):
+    """Tiny random IF (pixel) and SD (latent) folders: view-interpolated prompts with Perp-Neg in the coarse stage
+    (one UNet call of 5B per step), csd-sd-refine with view prompts through the VAE in the refine stage."""
+    from engine.priors.tiny import save_tiny_if, save_tiny_sd
+    from engine.priors import load_prior
+
+    if_dir, sd_dir = save_tiny_if(tmp_path / "if"), save_tiny_sd(tmp_path / "sd")
+    coarse_prior = load_prior(str(if_dir), device="cpu")
+    batches = []
+    original = type(coarse_prior).predict_noise
+
+    def counting(self, x_t, t, embeddings, control=None):
+        batches.append((self.family, x_t.shape[0]))
+        return original(self, x_t, t, embeddings, control)
+
+    monkeypatch.setattr(type(coarse_prior), "predict_noise", counting)
+    params = _params(prompt="a red sphere", negative_prompt="ugly, noisy", model=str(if_dir),
+                     refine_model=str(sd_dir), steps_coarse=3,
+                     steps_refine=2, batch_size=2, isosurface_threshold=2.0)   # 3 steps: no density of 10 yet
+    result = run_generate(make_generate_job(params, {}))
+    assert result.stats["guidance_presets"] == ["csd-if", "csd-sd-refine"]
+    coarse_calls = [n for fam, n in batches if fam == "if"]
+    # one call per step: 5 branches × batch 2 (cond, y_neg, ∅, two view negatives) while ω2 < 1; once ω2 = ω1 = 1
+    # the ∅ branch has weight 0 and is skipped (3-step run: from step 1)
+    assert coarse_calls[:3] == [10, 8, 8]
+    assert len(result.mesh.faces) > 0 and result.params["refine_size"] == load_prior(str(sd_dir)).resolution

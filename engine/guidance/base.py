@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.errors import RequestError
-from engine.guidance.plan import Coefficients, PromptEmbeddings, combine, evaluate_branches, plan_branches
+from engine.guidance.perp_neg import perp_neg_term
+from engine.guidance.plan import (Coefficients, PromptEmbeddings, combine, ensure_branches, evaluate_branches,
+                                  plan_branches)
 from engine.guidance.schedule import Schedule, ScheduleSpec
 from engine.guidance.weighting import GRAD_MODES, WEIGHTINGS, postprocess_grad, timestep_weight
 
@@ -31,6 +33,8 @@ class GuidanceConfig:
         grad_clip: the ± bound for `clamp`.
         negative_prompt: the preset's recommended negative prompt ("" = none); tasks may override it.
         reference_steps: the run length the step breakpoints were written for (`scaled` rescales from it).
+        perpneg_scale: weight of the Perp-Neg term (official csd-if: 3); it applies only when the prompts carry
+            view negatives (`PromptEmbeddings.perp_neg`), which the tasks build for real priors.
     """
 
     kind: ClassVar[str] = ""
@@ -44,6 +48,7 @@ class GuidanceConfig:
     grad_clip: float | None = None
     negative_prompt: str = ""
     reference_steps: int = 10000
+    perpneg_scale: float = 0.0
 
     def __post_init__(self) -> None:
         for f in self.schedule_fields:
@@ -191,10 +196,18 @@ class ScoreGuidance:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=torch.float32).to(x.device)
         plan = plan_branches(self.coefficients(step), prompts.neg_is_null())
+        pn = prompts.perp_neg if self.config.perpneg_scale else None
+        extra, ref = None, "null" if prompts.neg_is_null() else "neg"
+        if pn is not None:   # Perp-Neg needs ε(y) and ε(y_neg) even where their coefficients are 0: 5B in one call
+            plan = ensure_branches(plan, ("cond", ref))
+            extra = {"perp_neg_0": pn.negs[:, 0], "perp_neg_1": pn.negs[:, 1]}
         with torch.no_grad():
             x_t = prior.add_noise(x.detach().float(), noise, t)
-            eps = evaluate_branches(prior, plan, x_t, t, prompts, control)
+            eps = evaluate_branches(prior, plan, x_t, t, prompts, control, extra=extra)
             delta = combine(plan, eps, noise)
+            if pn is not None:
+                delta = delta + self.config.perpneg_scale * perp_neg_term(
+                    eps["cond"], eps[ref], [eps["perp_neg_0"], eps["perp_neg_1"]], pn.weights.to(delta.device))
             w = timestep_weight(self.config.weighting, prior.alphas_cumprod, t).view(
                 b, *([1] * (x.dim() - 1))
             )
@@ -208,7 +221,7 @@ class ScoreGuidance:
             delta=delta,
             t=t,
             unet_calls=1 if plan.k else 0,
-            unet_batch=plan.k * b,
-            branches=plan.branches,
+            unet_batch=(plan.k + len(extra or ())) * b,
+            branches=plan.branches + tuple(extra or ()),
             raw_loss=raw_loss,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import Tensor
@@ -28,11 +28,14 @@ class PromptEmbeddings:
         cond: embeddings of the prompt y (for editing: the target prompt).
         null: embeddings of the empty prompt ∅.
         neg: embeddings of the negative prompt y_neg (for editing: the edit/source prompt), or None.
+        perp_neg: view negatives and weights for Perp-Neg (engine.guidance.perp_neg.PerpNeg), or None; used only
+            by configs with `perpneg_scale` ≠ 0 (then `cond` is the per-camera interpolated positive).
     """
 
     cond: Tensor
     null: Tensor
     neg: Tensor | None = None
+    perp_neg: Any = None
 
     @classmethod
     def from_prompts(
@@ -131,6 +134,18 @@ def plan_branches(coeffs: Coefficients, neg_is_null: bool) -> BranchPlan:
     return BranchPlan(branches, {b: total[b] for b in branches}, coeffs.noise)
 
 
+def ensure_branches(plan: BranchPlan, names: tuple[str, ...]) -> BranchPlan:
+    """`plan` with `names` evaluated too (coefficient 0 where they were dropped), in the usual branch order.
+
+    Args:
+        plan: from `plan_branches`.
+        names: branches another term needs (Perp-Neg: "cond" and the negative prompt's branch).
+    """
+    coeffs = {**{n: 0.0 for n in names}, **plan.coefficients}
+    branches = tuple(b for b in BRANCHES if b in coeffs)
+    return BranchPlan(branches, {b: coeffs[b] for b in branches}, plan.noise)
+
+
 def repeat_control(control: Mapping[str, Tensor] | None, batch_size: int, k: int) -> dict[str, Tensor] | None:
     """Control images (1|B, 3, H, W) → (k·B, 3, H, W), in the same branch-major order as the latents.
 
@@ -160,6 +175,7 @@ def evaluate_branches(
     t: Tensor,
     prompts: PromptEmbeddings,
     control: Mapping[str, Tensor] | None = None,
+    extra: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """ε for every planned branch from ONE batched `prior.predict_noise` call on k·B samples.
 
@@ -170,18 +186,22 @@ def evaluate_branches(
         t: (B,) timesteps.
         prompts: the embeddings.
         control: optional ControlNet images (1|B, 3, H, W) per condition; repeated k times.
+        extra: further branches evaluated in the same call, name → (B, L, D) embeddings (Perp-Neg's view
+            negatives); they follow the planned branches in the batch.
 
     Returns:
         branch name → (B, C, h, w) ε prediction (float32).
     """
-    if plan.k == 0:
+    extra = dict(extra or {})
+    names = list(plan.branches) + list(extra)
+    if not names:
         return {}
-    b = x_t.shape[0]
-    x_in = x_t.repeat(plan.k, 1, 1, 1)
-    t_in = t.repeat(plan.k)
-    emb = torch.cat([prompts.batch(name, b) for name in plan.branches], dim=0)
-    eps = prior.predict_noise(x_in, t_in, emb, control=repeat_control(control, b, plan.k))
-    return dict(zip(plan.branches, eps.float().split(b, dim=0)))
+    b, k = x_t.shape[0], len(names)
+    x_in = x_t.repeat(k, 1, 1, 1)
+    t_in = t.repeat(k)
+    emb = torch.cat([prompts.batch(name, b) for name in plan.branches] + list(extra.values()), dim=0)
+    eps = prior.predict_noise(x_in, t_in, emb, control=repeat_control(control, b, k))
+    return dict(zip(names, eps.float().split(b, dim=0)))
 
 
 def combine(plan: BranchPlan, eps: Mapping[str, Tensor], noise: Tensor) -> Tensor:

@@ -18,7 +18,8 @@ TOY_DEFAULT_STEPS = 400
 
 # `configs/csd-if-object.yaml` (csd_reference.md §1a/§2a): cond 1, uncond [0,-0,-1,5000], null [0,-1,0,5000]
 # ⇔ ω1 = 1, ω2 0 → 1 over steps 0-5000; t_max steps from 0.98 to 0.5 after step 5000; uniform w; unit-L2.
-# Perp-Neg (used by csd-if.yaml, not by csd-if-object.yaml) is not implemented.
+# Perp-Neg (csd-if.yaml; not csd-if-object.yaml) with perpneg_scale 3: it applies when a task passes view negatives
+# (PromptEmbeddings.perp_neg; text to mesh on real priors does), so the texture task keeps csd-if-object's form.
 CSD_IF = CSDConfig(
     name="csd-if",
     omega1=1.0,
@@ -29,6 +30,7 @@ CSD_IF = CSDConfig(
     grad_mode="unit_l2",
     negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
     reference_steps=10000,
+    perpneg_scale=3.0,
 )
 
 # `configs/csd-sd-refine.yaml` (§1b/§2b): cond 1, uncond [0,-1,-0.5,10000], null [0,0,-0.5,10000]
@@ -76,7 +78,8 @@ CSD_EDIT = CSDConfig(
 
 # The bundled toy prior: csd-if rescaled to a short CPU run; its vocabulary has no words for the official
 # negative prompt, so there is none (ω2 then multiplies ε(∅) − ε(∅) = 0 and the null branch carries −ω1).
-CSD_TOY = GuidanceConfig.scaled(CSD_IF, TOY_DEFAULT_STEPS).replace(name="csd-toy", negative_prompt="")
+CSD_TOY = GuidanceConfig.scaled(CSD_IF, TOY_DEFAULT_STEPS).replace(name="csd-toy", negative_prompt="",
+                                                                  perpneg_scale=0.0)
 
 PRESETS: dict[str, GuidanceConfig] = {c.name: c for c in (CSD_IF, CSD_SD_REFINE, SDS_SD, CSD_EDIT, CSD_TOY)}
 

@@ -106,16 +106,15 @@ def resolve_generate_params(params: GenerateParams, family: str, resolution: int
 
 
 def _prompt_sets(prior, prompt: str, negative: str, toy: bool):
-    """(albedo prompts, geometry prompts, view conds) for a prior: the toy prior's geometry batches see the shape
-    words only; real priors get view-dependent prompts."""
+    """(albedo prompts, geometry prompts, view word → (1, L, D) view-prompt embeddings or None) for a prior: the toy
+    prior's geometry batches see the shape words only and it has no view words; real priors get view-dependent
+    prompts (with Perp-Neg in the coarse stage)."""
     prompts = PromptEmbeddings.from_prompts(prior, prompt, negative)
     if toy:
         from ..toy.vocabulary import SHAPES
 
         return prompts, PromptEmbeddings.from_prompts(prior, shape_prompt(prompt, SHAPES), negative), None
-    conds = {"albedo": {v: prior.encode_prompts([view_prompt(prompt, v)]) for v in VIEWS}}
-    conds["geometry"] = conds["albedo"]
-    return prompts, prompts, conds
+    return prompts, prompts, {v: prior.encode_prompts([view_prompt(prompt, v)]) for v in VIEWS}
 
 
 def _to_output_frame(mesh: Mesh, size: float) -> Mesh:
@@ -184,7 +183,7 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
     field_model = coarse.field
 
     t0 = time.perf_counter()
-    refine_steps = 0
+    refine_steps, refine_seconds = 0, {}
     if p.refine == "none":
         mesh = marching_cubes(_density_grid(field_model, MC_RESOLUTION, device), p.isosurface_threshold, RADIUS)
         refine_preset = None
@@ -201,7 +200,7 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
         emit(ProgressEvent("refine", 0, p.steps_refine, elapsed_s=time.perf_counter() - t_start))
         refined = run_refine(refine_cfg, field_model, refine_prior, refine_guidance, r_prompts, r_geo, r_views, gen,
                              noise_gen, emit, stop, t_start, p.progress_every, p.preview_size)
-        refine_steps = refined.steps_run
+        refine_steps, refine_seconds = refined.steps_run, refined.seconds
         mesh = Mesh(refined.vertices.cpu().numpy().astype(np.float32), refined.faces.cpu().numpy().astype(np.int64))
     seconds["refine"] = time.perf_counter() - t0
     if len(mesh.faces) == 0:
@@ -222,6 +221,7 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
         "seconds": round(time.perf_counter() - t_start, 3),
         "seconds_per_stage": {k: round(v, 3) for k, v in seconds.items()},
         "coarse_seconds": {k: round(v, 3) for k, v in coarse.seconds.items()},
+        "refine_seconds": {k: round(v, 3) for k, v in refine_seconds.items()},
         "samples_per_ray": [round(v, 2) for v in coarse.samples_per_ray],
         "occupied_fraction": round(coarse.occupancy.occupied_fraction(), 4),
         "extracted_faces": raw_faces, "faces": int(len(mesh.faces)), "vertices": int(len(mesh.vertices)),

@@ -3,8 +3,9 @@
 Per step (csd_reference.md §2a): B orbit cameras (front/back only during the first 10 % of the run, official
 `front_back_only_iters` 1000 of 10 000; stratified azimuth) at the prior's native size → plain-torch volume
 rendering through the occupancy grid → albedo or geometry shading (generate_shading) over the learned environment
-background (random solid colour with p = 0.5) → guidance → + λ_orient·orientation + λ_sparsity·sparsity, both
-with the official schedules rescaled to the run length → Adam.
+background (random solid colour with p = 0.5) → guidance (real priors: view-interpolated prompts and Perp-Neg, one
+UNet call of 5B) → + λ_orient·orientation + λ_sparsity·sparsity, both with the official schedules rescaled to the
+run length → Adam.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..errors import CancelledError
 from ..fields.density_field import DensityField, DensityFieldConfig
 from ..fields.env_background import EnvironmentBackground
 from ..guidance import PromptEmbeddings, Schedule
-from ..guidance.views import view_names
+from ..guidance.perp_neg import perp_neg_prompts
 from ..images import png_bytes
 from ..render.cameras import Cameras
 from ..render.occupancy import OccupancyGrid
@@ -142,7 +143,8 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
         prior: a loaded pixel-space Prior.
         guidance: a guidance object built for `cfg.steps`.
         prompts: embeddings for albedo batches; geometry_prompts: for geometry batches.
-        view_conds: view word → cond embedding (real priors), or None.
+        view_conds: view word → (1, L, D) embedding of the view prompt (real priors: view-dependent prompting
+            with Perp-Neg, used when the guidance's `perpneg_scale` ≠ 0), or None (toy prior).
         gen: CPU generator for cameras, samples, backgrounds and shading choices.
         noise_gen: generator on the prior's device for the guidance noise.
         seed: seeds the field's initial weights.
@@ -186,10 +188,9 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
         t2 = time.perf_counter()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
-        if view_conds is not None:
-            key = "geometry" if shading == "geometry" else "albedo"
-            step_prompts = dataclasses.replace(
-                step_prompts, cond=torch.cat([view_conds[key][v] for v in view_names(cams.c2w)]))
+        if view_conds is not None:   # real priors: view-interpolated prompts with Perp-Neg (csd-if.yaml)
+            pos, pn = perp_neg_prompts(view_conds, cams.c2w)
+            step_prompts = dataclasses.replace(step_prompts, cond=pos, perp_neg=pn)
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         sparsity = (out.opacity ** 2 + 0.01).sqrt().mean()
         loss = g.loss + orient_w(step) * out.orient + sparsity_w(step) * sparsity

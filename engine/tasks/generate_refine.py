@@ -188,10 +188,9 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
         t2 = time.perf_counter()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
-        if view_conds is not None:
-            key = "geometry" if shading == "geometry" else "albedo"
+        if view_conds is not None:   # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
             step_prompts = dataclasses.replace(
-                step_prompts, cond=torch.cat([view_conds[key][v] for v in view_names(cams.c2w)]))
+                step_prompts, cond=torch.cat([view_conds[v] for v in view_names(cams.c2w)]))
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         loss = g.loss
         if cfg.geometry and cfg.normal_consistency > 0:
