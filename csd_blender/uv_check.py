@@ -121,8 +121,8 @@ def uv_report(uvs: np.ndarray, uv_name: str, resolution: int = 256) -> UVReport:
     # tiles the corners fall in, each corner nudged towards its triangle's centre so a corner on a tile border
     # (u = 1.0) counts for the tile its triangle lies in
     centre = uvs.mean(axis=1, keepdims=True)
-    cells = np.unique(np.floor(uvs + (centre - uvs) * 1e-4).astype(np.int64).reshape(-1, 2), axis=0)
-    tiles = sorted({1001 + int(u) + 10 * int(v) for u, v in cells})
+    cells = np.floor(uvs + (centre - uvs) * 1e-4).astype(np.int64).reshape(-1, 2)
+    tiles = np.unique(1001 + cells[:, 0] + 10 * cells[:, 1]).tolist()
     # bound the rasterisation work: about 4x the summed bbox areas in texels
     extent = np.clip(uvs.max(axis=1), 0, 1) - np.clip(uvs.min(axis=1), 0, 1)
     res = resolution
