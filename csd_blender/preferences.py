@@ -23,8 +23,8 @@ COMPUTE_ITEMS = [
     ("AUTO", "Automatic", "The compute this machine has (detected when the setup starts)"),
     ("CUDA", "NVIDIA CUDA", "PyTorch for NVIDIA GPUs (download.pytorch.org, CUDA 12.8 build)"),
     ("ROCM", "AMD ROCm", "PyTorch for AMD GPUs on Linux (download.pytorch.org, ROCm build)"),
-    ("MPS", "Apple", "PyTorch for macOS (PyPI's wheels, with Metal); the engine does not use Metal yet and "
-                     "runs on the CPU there"),
+    ("MPS", "Apple", ("PyTorch for macOS (PyPI's wheels, with Metal); the engine does not use Metal yet and "
+                      "runs on the CPU there")),
     ("CPU", "CPU", "PyTorch without a GPU: small, slow, works everywhere"),
 ]
 
