@@ -89,13 +89,15 @@ class UVChoiceMixin:
         return self.execute(context)
 
     def draw(self, context):
+        """The dialog only: the redo panel (no warnings) shows nothing, so a finished job is not re-run there."""
         layout = self.layout
         warnings = getattr(self, "_uv_warnings", [])
-        if warnings:                        # a label is one line: wrap the sentences to the dialog's width
-            col = layout.column(align=True)
-            lines = [part for line in warnings for part in textwrap.wrap(line, 78)]
-            for i, line in enumerate(lines):
-                col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
+        if not warnings:
+            return
+        col = layout.column(align=True)         # a label is one line: wrap the sentences to the dialog's width
+        lines = [part for line in warnings for part in textwrap.wrap(line, 78)]
+        for i, line in enumerate(lines):
+            col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         row = layout.row(align=True)
         row.prop_enum(self, "uv_action", "UNWRAP")
         row.prop_enum(self, "uv_action", "KEEP")

@@ -682,6 +682,9 @@ def test_uvs_outside_0_1_are_refused_until_the_user_chooses(engine, session):
     op_type.draw(dialog, bpy.context)
     assert ("prop_enum", "uv_action=UNWRAP") in calls and ("prop_enum", "uv_action=KEEP") in calls
     assert any(c[0] == "label" and c[1].startswith("Suzanne: 100% of the UV area") for c in calls)
+    redo: list = []                                         # the redo panel: nothing that would re-run the job
+    op_type.draw(SimpleNamespace(layout=RecordingLayout(redo), bl_rna=dialog.bl_rna), bpy.context)
+    assert redo == []
 
     assert bpy.ops.csd.texture_from_text(uv_action="KEEP") == {"FINISHED"}
     assert _sent_uvs_equal(engine, obj, "UVMap") and "CSD_UV" not in obj.data.uv_layers
