@@ -278,7 +278,10 @@ class EngineSetup:
         self._step("Installing the CSD engine", done)
         self._call(pip + [cfg.engine_wheel] + source, weight=0.95 - done)
         self._step("Checking the engine", 0.95)
-        result = interpreter_check.check_python(python)
+        wheel_version = Path(cfg.engine_wheel).name.split("-")[1]
+        result = interpreter_check.check_python(python, expected_engine=wheel_version)
+        if result.ok and result.info.get("engine") != wheel_version:
+            raise SetupError("\n".join(result.lines()[2:]))
         if not result.ok:
             raise SetupError("\n".join(result.lines()))
         self._finish(DONE, python=python, check=result.lines())

@@ -10,6 +10,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .process_output import error_lines
 
@@ -30,13 +31,32 @@ CHECK_CODE = (
 )
 
 
+def addon_version() -> str:
+    """This add-on's version from the blender_manifest.toml beside it ("" in a source checkout, which has none)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads((Path(__file__).resolve().parent / "blender_manifest.toml").read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("version", ""))
+
+
 @dataclass
 class CheckResult:
-    """Outcome of checking an engine interpreter: ok, and either versions or the exact error."""
+    """Outcome of checking an engine interpreter: ok, and either versions or the exact error.
+
+    Args:
+        ok: the interpreter imports torch and the engine.
+        info: python, torch, device and engine versions.
+        error: the lines that name the error.
+        expected_engine: the engine version this add-on ships ("" for no comparison).
+    """
 
     ok: bool
     info: dict = field(default_factory=dict)
     error: str = ""
+    expected_engine: str = ""
 
     def lines(self) -> list[str]:
         """Text for the preferences panel."""
@@ -44,8 +64,12 @@ class CheckResult:
             lines = self.error.splitlines()[-6:] or ["unknown error"]
             return [f"Error: {line}" if i == 0 else line for i, line in enumerate(lines)]
         i = self.info
-        return [f"Python {i.get('python')}, torch {i.get('torch')}, engine {i.get('engine')}",
-                f"Device: {i.get('device')}"]
+        lines = [f"Python {i.get('python')}, torch {i.get('torch')}, engine {i.get('engine')}",
+                 f"Device: {i.get('device')}"]
+        if self.expected_engine and i.get("engine") != self.expected_engine:
+            lines.append(f"Engine {i.get('engine')} does not match this add-on ({self.expected_engine}): "
+                         "run Set Up Engine again")
+        return lines
 
 
 def parse_check_output(returncode: int, stdout: str, stderr: str) -> CheckResult:
@@ -74,14 +98,15 @@ def parse_check_output(returncode: int, stdout: str, stderr: str) -> CheckResult
 CHECK_TIMEOUT_S = 120.0
 
 
-def check_python(python: str, timeout_s: float = CHECK_TIMEOUT_S) -> CheckResult:
+def check_python(python: str, timeout_s: float = CHECK_TIMEOUT_S, expected_engine: str = "") -> CheckResult:
     """Run the check in `python` and wait for it (blocking; background mode and tests).
 
     Args:
         python: path to the interpreter.
         timeout_s: give up after this long.
+        expected_engine: the engine version that should be installed there ("" for no comparison).
     """
-    check = PythonCheck(python)
+    check = PythonCheck(python, expected_engine)
     while True:
         result = check.poll_with_timeout(timeout_s)
         if result is not None:
@@ -92,8 +117,9 @@ def check_python(python: str, timeout_s: float = CHECK_TIMEOUT_S) -> CheckResult
 class PythonCheck:
     """A running interpreter check; `poll()` returns None until it finished (for a UI timer)."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, expected_engine: str = "") -> None:
         self.python = python.strip()
+        self.expected_engine = expected_engine
         self.started = time.monotonic()
         self.result: CheckResult | None = None
         self.proc: subprocess.Popen | None = None
@@ -113,6 +139,7 @@ class PythonCheck:
         if self.result is None and self.proc is not None and self.proc.poll() is not None:
             out, err = self.proc.communicate()
             self.result = parse_check_output(self.proc.returncode, out, err)
+            self.result.expected_engine = self.expected_engine
         return self.result
 
     def kill(self) -> None:

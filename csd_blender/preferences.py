@@ -176,13 +176,13 @@ class CSD_OT_check_python(bpy.types.Operator):
         prefs = get_preferences()
         python = bpy.path.abspath(prefs.python_path)
         if bpy.app.background:
-            result = interpreter_check.check_python(python)
+            result = interpreter_check.check_python(python, expected_engine=interpreter_check.addon_version())
             prefs.check_report = "\n".join(result.lines())
             self.report({"INFO"} if result.ok else {"ERROR"}, result.lines()[0])
             return {"FINISHED"} if result.ok else {"CANCELLED"}
         if _check is not None:
             _check.kill()
-        _check = interpreter_check.PythonCheck(python)
+        _check = interpreter_check.PythonCheck(python, interpreter_check.addon_version())
         prefs.check_report = ""
         if not bpy.app.timers.is_registered(_poll_check):
             bpy.app.timers.register(_poll_check, first_interval=0.1)

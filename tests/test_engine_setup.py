@@ -158,3 +158,16 @@ def test_pip_progress_lines_become_the_status_line_and_fraction(tmp_path, engine
     assert status.lines() == ["Step 1/4: Creating the Python environment", status.line]
     assert 0.0 < status.fraction < 0.1
     assert setup.wait(10).state == engine_setup.CANCELLED
+
+
+def test_check_flags_an_engine_that_does_not_match_the_add_on():
+    from csd_blender.interpreter_check import CheckResult, addon_version
+
+    info = {"python": "3.11.7", "torch": "2.13.0", "engine": "0.1.0", "device": "cpu"}
+    assert CheckResult(True, info, expected_engine="0.1.0").lines() == [
+        "Python 3.11.7, torch 2.13.0, engine 0.1.0", "Device: cpu"]
+    assert CheckResult(True, info, expected_engine="0.2.0").lines()[-1] == (
+        "Engine 0.1.0 does not match this add-on (0.2.0): run Set Up Engine again")
+    assert addon_version() == ""                  # a source checkout has no manifest beside the package
+    ok = check_python(sys.executable, expected_engine="9.9.9")
+    assert ok.ok and "does not match this add-on (9.9.9)" in ok.lines()[-1]

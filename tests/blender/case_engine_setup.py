@@ -106,6 +106,8 @@ def test_engine_panel_comes_first_and_says_why_start_is_disabled(ext):
 
 def test_preferences_show_setup_and_a_running_setups_progress(ext, engine_wheel, tmp_path):
     prefs = bpy_env.preferences()
+    # Check compares the engine with the version of the add-on installed from the zip
+    assert bpy_env.submodule("interpreter_check").addon_version() == engine_wheel.name.split("-")[1]
     _configure(tmp_path / "env", tmp_path)
     prefs.setup_compute = "AUTO"
     idle = _draw_preferences(prefs)
