@@ -171,3 +171,32 @@ def test_check_flags_an_engine_that_does_not_match_the_add_on():
     assert addon_version() == ""                  # a source checkout has no manifest beside the package
     ok = check_python(sys.executable, expected_engine="9.9.9")
     assert ok.ok and "does not match this add-on (9.9.9)" in ok.lines()[-1]
+
+
+def test_online_cuda_setup_runs_pip_with_pytorchs_index_then_the_engine_wheel(tmp_path, engine_wheel):
+    """A scripted Python records every command: the steps and their pip arguments, without any network."""
+    env = tmp_path / "env"
+    fake_base = tmp_path / "base_python"
+    fake_base.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        mkdir -p "{env}/bin"
+        cat > "{env}/bin/python" <<'PY'
+        #!/bin/sh
+        echo "$@" >> "{env}/argv.log"
+        case "$*" in *--help*) echo "  --progress-bar <progress_bar>  [auto, on, off, raw]";; esac
+        exit 0
+        PY
+        chmod +x "{env}/bin/python"
+        """))
+    fake_base.chmod(0o755)
+    config = engine_setup.SetupConfig(env_dir=str(env), compute="cuda", engine_wheel=engine_wheel,
+                                      base_python=str(fake_base))
+    status = engine_setup.EngineSetup(config).run()
+    assert status.state == engine_setup.FAILED and status.title == "Checking the engine"   # no real torch
+    calls = (env / "argv.log").read_text().splitlines()
+    pip = [c for c in calls if c.startswith("-m pip install") and "--help" not in c]
+    assert pip[0].endswith("--upgrade pip")
+    assert pip[1].endswith("--progress-bar=raw torch>=2.1 --index-url https://download.pytorch.org/whl/cu128")
+    assert pip[2].endswith(f"--progress-bar=raw {engine_wheel}")          # the engine's deps from PyPI
+    assert all("--disable-pip-version-check --no-input" in c for c in pip)
+    assert (env / engine_setup.ENV_MARKER).is_file()
