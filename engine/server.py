@@ -318,9 +318,10 @@ class EngineServer:
         now = time.monotonic()
         gap, self._last_tick = now - self._last_tick, now
         if gap > self.STALL_S + self.config.poll_ms / 1000:
-            logger.warning("the server loop stalled for %.1f s (paused?); clients get that time back", gap)
+            logger.warning("the server loop stalled for %.1f s (the process paused, or a slow request); "
+                           "clients get that time back", gap)
             for client in self.clients.values():
-                client.last_seen = max(client.last_seen + gap, client.last_seen)
+                client.last_seen += gap
 
     def _close(self) -> None:
         self.worker.commands.put(("stop",))

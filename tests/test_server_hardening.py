@@ -408,6 +408,10 @@ def test_finding5_jobs_of_a_silent_client_are_cancelled_queued_first(caplog):
         gone.connect(timeout_s=10)
         jobs = [gone.submit("sleepy", {"steps": 10_000, "step_s": 0.01}) for _ in range(3)]
         _events_until_accepted(gone, jobs[-1])
+        deadline = time.monotonic() + 10
+        while server.running is None:  # the first job starts on the loop's next turn
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         gone.close()  # no cancel, no more pings
         assert [r.job_id for r in list(server.pending)] == jobs[1:]
         deadline = time.monotonic() + 15
