@@ -334,3 +334,11 @@ def test_error_id_and_others_counts_travel():
     frames, _ = codec.encode(m.StatusReply(None, [], [], "cpu", 1, 4))
     back = codec.decode(frames)[1]
     assert (back.others_running, back.others_queued) == (1, 4)
+
+
+def test_error_replies_are_one_printable_line():
+    exc = ProtocolError(ErrorCode.BAD_REQUEST, "\n: unknown field a\x07b \ud800 \x7f ok", field="\n")
+    reply = m.ErrorReply.from_exception(exc, "j")
+    assert reply.message == "\\n: unknown field a\\x07b \\ud800 \\x7f ok" and reply.field == "\\n"
+    assert m.ErrorReply.from_exception(ProtocolError(ErrorCode.BAD_REQUEST, "plain: text"), "j").message == (
+        "plain: text")

@@ -314,8 +314,11 @@ class ErrorReply(Message):
     def from_exception(
         cls, exc: ProtocolError, job_id: str | None = None, traceback: str = ""
     ) -> "ErrorReply":
+        """The reply for `exc`; its message and field become one line of printable text (a client's own
+        newlines, control characters and lone surrogates are escaped)."""
+        field = None if exc.field is None else _one_line(exc.field)
         return cls(
-            job_id, exc.code.value, exc.message, exc.detail, traceback, exc.field, getattr(exc, "error_id", "")
+            job_id, exc.code.value, _one_line(exc.message), exc.detail, traceback, field, getattr(exc, "error_id", "")
         )
 
     def to_exception(self) -> ProtocolError:
@@ -328,6 +331,14 @@ class ErrorReply(Message):
         err.traceback = self.traceback  # type: ignore[attr-defined]
         err.error_id = self.error_id  # type: ignore[attr-defined]
         return err
+
+
+def _one_line(text: str) -> str:
+    """`text` with control characters and lone surrogates escaped (\\n, \\x07, \\ud800): one printable line."""
+    unsafe = [c for c in set(text) if c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff"]
+    for c in unsafe:
+        text = text.replace(c, repr(c)[1:-1])
+    return text
 
 
 @dataclass
