@@ -32,7 +32,8 @@ class CSDEditSettings(bpy.types.PropertyGroup):
                             description="Pull back towards the original look, relative to the edit (0 = off; "
                                         "1 = as strong as the edit)")
     geometry: BoolProperty(name="Edit Geometry", default=False,
-                           description="Let the surface move too (not available in this engine yet)")
+                           description="Let the surface move too: the result is a new object (new mesh and UVs) "
+                                       "beside the original")
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
                           description="Preset for the number of edit steps and views per step")
     steps: IntProperty(name="Steps", default=0, min=0, soft_max=5000,

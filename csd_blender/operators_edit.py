@@ -145,13 +145,42 @@ class CSD_OT_edit_object(ModalJobOperator, bpy.types.Operator):
         meta = {"unwrapped": False, "params": result.meta.get("params", {})}
         # keep earlier results: the texture being edited may itself be a CSD result, and it must stay
         options = dataclasses.replace(store_options(context.scene.csd), keep_previous=True)
-        applied = apply_result.apply_texture(obj, request.data, np.asarray(texture, np.float32), None, meta,
-                                             job_params.dumps_params(request.params), name="CSD Edit",
-                                             options=options, task="edit")
+        params_json = job_params.dumps_params(request.params)
         stats = result.meta.get("stats", {})
+        if result.meta.get("geometry"):
+            return self._apply_new_object(context, obj, result, texture, meta, params_json, options, stats)
+        applied = apply_result.apply_texture(obj, request.data, np.asarray(texture, np.float32), None, meta,
+                                             params_json, name="CSD Edit", options=options, task="edit")
         return (f"Edited {obj.name!r}: new image {applied.image.name!r} "
                 f"({applied.image.size[0]}x{applied.image.size[1]}), reconstruction "
                 f"{stats.get('fit_psnr_db', float('nan')):.1f} dB")
+
+
+    @staticmethod
+    def _apply_new_object(context, obj, result, texture, meta, params_json, options, stats) -> str:
+        """A geometry edit: the new surface (world space) becomes a new object beside the original, which stays."""
+        from .operators_generate import new_mesh_object, remove_object
+
+        a = result.arrays
+        for key in ("vertices", "faces", "uvs"):
+            if key not in a:
+                raise ValueError(f"the geometry result has no {key}")
+        new = new_mesh_object(context, f"{obj.name} (edited)", a["vertices"], a["faces"],
+                              np.asarray(a["uvs"], np.float32), (0.0, 0.0, 0.0))
+        try:
+            context.view_layer.update()
+            mesh_info = convert.mesh_arrays(new, context.evaluated_depsgraph_get())
+            applied = apply_result.apply_texture(new, mesh_info, np.asarray(texture, np.float32), None, meta,
+                                                 params_json, name="CSD Edit", options=options, task="edit")
+        except Exception:
+            remove_object(new)
+            raise
+        for other in context.selected_objects:
+            other.select_set(False)
+        new.select_set(True)
+        context.view_layer.objects.active = new
+        return (f"Added {new.name!r} ({len(new.data.polygons)} faces, image {applied.image.name!r}); "
+                f"{obj.name!r} is unchanged; reconstruction {stats.get('fit_psnr_db', float('nan')):.1f} dB")
 
 
 CLASSES = (CSD_OT_edit_object,)

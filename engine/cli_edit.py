@@ -29,7 +29,8 @@ def add_edit_parser(subparsers) -> None:
                                                              "target-prompt CSD)")
     p.add_argument("--preserve", type=float, default=0.35,
                    help="pull back towards the original renders, relative to the edit direction (0 = off)")
-    p.add_argument("--geometry", action="store_true", help="let the surface move too (not available yet)")
+    p.add_argument("--geometry", action="store_true",
+                   help="let the surface move too (DMTet from the mesh's signed distance): a new mesh with new UVs")
     p.add_argument("--model", default="toy", help="toy | hub id | local folder")
     p.add_argument("--quality", default="balanced", choices=("fast", "balanced", "best"))
     p.add_argument("--steps", type=int, default=None, help="edit steps (default: from --quality)")
@@ -103,8 +104,7 @@ def run_edit_files(args: argparse.Namespace) -> dict[str, Path]:
         result = run_edit(job, progress=bar)
     finally:
         bar.close()
-    files = write_textured_mesh(args.out, job.mesh.with_uvs(result.uvs), result.texture, result.turntable,
-                                obj_up=up)
+    files = write_textured_mesh(args.out, result.mesh, result.texture, result.turntable, obj_up=up)
     files["before_after"] = save_png(Path(args.out) / "before_after.png", result.before_after)
     mesh_record = {"path": str(Path(args.mesh).resolve()),
                    "sha256": hashlib.sha256(Path(args.mesh).read_bytes()).hexdigest(), "up_axis": up,

@@ -59,3 +59,21 @@ def layout_correlation(before: np.ndarray, after: np.ndarray) -> float:
 def views_in_family(views: np.ndarray, colour: str) -> int:
     """How many of the (V, H, W, 3) renders have their mean object colour in `colour`'s hue family."""
     return sum(in_family(*mean_hue(v, object_mask(v)), colour) for v in views)
+
+
+def silhouettes(vertices: np.ndarray, faces: np.ndarray, views: int = 8, size: int = 96) -> np.ndarray:
+    """(views, size, size) bool masks of a mesh (in the frame it is given in) from the turntable views."""
+    import torch
+
+    from engine.render.rasterize import rasterize
+    from engine.tasks.common.views import fixed_views
+
+    cams = fixed_views(views, size, distance=3.0)
+    rast = rasterize(cams.clip_positions(torch.tensor(vertices, dtype=torch.float32)),
+                     torch.tensor(faces, dtype=torch.int32), (size, size))
+    return (rast[..., 3] > 0).numpy()
+
+
+def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two stacks of masks (all views together)."""
+    return float((a & b).sum() / max((a | b).sum(), 1))

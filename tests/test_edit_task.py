@@ -104,12 +104,6 @@ def test_spot_uvs_overhanging_the_square_slightly_are_accepted():
     check_edit_arrays({"uvs": spot.uvs, "texture": np.zeros((64, 64, 3), np.float32)})
 
 
-def test_geometry_is_refused_with_its_field_until_available():
-    with pytest.raises(ProtocolError) as info:
-        make_edit_job(_params(geometry=True), _sphere())
-    assert info.value.field == "geometry"
-
-
 # --- the run -----------------------------------------------------------------------------------------------
 
 def test_new_texture_keeps_size_channels_alpha_and_uvs_and_inputs_stay_untouched():
@@ -255,3 +249,49 @@ def test_without_the_edit_prompt_the_layout_is_kept_less(striped_runs):
     with_edit = layout_correlation(*striped_runs[1.0][:2])
     without = layout_correlation(*striped_runs[0.0][:2])
     assert without < with_edit, f"layout correlation ω2 = 0: {without:.3f}, ω2 = 1: {with_edit:.3f}"
+
+
+# --- geometry (DMTet from the object's signed distance) -----------------------------------------------------
+
+def _red_cube() -> dict:
+    import trimesh
+
+    from engine.mesh import ensure_uvs
+
+    box = trimesh.creation.box()
+    mesh = Mesh(box.vertices.astype(np.float32), box.faces.astype(np.int64))
+    texture = np.zeros((64, 64, 3), np.float32)
+    texture[...] = (0.85, 0.08, 0.08)
+    return {"vertices": mesh.vertices, "faces": mesh.faces.astype(np.int32), "uvs": ensure_uvs(mesh)[0],
+            "texture": texture}
+
+
+def test_geometry_edit_returns_a_new_mesh_with_its_own_uvs_and_leaves_the_input_alone():
+    arrays = _red_cube()
+    before = _digest(arrays)
+    result = run_edit(make_edit_job(_params(target_prompt="a red sphere", edit_prompt="a red cube", geometry=True,
+                                            steps=2, fit_max_steps=2), arrays))
+    assert _digest(arrays) == before and result.geometry
+    assert result.uvs.shape == (len(result.mesh.faces), 3, 2) and result.texture.shape == (64, 64, 3)
+    meta, wire = pack_edit_result(result)
+    assert meta["geometry"] and wire["faces"].dtype == np.int32 and wire["vertices"].shape[1] == 3
+    assert wire["faces"].max() < len(wire["vertices"])
+
+
+@pytest.mark.slow
+def test_geometry_edit_moves_a_cube_towards_a_sphere_as_one_connected_mesh():
+    import trimesh
+
+    from edit_stats import silhouette_iou, silhouettes
+
+    arrays = _red_cube()
+    params = EditParams(target_prompt="a red sphere", edit_prompt="a red cube", geometry=True, steps=40,
+                        preserve=0.0, fit_max_steps=100, progress_every=40)
+    result = run_edit(make_edit_job(params, arrays), prior=load_prior("toy"))
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.5)   # the unit cube's inscribed sphere
+    reference = silhouettes(sphere.vertices, sphere.faces)
+    iou_in = silhouette_iou(silhouettes(arrays["vertices"], arrays["faces"]), reference)
+    iou_out = silhouette_iou(silhouettes(result.mesh.vertices, result.mesh.faces), reference)
+    assert iou_out > iou_in, f"8-view silhouette IoU with a sphere: input {iou_in:.3f}, edited {iou_out:.3f}"
+    parts = trimesh.Trimesh(result.mesh.vertices, result.mesh.faces, process=True).split(only_watertight=False)
+    assert len(parts) == 1, f"{len(parts)} connected components"

@@ -38,6 +38,7 @@ from .common.outputs import image_sha256
 from .common.preview import field_preview_png
 from .common.turntable import TURNTABLE_VIEWS, render_turntable
 from .common.views import OrbitRanges, ViewSampler, fixed_views
+from .edit_geometry import GeometryEdit, initial_grid, run_geometry_edit
 from .quality import quality_for
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ FIT_CHECK_EVERY = 50
 FIT_CHECK_SIZE = 128
 FIT_TEXELS = 8192            # surface points per fit step spread over the UV layout (beside the rendered views)
 FIT_CHECK_TEXELS = 32768     # fixed UV-layout points of the texel PSNR check
+FIT_SHELL = 0.05             # with `geometry`: colours also fitted this far (σ) off the surface
+GEOMETRY_TET_RESOLUTION = {"toy": 32, "if": 64, "sd": 96}
 FIELD_MAX_RESOLUTION = 2048
 FIELD_LOG2_HASHMAP = 17
 FIELD_LEVELS = 16
@@ -81,8 +84,8 @@ class EditResult:
 
     Attributes:
         texture: (H, W, C) float32 in [0, 1], top row first: the input's size and channels (alpha copied).
-        uvs: (F, 3, 2) float32, the object's own UVs.
-        mesh: the world-space mesh the UVs index.
+        uvs: (F, 3, 2) float32, the object's own UVs (new xatlas UVs of the new mesh with `geometry`).
+        mesh: the world-space mesh the UVs index (the input's, or the new surface with `geometry`).
         turntable: (2·R, 4·R, 3) sheet of 8 views of the edited texture.
         before_after: (2·R, 8·R, 3) sheet: the original (top row) and the edited object (bottom row).
         params: resolved parameters (every default filled in).
@@ -98,6 +101,7 @@ class EditResult:
     params: dict
     stats: dict = field(default_factory=dict)
     partial: bool = False
+    geometry: bool = False
 
 
 def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
@@ -112,9 +116,6 @@ def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
         if name not in arrays:
             raise RequestError(name, "is required")
     check_edit_arrays(arrays)
-    if params.geometry:
-        raise RequestError("geometry", "editing the surface (deformable tetrahedral grid) is not available in "
-                                       "this engine yet; edit the texture only (geometry = false)")
     mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays["uvs"])
     texture = np.clip(np.array(arrays["texture"], dtype=np.float32, copy=True), 0.0, 1.0)
     _build_guidance(params, 100)  # unknown presets or bad overrides fail here, before any work
@@ -202,18 +203,21 @@ def _fit_psnr(field_model: TextureField, original: _Original, cams, texels: tupl
 
 
 def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
-                        device) -> np.ndarray:
-    """Bake into the object's UVs at the input texture's size (or `size`²), keeping the input's alpha."""
+                        device) -> tuple[np.ndarray, np.ndarray]:
+    """(texture, uvs): bake into the mesh's UVs (xatlas when it has none) at the input texture's size (or `size`²),
+    keeping the input's alpha."""
     h, w = job.texture.shape[:2]
     side = size or max(h, w)
-    image = bake_field(field_model, mesh, mesh_n, side, device).image[..., :3]
+    baked = bake_field(field_model, mesh, mesh_n, side, device)
+    image = baked.image[..., :3]
     if size is None and (h, w) != (side, side):  # non-square input: the UV square maps onto any H × W
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         image = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
         image = image.permute(1, 2, 0).clamp(0, 1).numpy()
     if job.texture.shape[2] == 4 and size is None:
-        image = np.concatenate([image, job.texture[..., 3:]], axis=2)
-    return np.ascontiguousarray(image, dtype=np.float32)
+        alpha = job.texture[..., 3:] if not baked.unwrapped else np.ones((h, w, 1), np.float32)
+        image = np.concatenate([image, alpha], axis=2)
+    return np.ascontiguousarray(image, dtype=np.float32), baked.uvs
 
 
 def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
@@ -252,7 +256,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
            for v in (VIEWS if view_words else ("",))}
     null = prior.encode_prompts([""])
 
-    mesh_n, _ = normalize(job.mesh)
+    mesh_n, norm = normalize(job.mesh)
     original = _Original(mesh_n, job.mesh.uvs, job.texture, device)
     gen = torch.Generator().manual_seed(p.seed)
     noise_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
@@ -286,6 +290,9 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
             break
         hits, target = original.hits(fit_views.sample(FIT_BATCH).to(device))
         pts, colour = original.texel_samples(FIT_TEXELS, gen)  # reaches what no view shows well (the bake's)
+        if p.geometry:  # the surface will move: extend the colours into a shell around it
+            shell = pts + FIT_SHELL * torch.randn(pts.shape, generator=gen).to(device)
+            pts, colour = torch.cat([pts, shell]), torch.cat([colour, colour])
         loss = F.mse_loss(field_model(torch.cat([hits.points[hits.mask], pts])),
                           torch.cat([target[hits.mask], colour]))
         opt.zero_grad(set_to_none=True)
@@ -304,12 +311,30 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
 
     # --- stage 2: Eq. 11 from the fitted field ---------------------------------------------------------------
     views = ViewSampler(ranges, p.render_size, gen)
+
+    def prompts_for(cams) -> PromptEmbeddings:
+        names = view_names(cams.c2w) if view_words else [""] * len(cams.c2w)
+        return PromptEmbeddings(cond=torch.cat([cond[v] for v in names]), null=null,
+                                neg=torch.cat([neg[v] for v in names]))
+
     opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15)
     unet_calls, last_loss, loss_value, steps_run = 0, None, float("nan"), 0
     t_loop = time.perf_counter()
+    new_mesh_n = None
     if not partial:
         emit(ProgressEvent("optimising", 0, p.steps, elapsed_s=time.perf_counter() - t_start))
-    for step in range(0 if partial else p.steps):
+    if p.geometry and not partial:
+        t0 = time.perf_counter()
+        geom = initial_grid(mesh_n, GEOMETRY_TET_RESOLUTION.get(prior.family, 96), device)
+        cfg = GeometryEdit(steps=p.steps, batch_size=p.batch_size, tet_resolution=geom.config.resolution,
+                           learning_rate=p.learning_rate, preserve=p.preserve, background=p.background,
+                           progress_every=p.progress_every, face_budget=max(len(job.mesh.faces), 5000))
+        new_mesh_n, geo_stats = run_geometry_edit(
+            cfg, geom, field_model, prior, guidance, prompts_for, views, original, gen, noise_gen, emit, stop,
+            t_start, lambda v, f: field_preview_png(field_model, v, f.int(), p.preview_size))
+        steps_run, unet_calls, loss_value = geo_stats["steps_run"], geo_stats["unet_calls"], geo_stats["final_loss"]
+        timings["geometry"] = time.perf_counter() - t0
+    for step in range(0 if partial or p.geometry else p.steps):
         if stop():
             if not p.return_partial:
                 raise CancelledError(f"edit job cancelled at step {step}/{p.steps}")
@@ -323,10 +348,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         t1 = time.perf_counter()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         t2 = time.perf_counter()
-        names = view_names(cams.c2w) if view_words else [""] * p.batch_size
-        prompts = PromptEmbeddings(cond=torch.cat([cond[v] for v in names]), null=null,
-                                   neg=torch.cat([neg[v] for v in names]))
-        out = guidance(prior, x, prompts, step, generator=noise_gen)
+        out = guidance(prior, x, prompts_for(cams), step, generator=noise_gen)
         loss = out.loss
         if p.preserve > 0:
             with torch.no_grad():
@@ -355,14 +377,18 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     if last_loss is not None:
         loss_value = float(last_loss)
 
-    # --- stage 3: bake into a new texture on the object's own UVs -------------------------------------------
+    # --- stage 3: bake into a new texture on the object's own UVs (or the new surface's) ---------------------
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     t0 = time.perf_counter()
-    new_texture = _bake_to_input_size(field_model, job.mesh, mesh_n, job, p.texture_size, device)
+    out_mesh, out_mesh_n = job.mesh, mesh_n
+    if new_mesh_n is not None:  # the new surface, back in the object's world frame
+        out_mesh_n = new_mesh_n
+        out_mesh = Mesh(norm.invert(new_mesh_n.vertices).astype(np.float32), new_mesh_n.faces)
+    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device)
+    out_mesh = out_mesh.with_uvs(uvs)
     timings["bake"] = time.perf_counter() - t0
-    uvs = np.asarray(job.mesh.uvs, dtype=np.float32)
-    before = render_turntable(mesh_n, job.texture, uvs, size=128)
-    after = render_turntable(mesh_n, new_texture, uvs, size=128)
+    before = render_turntable(mesh_n, job.texture, np.asarray(job.mesh.uvs, np.float32), size=128)
+    after = render_turntable(out_mesh_n, new_texture, uvs, size=128)
     stats = {
         "fit_psnr_db": round(fit_psnr, 3), "fit_texel_psnr_db": round(texel_psnr, 3), "fit_steps": fit_steps,
         "fit_target_db": p.fit_psnr, "fit_reached": min(fit_psnr, texel_psnr) >= p.fit_psnr, "steps_run": steps_run,
@@ -370,24 +396,29 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": p.guidance, "device": str(device), "prior": prior.name,
         "prior_family": prior.family, "view_prompts": view_words, "dropped_faces": job.dropped_faces,
-        "texture_sha256": image_sha256(new_texture),
+        "texture_sha256": image_sha256(new_texture), "faces": int(len(out_mesh.faces)),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
-    return EditResult(texture=new_texture, uvs=uvs, mesh=job.mesh,
-                      turntable=sheet(render_turntable(mesh_n, new_texture, uvs), cols=4),
+    return EditResult(texture=new_texture, uvs=uvs, mesh=out_mesh,
+                      turntable=sheet(render_turntable(out_mesh_n, new_texture, uvs), cols=4),
                       before_after=sheet(np.concatenate([before, after]), cols=TURNTABLE_VIEWS),
-                      params=p.to_dict(), stats=stats, partial=partial)
+                      params=p.to_dict(), stats=stats, partial=partial, geometry=new_mesh_n is not None)
 
 
 def pack_edit_result(result: EditResult) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, arrays) for the wire: the new texture, the UVs it belongs to, turntable and before/after PNGs."""
+    """(meta, arrays) for the wire: the new texture, the UVs it belongs to, turntable and before/after PNGs; with
+    `geometry` also the new surface: world-space `vertices (V, 3) float32` and `faces (F, 3) int32`."""
     from ..images import png_bytes
 
-    meta = {"params": result.params, "partial": result.partial, "stats": result.stats, "unwrapped": False}
+    meta = {"params": result.params, "partial": result.partial, "stats": result.stats, "unwrapped": result.geometry,
+            "geometry": result.geometry}
     arrays = {"texture": np.ascontiguousarray(result.texture, dtype=np.float32),
               "uvs": np.ascontiguousarray(result.uvs, dtype=np.float32),
               "turntable_png": np.frombuffer(png_bytes(result.turntable), dtype=np.uint8),
               "before_after_png": np.frombuffer(png_bytes(result.before_after), dtype=np.uint8)}
+    if result.geometry:
+        arrays["vertices"] = np.ascontiguousarray(result.mesh.vertices, dtype=np.float32)
+        arrays["faces"] = np.ascontiguousarray(result.mesh.faces, dtype=np.int32)
     return meta, arrays
 
 
