@@ -152,8 +152,7 @@ def test_finding1_return_partial_cancelled_before_the_first_step(client):
     client.cancel(job)
     result = client.wait(job, timeout_s=120)
     assert result.meta["partial"] is True and result.meta["cancelled"] is True
-    if result.meta["stats"]["steps_run"] == 0:
-        assert result.meta["stats"]["final_loss"] is None
+    assert result.meta["stats"]["steps_run"] == 0 and result.meta["stats"]["final_loss"] is None
     status = client.status()
     assert status.current is None and status.queue == []
 
