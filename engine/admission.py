@@ -124,7 +124,8 @@ def check_params(spec: Any, raw_params: Any, device: str | None = None) -> Any:
         EngineError / ProtocolError: a stable code and the field at fault.
     """
     params = spec.params_cls.from_dict(raw_params).validate()
-    check_text(raw_params, "params")
+    for key, value in raw_params.items():  # from_dict accepted it: a dict of known field names
+        check_text(value, key)
     if hasattr(params, "guidance_overrides"):
         check_guidance(getattr(params, "guidance", "auto"), params.guidance_overrides,
                        getattr(params, "model", "toy"), getattr(params, "steps", None))

@@ -208,7 +208,8 @@ def test_finding2_lone_surrogates_in_params_name_the_field(server, dealer):
         k: m.Array(v.dtype.name, v.shape, v) for k, v in ARRAYS.items()}), token=TOKEN)
     dealer.send_multipart(frames)
     _, reply = _reply(dealer)
-    assert isinstance(reply, m.ErrorReply) and reply.code == ErrorCode.BAD_REQUEST.value and reply.field
+    assert isinstance(reply, m.ErrorReply) and reply.code == ErrorCode.BAD_REQUEST.value, reply
+    assert reply.field == "model" and reply.message.startswith("model: is not valid text"), reply
     assert_clean(reply)
 
 
