@@ -36,17 +36,17 @@ def default_env_dir() -> str:
 
 
 def setup_config(prefs) -> engine_setup.SetupConfig:
-    """The preferences as a SetupConfig (paths made absolute, compute resolved)."""
+    """The preferences as a SetupConfig (paths made absolute, compute resolved).
+
+    Raises:
+        engine_setup.SetupError: the add-on carries no engine wheel (not installed from a build.py zip).
+    """
     compute = prefs.setup_compute.lower()
     if compute == "auto":
         compute = engine_setup.detect_compute()
     env_dir = bpy.path.abspath(prefs.setup_folder).strip() or default_env_dir()
-    try:
-        wheel = engine_setup.bundled_engine_wheel()
-    except engine_setup.SetupError:
-        wheel = str(engine_setup.ENGINE_WHEEL_DIR / "csd_blender_engine-*.whl")   # problems() names it
     return engine_setup.SetupConfig(
-        env_dir=os.path.normpath(env_dir), compute=compute, engine_wheel=wheel,
+        env_dir=os.path.normpath(env_dir), compute=compute, engine_wheel=engine_setup.bundled_engine_wheel(),
         wheel_folder=bpy.path.abspath(prefs.setup_wheel_folder).strip(),
         log_file=os.path.join(user_dir("logs"), "engine_setup.log"),
         online_access=bool(getattr(bpy.app, "online_access", True)))
@@ -109,8 +109,11 @@ class CSD_OT_setup_engine(bpy.types.Operator):
         if prefs is None:
             self.report({"ERROR"}, f"the add-on {PACKAGE!r} is not enabled")
             return {"CANCELLED"}
-        config = setup_config(prefs)
-        problems = config.problems()
+        try:
+            config = setup_config(prefs)
+            problems = config.problems()
+        except engine_setup.SetupError as exc:
+            problems = [str(exc)]
         if problems:
             prefs.setup_report = "\n".join(["Set Up Engine cannot start:", *problems])
             self.report({"ERROR"}, problems[0])

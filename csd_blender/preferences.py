@@ -2,6 +2,7 @@
 # No `from __future__ import annotations`: bpy.props annotations must stay evaluated objects for Blender.
 
 import os
+import textwrap
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
@@ -118,8 +119,9 @@ class CSDPreferences(bpy.types.AddonPreferences):
         box.prop(self, "setup_folder", placeholder=operators_setup.default_env_dir())
         box.prop(self, "setup_wheel_folder", placeholder="Download (needs Online Access)")
         box.operator(operators_setup.CSD_OT_setup_engine.bl_idname, icon="IMPORT")
-        for i, line in enumerate(self.setup_report.splitlines()):
-            failed = self.setup_report.startswith(("Set Up Engine failed", "Set Up Engine cannot"))
+        failed = self.setup_report.startswith(("Set Up Engine failed", "Set Up Engine cannot"))
+        lines = [part for line in self.setup_report.splitlines() for part in textwrap.wrap(line, 100)]
+        for i, line in enumerate(lines):           # a label is one line: long pip errors are wrapped
             box.label(text=line, icon=("ERROR" if failed else "CHECKMARK") if i == 0 else "BLANK1")
 
 

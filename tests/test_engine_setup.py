@@ -200,3 +200,8 @@ def test_online_cuda_setup_runs_pip_with_pytorchs_index_then_the_engine_wheel(tm
     assert pip[2].endswith(f"--progress-bar=raw {engine_wheel}")          # the engine's deps from PyPI
     assert all("--disable-pip-version-check --no-input" in c for c in pip)
     assert (env / engine_setup.ENV_MARKER).is_file()
+
+
+def test_a_source_checkout_without_the_bundled_wheel_says_how_to_get_one(tmp_path):
+    with pytest.raises(engine_setup.SetupError, match="install the add-on from a zip made by build.py"):
+        engine_setup.bundled_engine_wheel(tmp_path)
