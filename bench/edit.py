@@ -1,6 +1,6 @@
 """Benchmark of the edit task (paper Eq. 11): stage seconds, the ω2 = 0 vs ω2 > 0 comparison, CUDA scale.
 
-    python bench/edit.py [--steps 150] [--cpu-only] [--skip-comparison]
+    python bench/edit.py [--steps 150] [--cpu-only | --cuda-only] [--skip-comparison]
 
 Prints tables; asserts nothing. Cases:
 1. CPU, the bundled toy prior: Spot with its own texture and the analytic red/white striped sphere: seconds of the
@@ -127,7 +127,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--skip-comparison", action="store_true")
+    parser.add_argument("--cuda-only", action="store_true", help="only the CUDA rows (a GPU machine's short run)")
     args = parser.parse_args()
+    if args.cuda_only:
+        print_speed(cuda_rows(min(args.steps, 50)))
+        return
     toy = load_prior("toy", device="cpu")
     rows = [speed_row("toy, Spot (1024² texture), batch 4", toy, _spot(), args.steps,
                       target="a blue plain sphere", edit="a red plain sphere"),
