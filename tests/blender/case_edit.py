@@ -120,3 +120,26 @@ def test_an_object_without_image_or_uvs_is_refused_and_nothing_is_created(sessio
     with pytest.raises(RuntimeError, match=message):
         bpy.ops.csd.edit_object()
     assert bpy_env.counts() == before and session.job is None
+
+
+def test_a_geometry_edit_adds_a_new_object_and_leaves_the_original_alone(session):
+    bpy_env.reset_scene()
+    obj = _textured_sphere()
+    name, verts_before = obj.name, len(obj.data.vertices)
+    _configure()
+    bpy.context.scene.csd_edit.geometry = True
+    objects = set(bpy.data.objects.keys())
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
+    with bpy.context.temp_override(window=window, area=area):
+        bpy.ops.ed.undo_push(message="before the job")
+        assert bpy.ops.csd.edit_object() == {"FINISHED"}
+        bpy.ops.ed.undo_push(message="Edit Object")
+        new = [bpy.data.objects[n] for n in set(bpy.data.objects.keys()) - objects]
+        assert len(new) == 1 and new[0].name.startswith(name)
+        assert len(new[0].data.polygons) > 0 and new[0].data.uv_layers
+        assert new[0].material_slots[0].material.node_tree.nodes["CSD Texture"].image.size[0] == 32
+        original = bpy.data.objects[name]
+        assert len(original.data.vertices) == verts_before and original.material_slots[0].material.name == "Painted"
+        assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert set(bpy.data.objects.keys()) == objects
