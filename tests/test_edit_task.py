@@ -136,8 +136,8 @@ def test_same_seed_gives_identical_results_and_another_seed_differs():
     assert not np.array_equal(a.texture, c.texture)
 
 
-@pytest.mark.parametrize("stop_after, stage", [(2, "fitting"), (6, "optimising")])
-def test_cancel_stops_within_one_step_in_either_stage(stop_after, stage):
+@pytest.mark.parametrize("stop_after, said", [(2, "while fitting, at step 2/4"), (6, "at step 2/50")])
+def test_cancel_stops_within_one_step_in_either_stage(stop_after, said):
     calls, events = [], []
 
     def stop() -> bool:
@@ -147,7 +147,7 @@ def test_cancel_stops_within_one_step_in_either_stage(stop_after, stage):
     with pytest.raises(CancelledError) as info:
         run_edit(make_edit_job(_params(steps=50, fit_max_steps=4, fit_psnr=60.0), _sphere()),
                  progress=events.append, should_stop=stop)
-    assert info.value.code == ErrorCode.CANCELLED and stage in str(info.value) or "at step" in str(info.value)
+    assert info.value.code == ErrorCode.CANCELLED and said in str(info.value), str(info.value)
     assert len(calls) == stop_after + 1                   # the check before the next step stopped it
     assert not any(e.stage in ("baking", "done") for e in events)
 
