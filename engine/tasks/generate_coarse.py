@@ -95,7 +95,7 @@ class CoarseResult:
 
 def render_field(field_model: DensityField, background: EnvironmentBackground, occupancy: OccupancyGrid | None,
                  cams: Cameras, samples: int, shading: str, toy: bool, generator: torch.Generator | None,
-                 light_gen: torch.Generator | None = None):
+                 light_gen: torch.Generator | None = None, normals: bool = True):
     """Render `cams` through the field: (image (B, H, W, 3), VolumeOutput).
 
     Args:
@@ -106,12 +106,14 @@ def render_field(field_model: DensityField, background: EnvironmentBackground, o
         toy: toy-prior geometry shading.
         generator: CPU generator for stratified samples and background augmentation (None: deterministic).
         light_gen: CPU generator for the light direction (geometry shading; None: light at the camera).
+        normals: evaluate normals (geometry shading always does; training needs them for the orientation loss,
+            previews of the albedo do not).
     """
     b, h, w = len(cams), cams.height, cams.width
     origins, dirs = camera_rays(cams)
     out = render_rays(lambda p: field_model(p), origins.reshape(-1, 3), dirs.reshape(-1, 3),
-                      field_model.config.radius, samples, occupancy, normal_fn=field_model.normal,
-                      generator=generator)
+                      field_model.config.radius, samples, occupancy,
+                      normal_fn=field_model.normal if normals or shading == "geometry" else None, generator=generator)
     bg = background(dirs, generator)
     opacity = out.opacity.reshape(b, h, w, 1)
     if shading == "albedo":
@@ -125,11 +127,14 @@ def render_field(field_model: DensityField, background: EnvironmentBackground, o
     return fg + bg * (1.0 - opacity), out
 
 
-def preview_png(field_model: DensityField, background: EnvironmentBackground, samples: int, size: int) -> bytes:
-    """PNG of the field's albedo from the fixed preview view over the (un-augmented) background."""
+def preview_png(field_model: DensityField, background: EnvironmentBackground, occupancy: OccupancyGrid | None,
+                samples: int, size: int) -> bytes:
+    """PNG of the field's albedo from the fixed preview view over the (un-augmented) background (empty cells of
+    the occupancy grid skipped, no normals)."""
     cams = preview_cameras(size, next(field_model.parameters()).device)
     with torch.no_grad():
-        img, _ = render_field(field_model, background, None, cams, samples, "albedo", True, None)
+        img, _ = render_field(field_model, background, occupancy, cams, samples, "albedo", True, None,
+                              normals=False)
     return png_bytes(img[0].float().cpu().numpy())
 
 
@@ -209,7 +214,7 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
             rate = (time.perf_counter() - t_loop) / steps_run
             emit(ProgressEvent("coarse", steps_run, cfg.steps, float(g.raw_loss), time.perf_counter() - t_start,
                                rate * (cfg.steps - steps_run),
-                               preview_png(field_model, background, cfg.samples_per_ray, preview_size)))
+                               preview_png(field_model, background, occupancy, cfg.samples_per_ray, preview_size)))
     n = max(steps_run, 1)
     logger.info("coarse: %d steps, occupied %.1f %%, samples/ray %.1f → %.1f", steps_run,
                 100 * occupancy.occupied_fraction(), sample_sum / n, kept_sum / n)
