@@ -24,12 +24,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from csd_blender.protocol.edit_params import EditParams  # noqa: E402
-from edit_stats import layout_correlation, striped_texture, uv_sphere, views_in_family  # noqa: E402
-from engine.mesh import Mesh, load_mesh, load_texture_image  # noqa: E402
-from engine.priors import load_prior  # noqa: E402
-from engine.tasks.common.turntable import mesh_turntable  # noqa: E402
-from engine.tasks.edit import make_edit_job, run_edit  # noqa: E402
+from edit_stats import layout_correlation, striped_texture, uv_sphere, views_in_family
+
+from csd_blender.protocol.edit_params import EditParams
+from engine.mesh import Mesh, load_mesh, load_texture_image
+from engine.priors import load_prior
+from engine.tasks.common.turntable import mesh_turntable
+from engine.tasks.edit import make_edit_job, run_edit
 
 LOOP = ("render", "to_model_space", "unet", "backward", "optimiser")
 

@@ -108,7 +108,7 @@ def run_edit_files(args: argparse.Namespace) -> dict[str, Path]:
     files["before_after"] = save_png(Path(args.out) / "before_after.png", result.before_after)
     mesh_record = {"path": str(Path(args.mesh).resolve()),
                    "sha256": hashlib.sha256(Path(args.mesh).read_bytes()).hexdigest(), "up_axis": up,
-                   "faces": int(len(job.mesh.faces)), "texture": str(Path(args.texture).resolve()) if args.texture
+                   "faces": len(job.mesh.faces), "texture": str(Path(args.texture).resolve()) if args.texture
                    else "from the mesh file", "texture_size": list(job.texture.shape)}
     write_job_record(files["job"], "edit", result.params, result.stats, _reproduce_argv(args, result.params),
                      time.time() - t0, mesh=mesh_record)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from texture_stats import in_family, mean_hue, object_mask
 
 RED = (0.85, 0.08, 0.08)

@@ -10,8 +10,9 @@ own error code (`no_uvs`, `no_texture`) from `check_edit_arrays` instead of a ge
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from .errors import ErrorCode, ProtocolError
 from .jobs import TextureParams, _check_range, _fail, _Params, check_prompt
@@ -74,7 +75,7 @@ class EditParams(_Params):
     device: str = "auto"
     return_partial: bool = False
 
-    def validate(self) -> "EditParams":
+    def validate(self) -> EditParams:
         """Raise ProtocolError naming the first field at fault; return self.
 
         Prompts: both required, and different (identical prompts make δ vanish for ω1 = ω2). The fields it

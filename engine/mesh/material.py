@@ -38,7 +38,7 @@ def load_base_color(path: str | Path) -> np.ndarray | None:
 
     try:
         loaded = trimesh.load(str(path), process=False)
-    except Exception as exc:  # noqa: BLE001 - load_mesh reports unreadable files with a specific message
+    except Exception as exc:
         raise MeshError(f"could not read {Path(path).name}", detail=f"{type(exc).__name__}: {exc}") from exc
     images = [_image_of(getattr(part.visual, "material", None)) for part in _parts(loaded)]
     found = [im for im in images if im is not None]

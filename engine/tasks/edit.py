@@ -1,16 +1,16 @@
 """Edit a textured object from text (paper Eq. 11): fit its texture, push it from the edit prompt to the target.
 
-Stages (DESIGN §4.4): **fitting** — a texture field is fitted to renders of the object's own texture from random
-views (masked MSE) until 8 fixed check views reach `fit_psnr` dB (or `fit_max_steps`); **optimising** — `csd-edit`
-with y = target prompt and y_neg = edit prompt, δ = ω1·(ε(y_t) − ε(∅)) − ω2·(ε(y_e) − ε(∅)), optionally with a
-preservation term that pulls the renders back towards the original's; **baking** — the field goes into a NEW
-texture on the object's own UVs, of the input texture's size. The input arrays are never modified.
+Stages (DESIGN §4.4): **fitting** (`edit_fit.py`) — a colour field is fitted to the object's own texture until
+renders and UV-layout samples reach `fit_psnr` dB (or `fit_max_steps`); **optimising** — `csd-edit` with
+y = target prompt and y_neg = edit prompt, δ = ω1·(ε(y_t) − ε(∅)) − ω2·(ε(y_e) − ε(∅)), optionally with a
+preservation term that pulls the renders back towards the original's (with `geometry` the surface moves too:
+`edit_geometry.py`); **baking** — the field goes into a NEW texture on the object's own UVs (or the new surface's),
+of the input texture's size. The input arrays are never modified.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,33 +29,22 @@ from ..guidance.views import VIEWS, view_names, view_prompt
 from ..images import sheet
 from ..mesh import Mesh, normalize, validate_mesh
 from ..registry import TASKS
-from ..render.rasterize import interpolate, texture as sample_texture
-from ..render.surface import SurfaceHits, corner_mesh, hit_surface, shade_field
+from ..render.surface import shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
 from .common.bake import bake_field
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
 from .common.turntable import TURNTABLE_VIEWS, render_turntable
-from .common.views import OrbitRanges, ViewSampler, fixed_views
+from .common.views import OrbitRanges, ViewSampler
+from .edit_fit import OriginalObject, fit_field
 from .edit_geometry import GeometryEdit, initial_grid, run_geometry_edit
 from .quality import quality_for
 
 logger = logging.getLogger(__name__)
 
-# Reconstruction: views from below too (the bake must match the original everywhere), a finer field than the
-# texture task's (it must hold an existing texture's edges), and a PSNR check every FIT_CHECK_EVERY steps.
-# `fit_psnr` defaults to 35 dB: at 30 dB Spot's small parts (horns) were still visibly off-colour.
-FIT_ELEVATION = (-60.0, 75.0)
-FIT_RENDER_SIZE = 128
-FIT_BATCH = 4
-FIT_LR = 0.01
-FIT_CHECK_EVERY = 50
-FIT_CHECK_SIZE = 128
-FIT_TEXELS = 8192            # surface points per fit step spread over the UV layout (beside the rendered views)
-FIT_CHECK_TEXELS = 32768     # fixed UV-layout points of the texel PSNR check
-FIT_SHELL = 0.05             # with `geometry`: colours also fitted this far (σ) off the surface
-GEOMETRY_TET_RESOLUTION = {"toy": 32, "if": 64, "sd": 96}
+# The edit's colour field: finer than the texture task's (it must hold an existing texture's edges).
+GEOMETRY_TET_RESOLUTION = {"toy": 32, "if": 64, "sd": 96}   # DMTet cells per axis for `geometry`, by prior
 FIELD_MAX_RESOLUTION = 2048
 FIELD_LOG2_HASHMAP = 17
 FIELD_LEVELS = 16
@@ -148,60 +137,6 @@ def _encode(prior, field_name: str, prompts: list[str]) -> torch.Tensor:
         raise EngineError(ErrorCode.BAD_PROMPT, f"{field_name}: {exc.message}", field=field_name) from exc
 
 
-class _Original:
-    """The object as the user has it: renders of the input texture on the normalised mesh, and the field's hits.
-
-    One rasterisation of the per-corner mesh gives both the surface points the field is queried at and the UVs
-    at which the original texture is sampled, so the two images are pixel-aligned.
-    """
-
-    def __init__(self, mesh_n: Mesh, uvs: np.ndarray, image: np.ndarray, device: torch.device):
-        verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
-        faces = torch.tensor(mesh_n.faces, dtype=torch.int32, device=device)
-        self.verts, self.faces = verts, faces
-        self.pos, self.tri, self.corner_uv = corner_mesh(verts, faces, torch.tensor(uvs, device=device))
-        # texture() addresses memory row 0 as v = 0; our images store v = 1 first
-        self.tex = torch.tensor(image[..., :3], device=device).flip(0)[None].contiguous()
-
-    def texel_samples(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """`n` random surface points spread uniformly over the UV layout (as the bake sees the surface), and the
-        original colours there: ((n, 3) points, (n, 3) colours)."""
-        uv = self.corner_uv.reshape(-1, 3, 2)
-        area = ((uv[:, 1] - uv[:, 0])[:, 0] * (uv[:, 2] - uv[:, 0])[:, 1]
-                - (uv[:, 1] - uv[:, 0])[:, 1] * (uv[:, 2] - uv[:, 0])[:, 0]).abs()
-        face = torch.multinomial(area.cpu() + 1e-12, n, replacement=True, generator=gen).to(uv.device)
-        r = torch.rand(n, 2, generator=gen).to(uv.device)
-        flip = r.sum(1) > 1
-        r[flip] = 1 - r[flip]
-        bary = torch.stack([1 - r[:, 0] - r[:, 1], r[:, 0], r[:, 1]], 1)
-        pts = torch.einsum("nk,nkc->nc", bary, self.pos.reshape(-1, 3, 3)[face])
-        uvs = torch.einsum("nk,nkc->nc", bary, uv[face])
-        colour = sample_texture(self.tex, uvs[None, None].contiguous())[0, 0]
-        return pts, colour
-
-    def hits(self, cams) -> tuple[SurfaceHits, torch.Tensor]:
-        """(hits on the surface, (B, H, W, 3) original colours at them, zero where empty)."""
-        hits = hit_surface(cams, self.pos, self.tri)
-        uv = interpolate(self.corner_uv, hits.rast, self.tri)
-        colour = sample_texture(self.tex.expand(uv.shape[0], *self.tex.shape[1:]).contiguous(), uv.contiguous())
-        return hits, colour * hits.mask[..., None]
-
-
-def _psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR (dB) of colours in [0, 1]."""
-    return 10.0 * math.log10(1.0 / max(float(((pred.float() - target.float()) ** 2).mean()), 1e-12))
-
-
-def _fit_psnr(field_model: TextureField, original: _Original, cams, texels: tuple[torch.Tensor, torch.Tensor]
-              ) -> tuple[float, float]:
-    """(render PSNR over the object pixels of `cams`, texel PSNR at fixed points spread over the UV layout)."""
-    with torch.no_grad():
-        hits, target = original.hits(cams)
-        render = _psnr(field_model(hits.points[hits.mask]), target[hits.mask])
-        texel = _psnr(field_model(texels[0]), texels[1])
-    return render, texel
-
-
 def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
                         device) -> tuple[np.ndarray, np.ndarray]:
     """(texture, uvs): bake into the mesh's UVs (xatlas when it has none) at the input texture's size (or `size`²),
@@ -257,7 +192,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     null = prior.encode_prompts([""])
 
     mesh_n, norm = normalize(job.mesh)
-    original = _Original(mesh_n, job.mesh.uvs, job.texture, device)
+    original = OriginalObject(mesh_n, job.mesh.uvs, job.texture, device)
     gen = torch.Generator().manual_seed(p.seed)
     noise_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     with torch.random.fork_rng(devices=[]):
@@ -271,43 +206,9 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         return field_preview_png(field_model, original.verts, original.faces, p.preview_size)
 
     # --- stage 1: fit the field to the object's own texture -------------------------------------------------
-    t0 = time.perf_counter()
     ranges = OrbitRanges.from_params(p)
-    fit_views = ViewSampler(dataclasses.replace(ranges, elevation=FIT_ELEVATION), FIT_RENDER_SIZE, gen)
-    check_cams = fixed_views(TURNTABLE_VIEWS, FIT_CHECK_SIZE, elevation=20.0).to(device)
-    opt = torch.optim.Adam(field_model.parameters(), lr=FIT_LR, betas=(0.9, 0.99), eps=1e-15)
-    check_texels = original.texel_samples(FIT_CHECK_TEXELS, torch.Generator().manual_seed(p.seed + 2))
-    fit_psnr, texel_psnr = _fit_psnr(field_model, original, check_cams, check_texels)
-    fit_steps = 0
-    emit(ProgressEvent("fitting", 0, p.fit_max_steps, elapsed_s=time.perf_counter() - t_start))
-    for step in range(p.fit_max_steps):
-        if min(fit_psnr, texel_psnr) >= p.fit_psnr:
-            break
-        if stop():
-            if not p.return_partial:
-                raise CancelledError(f"edit job cancelled while fitting, at step {step}/{p.fit_max_steps}")
-            partial = True
-            break
-        hits, target = original.hits(fit_views.sample(FIT_BATCH).to(device))
-        pts, colour = original.texel_samples(FIT_TEXELS, gen)  # reaches what no view shows well (the bake's)
-        if p.geometry:  # the surface will move: extend the colours into a shell around it
-            shell = pts + FIT_SHELL * torch.randn(pts.shape, generator=gen).to(device)
-            pts, colour = torch.cat([pts, shell]), torch.cat([colour, colour])
-        loss = F.mse_loss(field_model(torch.cat([hits.points[hits.mask], pts])),
-                          torch.cat([target[hits.mask], colour]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        fit_steps = step + 1
-        if fit_steps % FIT_CHECK_EVERY == 0 or fit_steps == p.fit_max_steps:
-            fit_psnr, texel_psnr = _fit_psnr(field_model, original, check_cams, check_texels)
-        if fit_steps % p.progress_every == 0:
-            emit(ProgressEvent("fitting", fit_steps, p.fit_max_steps, float(loss.detach()),
-                               time.perf_counter() - t_start, float("nan"), preview()))
-    timings["fit"] = time.perf_counter() - t0
-    if min(fit_psnr, texel_psnr) < p.fit_psnr and not partial:
-        logger.warning("edit: reconstruction reached %.1f dB (renders) / %.1f dB (texels) after %d steps "
-                       "(target %.1f dB)", fit_psnr, texel_psnr, fit_steps, p.fit_psnr)
+    fit = fit_field(field_model, original, p, ranges, gen, emit, stop, t_start, preview)
+    timings["fit"], partial = fit.seconds, fit.stopped
 
     # --- stage 2: Eq. 11 from the fitted field ---------------------------------------------------------------
     views = ViewSampler(ranges, p.render_size, gen)
@@ -390,13 +291,13 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     before = render_turntable(mesh_n, job.texture, np.asarray(job.mesh.uvs, np.float32), size=128)
     after = render_turntable(out_mesh_n, new_texture, uvs, size=128)
     stats = {
-        "fit_psnr_db": round(fit_psnr, 3), "fit_texel_psnr_db": round(texel_psnr, 3), "fit_steps": fit_steps,
-        "fit_target_db": p.fit_psnr, "fit_reached": min(fit_psnr, texel_psnr) >= p.fit_psnr, "steps_run": steps_run,
+        "fit_psnr_db": round(fit.render_db, 3), "fit_texel_psnr_db": round(fit.texel_db, 3), "fit_steps": fit.steps,
+        "fit_target_db": p.fit_psnr, "fit_reached": fit.reached(p.fit_psnr), "steps_run": steps_run,
         "seconds": round(time.perf_counter() - t_start, 3),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": p.guidance, "device": str(device), "prior": prior.name,
         "prior_family": prior.family, "view_prompts": view_words, "dropped_faces": job.dropped_faces,
-        "texture_sha256": image_sha256(new_texture), "faces": int(len(out_mesh.faces)),
+        "texture_sha256": image_sha256(new_texture), "faces": len(out_mesh.faces),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     return EditResult(texture=new_texture, uvs=uvs, mesh=out_mesh,

@@ -92,7 +92,7 @@ def run_geometry_edit(cfg: GeometryEdit, geom: DMTetGeometry, field_model, prior
         prior, guidance: the edit's prior and guidance.
         prompts_for: cameras -> PromptEmbeddings of the batch (view-dependent for real priors).
         views: a ViewSampler at the render size.
-        original: the edit's `_Original` (renders of the input object for the preservation pull).
+        original: the edit's `OriginalObject` (renders of the input object for the preservation pull).
         gen, noise_gen: CPU generator (views, backgrounds) and the guidance noise generator.
         emit, stop, t_start: progress and cancellation; preview: (verts, faces) -> PNG bytes.
 
