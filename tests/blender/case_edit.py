@@ -143,3 +143,23 @@ def test_a_geometry_edit_adds_a_new_object_and_leaves_the_original_alone(session
         assert len(original.data.vertices) == verts_before and original.material_slots[0].material.name == "Painted"
         assert bpy.ops.ed.undo() == {"FINISHED"}
     assert set(bpy.data.objects.keys()) == objects
+
+
+def test_the_panel_names_the_image_it_edits_or_why_it_cannot(ext):
+    from case_panels import _draw, _labels
+
+    panels = bpy_env.submodule("panels")
+    bpy_env.reset_scene()
+    _textured_sphere()
+    s = bpy.context.scene.csd_edit
+    s.target_prompt, s.edit_prompt = "a blue striped sphere", "a red striped teapot"
+    bpy.context.scene.csd.model = "toy"
+    calls = _draw(panels.CSD_PT_edit)
+    labels = _labels(calls)
+    assert any(t.startswith("Edits Stripes (32x32) on UVMap") for t in labels), labels
+    assert any("teapot" in t for t in labels), labels            # a word the toy model does not know
+    assert ("operator", "csd.edit_object", None, False) in calls
+    bpy_env.reset_scene()
+    _textured_sphere(with_image=False)
+    labels = _labels(_draw(panels.CSD_PT_edit))
+    assert any("no image texture" in t and "Generate texture from text" in t for t in labels), labels
