@@ -144,7 +144,7 @@ def cuda_bench(steps: int, tiny: bool) -> None:
     size, batch = prior.resolution, 4
     samples = 512 if not tiny else 32
     cfg = CoarseConfig(steps=steps, batch_size=batch, size=size, samples_per_ray=samples, toy=False,
-                       field=DensityFieldConfig(), ambient_only_frac=0.5, occupancy_every=16)
+                       field=DensityFieldConfig(), ambient_only_frac=0.5, occupancy_every=16, profile=True)
     g = build_guidance("csd-if", total_steps=10_000)          # the official schedule: ω2 < 1 early, 5B batch
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -167,7 +167,7 @@ def cuda_bench(steps: int, tiny: bool) -> None:
     rows.append(["coarse (IF-I-XL arch, 64², B 4, 5B UNet)", steps / t, peak, step_s / unet_s,
                  f"{res.samples_per_ray[0]:.0f} → {res.samples_per_ray[1]:.1f}"])
     parts = {k: round(v / steps, 4) for k, v in res.seconds.items()}
-    print(f"coarse parts, s/step (host clocks, no sync between parts): {parts}; UNet alone {unet_s:.4f} s")
+    print(f"coarse parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s")
     del prior, unet
     if cuda:
         torch.cuda.empty_cache()
@@ -185,7 +185,7 @@ def cuda_bench(steps: int, tiny: bool) -> None:
     sd_views = {v: torch.randn(1, 77, d_text, device=dev) for v in VIEWS}
     rsize = 512 if not tiny else 64
     rcfg = RefineConfig(steps=steps, batch_size=1, size=rsize, tet_resolution=128 if not tiny else 24,
-                        isosurface_threshold=2.0, toy=False)
+                        isosurface_threshold=2.0, toy=False, profile=True)
     g2 = build_guidance("csd-sd-refine", total_steps=10_000)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -199,7 +199,7 @@ def cuda_bench(steps: int, tiny: bool) -> None:
         unet_s = _timed(lambda: sd.predict_noise(z.repeat(3, 1, 1, 1), torch.full((3,), 300, device=dev), e), sync)
     rows.append(["refine (SD 2.1-base arch, 512², B 1, 3B UNet)", steps / t, peak, (t / steps) / unet_s, "-"])
     parts = {k: round(v / steps, 4) for k, v in out["ref"].seconds.items()}
-    print(f"refine parts, s/step (host clocks): {parts}; UNet alone {unet_s:.4f} s; "
+    print(f"refine parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s; "
           f"mesh {len(out['ref'].faces)} faces")
     print(_row(["stage", "steps/s", "peak GiB", "step ÷ UNet", "samples/ray"]))
     for name, rate, mem, ratio, spr in rows:

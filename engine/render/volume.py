@@ -56,7 +56,8 @@ def render_rays(field: FieldFn, origins: Tensor, dirs: Tensor, radius: float, n_
         occupancy: samples in unoccupied cells are skipped (None: none skipped).
         normal_fn: normals at samples whose (detached) weight exceeds `normal_weight_min` (the others add
             nothing visible); None skips normals and the orientation loss.
-        generator: CPU generator for stratified offsets; None uses interval midpoints (deterministic).
+        generator: generator for stratified offsets (on the rays' device avoids a host copy); None uses interval
+            midpoints (deterministic).
         normal_weight_min: weight below which a sample's normal is not evaluated.
     """
     r_count, dev = origins.shape[0], origins.device
@@ -65,7 +66,7 @@ def render_rays(field: FieldFn, origins: Tensor, dirs: Tensor, radius: float, n_
     if generator is None:
         u = torch.full((r_count, n_samples), 0.5, device=dev)
     else:
-        u = torch.rand(r_count, n_samples, generator=generator).to(dev)
+        u = torch.rand(r_count, n_samples, generator=generator, device=generator.device).to(dev)
     step = (far - near) / n_samples                                                   # (R,)
     t = near[:, None] + (torch.arange(n_samples, device=dev)[None] + u) * step[:, None]  # (R, S)
     points = origins[:, None] + t[..., None] * dirs[:, None]                          # (R, S, 3)

@@ -27,6 +27,7 @@ from ..render.occupancy import OccupancyGrid
 from ..render.rays import camera_rays
 from ..render.volume import render_rays
 from .base import ProgressEvent
+from .common.clock import device_clock
 from .common.preview import preview_cameras
 from .common.views import OrbitRanges, ViewSampler
 from .generate_shading import choose_shading, geometry_colour, light_directions
@@ -56,6 +57,7 @@ class CoarseConfig:
         front_back_frac: front/back-only views as a fraction of the run (csd-if: 1000 / 10 000).
         ranges: orbit camera ranges (official: elevation −10..45, distance 1.5..2, fovy 40..70).
         toy: the prior is the toy prior (grey shading for geometry batches).
+        profile: synchronise the device before every part's clock (exact per-part CUDA times, a little slower).
     """
 
     steps: int
@@ -70,6 +72,7 @@ class CoarseConfig:
     front_back_frac: float = 0.1
     ranges: OrbitRanges = COARSE_RANGES
     toy: bool = True
+    profile: bool = False
 
 
 @dataclass
@@ -95,7 +98,8 @@ class CoarseResult:
 
 def render_field(field_model: DensityField, background: EnvironmentBackground, occupancy: OccupancyGrid | None,
                  cams: Cameras, samples: int, shading: str, toy: bool, generator: torch.Generator | None,
-                 light_gen: torch.Generator | None = None, normals: bool = True):
+                 light_gen: torch.Generator | None = None, normals: bool = True,
+                 sample_gen: torch.Generator | None = None):
     """Render `cams` through the field: (image (B, H, W, 3), VolumeOutput).
 
     Args:
@@ -108,12 +112,14 @@ def render_field(field_model: DensityField, background: EnvironmentBackground, o
         light_gen: CPU generator for the light direction (geometry shading; None: light at the camera).
         normals: evaluate normals (geometry shading always does; training needs them for the orientation loss,
             previews of the albedo do not).
+        sample_gen: generator for the stratified sample offsets (default: `generator`).
     """
     b, h, w = len(cams), cams.height, cams.width
     origins, dirs = camera_rays(cams)
     out = render_rays(lambda p: field_model(p), origins.reshape(-1, 3), dirs.reshape(-1, 3),
                       field_model.config.radius, samples, occupancy,
-                      normal_fn=field_model.normal if normals or shading == "geometry" else None, generator=generator)
+                      normal_fn=field_model.normal if normals or shading == "geometry" else None,
+                      generator=sample_gen if sample_gen is not None and generator is not None else generator)
     bg = background(dirs, generator)
     opacity = out.opacity.reshape(b, h, w, 1)
     if shading == "albedo":
@@ -176,21 +182,23 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
     ambient_only = int(round(cfg.ambient_only_frac * cfg.steps))
     front_back = int(round(cfg.front_back_frac * cfg.steps))
     light_gen = torch.Generator().manual_seed(seed + 2)
+    sample_gen = torch.Generator(device=device).manual_seed(seed + 3)   # stratified offsets, drawn on the device
     timings = dict.fromkeys(("occupancy", "render", "prior", "backward", "optimiser"), 0.0)
     sample_sum, kept_sum, steps_run = 0.0, 0.0, 0
+    clock = device_clock(device, cfg.profile)
     t_loop = time.perf_counter()
     for step in range(cfg.steps):
         if stop():
             raise CancelledError(f"generate job cancelled at coarse step {step}/{cfg.steps}")
-        t0 = time.perf_counter()
+        t0 = clock()
         if step % cfg.occupancy_every == 0:
             occupancy.update(field_model.density, gen)
-        t1 = time.perf_counter()
+        t1 = clock()
         cams = views.sample(cfg.batch_size, front_back_only=step < front_back).to(device)
         shading = choose_shading(step, ambient_only, gen)
         image, out = render_field(field_model, background, occupancy, cams, cfg.samples_per_ray, shading, cfg.toy,
-                                  gen, light_gen)
-        t2 = time.perf_counter()
+                                  gen, light_gen, sample_gen=sample_gen)
+        t2 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
         if view_conds is not None:   # real priors: view-interpolated prompts with Perp-Neg (csd-if.yaml)
@@ -199,12 +207,12 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         sparsity = (out.opacity ** 2 + 0.01).sqrt().mean()
         loss = g.loss + orient_w(step) * out.orient + sparsity_w(step) * sparsity
-        t3 = time.perf_counter()
+        t3 = clock()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        t4 = time.perf_counter()
+        t4 = clock()
         opt.step()
-        t5 = time.perf_counter()
+        t5 = clock()
         for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             timings[key] += dt
         sample_sum += out.samples

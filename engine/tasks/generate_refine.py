@@ -25,6 +25,7 @@ from ..images import png_bytes
 from ..render.cameras import Cameras
 from ..render.rasterize import antialias, interpolate, rasterize
 from .base import ProgressEvent
+from .common.clock import device_clock
 from .common.backgrounds import solid_backgrounds
 from .common.preview import preview_cameras
 from .common.views import OrbitRanges, ViewSampler
@@ -51,6 +52,7 @@ class RefineConfig:
         normal_consistency: λ of the normal-consistency loss (official 1000 with csd-sd-refine).
         ranges: orbit camera ranges.
         toy: toy-prior geometry shading and light backgrounds.
+        profile: synchronise the device before every part's clock (exact per-part CUDA times).
     """
 
     steps: int
@@ -64,6 +66,7 @@ class RefineConfig:
     normal_consistency: float = 1000.0
     ranges: OrbitRanges = REFINE_RANGES
     toy: bool = True
+    profile: bool = False
 
 
 @dataclass
@@ -168,16 +171,17 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
     timings = dict.fromkeys(("extract", "render", "prior", "backward", "optimiser"), 0.0)
     fixed = None if cfg.geometry else geom()
     steps_run = 0
+    clock = device_clock(device, cfg.profile)
     t_loop = time.perf_counter()
     for step in range(cfg.steps):
         if stop():
             raise CancelledError(f"generate job cancelled at refine step {step}/{cfg.steps}")
-        t0 = time.perf_counter()
+        t0 = clock()
         verts, faces = geom() if fixed is None else fixed
         if faces.shape[0] == 0:
             logger.warning("refine: the surface vanished at step %d; keeping the last mesh", step)
             break
-        t1 = time.perf_counter()
+        t1 = clock()
         cams = views.sample(cfg.batch_size).to(device)
         # geometry batches train nothing when the surface is fixed: the texture-only refine renders albedo
         shading = choose_shading(step, 0, gen) if cfg.geometry else "albedo"
@@ -185,7 +189,7 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
               else torch.rand(cfg.batch_size, 3, generator=gen)).to(device)
         light = light_directions(cams.c2w, light_gen)
         image = render_mesh(field_model, verts, faces, cams, shading, bg, cfg.toy, light)
-        t2 = time.perf_counter()
+        t2 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
         if view_conds is not None:   # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
@@ -195,12 +199,12 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
         loss = g.loss
         if cfg.geometry and cfg.normal_consistency > 0:
             loss = loss + cfg.normal_consistency * normal_consistency(verts, faces)
-        t3 = time.perf_counter()
+        t3 = clock()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        t4 = time.perf_counter()
+        t4 = clock()
         opt.step()
-        t5 = time.perf_counter()
+        t5 = clock()
         for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             timings[key] += dt
         steps_run = step + 1
