@@ -96,3 +96,19 @@ def test_occupancy_culling_reduces_field_calls_without_changing_the_image():
     # only slivers of boundary cells that no random point has hit yet may be missed
     assert float((full.opacity - culled.opacity).abs().mean()) < 1e-3
     assert float((full.colour - culled.colour).abs().mean()) < 1e-3
+
+
+def test_density_field_normals_point_out_of_the_blob():
+    """With a zero MLP the density is softplus(Magic3D's radial blob): normals are radial, outwards, both for
+    central differences and for forward differences that reuse the density volume rendering computed."""
+    from engine.fields.density_field import DensityField, DensityFieldConfig
+
+    field = DensityField(DensityFieldConfig(n_levels=4, log2_hashmap_size=12, per_level_scale=1.5, backend="torch"))
+    torch.nn.init.zeros_(field.mlp.net[-1].weight)
+    pts = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=1) * 0.4
+    radial = torch.nn.functional.normalize(pts, dim=1)
+    for normals in (field.normal(pts), field.normal(pts, field.density(pts))):
+        assert (normals * radial).sum(1).min() > 0.99
+    density, albedo = field(pts)
+    assert torch.allclose(density, torch.nn.functional.softplus(field.blob(pts)), atol=1e-5)
+    assert torch.allclose(albedo, torch.full_like(albedo, 0.5))

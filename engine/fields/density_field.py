@@ -3,7 +3,8 @@
 threestudio's `implicit-volume` (csd_reference.md §2a): points in [-radius, radius]^3 are mapped to [0, 1]^3 for
 the hash grid; a small MLP gives one density logit and albedo features; density = softplus(logit + b(x)) with
 `blob_magic3d` b(x) = blob_scale · (1 − |x| / blob_std), albedo = sigmoid(features). Normals are the negative
-normalised density gradient, by central finite differences.
+normalised density gradient by finite differences (the official config's analytic normals would need a twice
+differentiable hash grid; the torch one is not).
 """
 from __future__ import annotations
 
@@ -83,11 +84,21 @@ class DensityField(nn.Module):
         """(N, 3) albedo at `points (N, 3)` (the texture stage's colour field)."""
         return self.forward(points)[1]
 
-    def normal(self, points: Tensor) -> Tensor:
-        """(N, 3) unit normals −∇σ/|∇σ| by central differences (differentiable w.r.t. the field)."""
+    def normal(self, points: Tensor, density: Tensor | None = None) -> Tensor:
+        """(N, 3) unit normals −∇σ/|∇σ| by finite differences (differentiable w.r.t. the field).
+
+        Args:
+            points: (N, 3) world positions.
+            density: (N,) σ at `points` when already computed (volume rendering has it): forward differences,
+                3 more evaluations per point; None: central differences, 6 evaluations.
+        """
         eps = self.config.normal_eps
         offsets = torch.eye(3, device=points.device) * eps
-        probe = torch.cat([points[:, None] + offsets[None], points[:, None] - offsets[None]], dim=1)   # (N, 6, 3)
-        d = self.density(probe.reshape(-1, 3)).reshape(-1, 6)
-        grad = (d[:, :3] - d[:, 3:]) / (2 * eps)
+        if density is not None:
+            d = self.density((points[:, None] + offsets[None]).reshape(-1, 3)).reshape(-1, 3)
+            grad = (d - density.reshape(-1, 1)) / eps
+        else:
+            probe = torch.cat([points[:, None] + offsets[None], points[:, None] - offsets[None]], dim=1)  # (N, 6, 3)
+            d = self.density(probe.reshape(-1, 3)).reshape(-1, 6)
+            grad = (d[:, :3] - d[:, 3:]) / (2 * eps)
         return F.normalize(-grad, dim=-1, eps=1e-8)

@@ -17,7 +17,7 @@ from .occupancy import OccupancyGrid
 from .rays import ray_box
 
 FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]      # points (N, 3) -> density (N,), albedo (N, C)
-NormalFn = Callable[[Tensor], Tensor]                    # points (N, 3) -> unit normals (N, 3)
+NormalFn = Callable[[Tensor, Tensor], Tensor]            # points (N, 3), density there (N,) -> unit normals (N, 3)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class VolumeOutput:
 
 def render_rays(field: FieldFn, origins: Tensor, dirs: Tensor, radius: float, n_samples: int,
                 occupancy: OccupancyGrid | None = None, normal_fn: NormalFn | None = None,
-                generator: torch.Generator | None = None, normal_weight_min: float = 1e-3) -> VolumeOutput:
+                generator: torch.Generator | None = None, normal_weight_min: float = 1e-2) -> VolumeOutput:
     """Volume-render R rays through `field` inside [-radius, radius]^3.
 
     Args:
@@ -55,7 +55,8 @@ def render_rays(field: FieldFn, origins: Tensor, dirs: Tensor, radius: float, n_
         n_samples: samples per ray over the ray's part inside the bound.
         occupancy: samples in unoccupied cells are skipped (None: none skipped).
         normal_fn: normals at samples whose (detached) weight exceeds `normal_weight_min` (the others add
-            nothing visible); None skips normals and the orientation loss.
+            almost nothing to the image or the orientation loss), given the samples and their density (with its
+            graph); None skips normals and the orientation loss.
         generator: generator for stratified offsets (on the rays' device avoids a host copy); None uses interval
             midpoints (deterministic).
         normal_weight_min: weight below which a sample's normal is not evaluated.
@@ -95,7 +96,7 @@ def render_rays(field: FieldFn, origins: Tensor, dirs: Tensor, radius: float, n_
         normals = torch.zeros(r_count, n_samples, 3, device=dev)
         if bool(sel.any()):
             idx = sel.nonzero(as_tuple=True)
-            n = normal_fn(points[idx])
+            n = normal_fn(points[idx], sigma[idx])
             normals = normals.index_put(idx, n)
             facing = (n * dirs[idx[0]]).sum(-1).clamp_min(0.0) ** 2
             orient = (weights.detach()[idx] * facing).sum() / (opacity.detach() > 0).sum().clamp_min(1)
