@@ -266,11 +266,14 @@ def _red_cube() -> dict:
             "texture": texture}
 
 
-def test_geometry_edit_returns_a_new_mesh_with_its_own_uvs_and_leaves_the_input_alone():
+def test_geometry_edit_returns_a_new_mesh_with_its_own_uvs_leaves_the_input_alone_and_repeats():
     arrays = _red_cube()
     before = _digest(arrays)
-    result = run_edit(make_edit_job(_params(target_prompt="a red sphere", edit_prompt="a red cube", geometry=True,
-                                            steps=2, fit_max_steps=2), arrays))
+    params = _params(target_prompt="a red sphere", edit_prompt="a red cube", geometry=True, steps=2, fit_max_steps=2)
+    result = run_edit(make_edit_job(params, arrays))
+    again = run_edit(make_edit_job(params, arrays))
+    np.testing.assert_array_equal(result.mesh.vertices, again.mesh.vertices)
+    np.testing.assert_array_equal(result.texture, again.texture)
     assert _digest(arrays) == before and result.geometry
     assert result.uvs.shape == (len(result.mesh.faces), 3, 2) and result.texture.shape == (64, 64, 3)
     meta, wire = pack_edit_result(result)
