@@ -145,6 +145,7 @@ def run_geometry_edit(cfg: GeometryEdit, geom: DMTetGeometry, field_model, prior
         raise EngineError(ErrorCode.BAD_REQUEST, "geometry: the surface vanished while editing; lower the "
                                                  "strength or raise preserve", field="geometry")
     mesh = Mesh(verts.cpu().numpy().astype(np.float32), faces.cpu().numpy().astype(np.int64))
-    mesh = decimate(largest_component(mesh), cfg.face_budget)
+    # decimation can pinch a thin part off: keep one connected mesh
+    mesh = largest_component(decimate(largest_component(mesh), cfg.face_budget))
     return mesh, {"steps_run": steps_run, "unet_calls": unet_calls,
                   "final_loss": float(last_loss) if last_loss is not None else float("nan")}
