@@ -134,3 +134,31 @@ def test_an_empty_prompt_is_refused_before_anything_is_sent(session):
     before = bpy_env.counts()
     assert not bpy.ops.csd.text_to_mesh.poll()
     assert bpy_env.counts() == before
+
+
+def test_panel_shows_the_settings_the_operator_and_why_it_cannot_start(ext):
+    from types import SimpleNamespace
+
+    from case_panels import Recorder
+
+    bpy_env.reset_scene()
+    panel = bpy_env.submodule("panel_generate").CSD_PT_text_to_mesh
+    assert panel in bpy_env.submodule("panels").PANELS
+
+    def draw():
+        calls: list = []
+        panel.draw(SimpleNamespace(layout=Recorder(calls)), bpy.context)
+        return calls
+
+    _configure(prompt="")
+    calls = draw()
+    labels = [c[1] for c in calls if c[0] == "label"]
+    props = [c[1] for c in calls if c[0] == "prop"]
+    assert {"prompt", "negative_prompt", "quality", "refine", "face_budget", "size", "seed"} <= set(props)
+    assert ("operator", "csd.text_to_mesh", None, False) in calls and "Enter a prompt" in labels
+    assert any("3D cursor" in text for text in labels)
+    bpy.context.scene.csd_generate.refine = "none"
+    assert "steps_refine" not in [c[1] for c in draw() if c[0] == "prop"]
+    _configure(prompt="a red teapot")
+    labels = [c[1] for c in draw() if c[0] == "label"]
+    assert "Enter a prompt" not in labels and any("teapot" in text for text in labels)   # unknown toy word flagged
