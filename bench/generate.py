@@ -1,5 +1,5 @@
-"""Benchmark of text to mesh on the CPU with the toy prior: steps/s and seconds per stage, samples per ray before and
-after occupancy culling, and the share of a step spent in the prior.
+"""Benchmark of text to mesh on the CPU with the toy prior: steps/s and seconds per stage, samples per ray
+before and after occupancy culling, and the share of a step spent in the prior.
 
     python bench/generate.py [--steps-coarse 60] [--steps-refine 30] [--quality fast] [--prompt "a red cube"]
     python bench/generate.py --cuda [--cuda-steps 20]      # on a CUDA machine: real-size architectures
@@ -7,12 +7,13 @@ after occupancy culling, and the share of a step spent in the prior.
 Prints tables; asserts nothing. The generate demo (`python -m engine generate-demo`, quality "fast") runs the
 preset's full step counts; its wall time is the last row when `--demo` is given.
 
-CUDA (`--cuda`): the IF-I-XL (bench/guidance.py's reconstruction) and SD 2.1-base architectures built from their
-configs with random fp16 weights and random text embeddings (no hub): stage 1 at 64² batch 4 with Perp-Neg (5B UNet
-batch), 512 samples per ray, stage 2 on a 128 tet grid at 512² batch 1 with csd-sd-refine; steps/s, peak memory and
-a step's cost ÷ the batched UNet forward alone (target ≤ 1.5). `--tiny-arch` runs the same code with tiny widths
-(checks the script on a CPU).
+CUDA (`--cuda`): the IF-I-XL (bench/guidance.py's reconstruction) and SD 2.1-base architectures built from
+their configs with random fp16 weights and random text embeddings (no hub): stage 1 at 64² batch 4 with
+Perp-Neg (5B UNet batch), 512 samples per ray, stage 2 on a 128 tet grid at 512² batch 1 with csd-sd-refine;
+steps/s, peak memory and a step's cost ÷ the batched UNet forward alone (target ≤ 1.5). `--tiny-arch` runs the
+same code with tiny widths (checks the script on a CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-import torch  # noqa: E402
+import torch
 
-from csd_blender.protocol.generate_params import GenerateParams  # noqa: E402
-from engine.tasks.generate import make_generate_job, run_generate  # noqa: E402
+from csd_blender.protocol.generate_params import GenerateParams
+from engine.tasks.generate import make_generate_job, run_generate
 
 
 def _row(cells) -> str:
@@ -42,7 +43,9 @@ def main() -> None:
     ap.add_argument("--demo", action="store_true", help="also time the generate demo's full preset run")
     ap.add_argument("--cuda", action="store_true", help="real-size IF-I-XL / SD 2.1 architectures on CUDA")
     ap.add_argument("--cuda-steps", type=int, default=20)
-    ap.add_argument("--tiny-arch", action="store_true", help="with --cuda: tiny widths, any device (script check)")
+    ap.add_argument(
+        "--tiny-arch", action="store_true", help="with --cuda: tiny widths, any device (script check)"
+    )
     args = ap.parse_args()
     if args.cuda:
         cuda_bench(args.cuda_steps, args.tiny_arch)
@@ -61,20 +64,46 @@ def main() -> None:
         c, r = st["coarse_seconds"], st["refine_seconds"]
         sec = st["seconds_per_stage"]
         before, after = st["samples_per_ray"]
-        print(_row([name, "coarse", st["steps_coarse"], f"{sec['coarse']:.1f}",
+        print(
+            _row(
+                [
+                    name,
+                    "coarse",
+                    st["steps_coarse"],
+                    f"{sec['coarse']:.1f}",
                     f"{st['steps_coarse'] / max(sec['coarse'], 1e-9):.2f}",
-                    f"{c['prior'] / max(sum(c.values()), 1e-9):.0%}", f"{before:.0f} → {after:.1f}"]))
-        print(_row([name, "refine", st["steps_refine"], f"{sec['refine']:.1f}",
+                    f"{c['prior'] / max(sum(c.values()), 1e-9):.0%}",
+                    f"{before:.0f} → {after:.1f}",
+                ]
+            )
+        )
+        print(
+            _row(
+                [
+                    name,
+                    "refine",
+                    st["steps_refine"],
+                    f"{sec['refine']:.1f}",
                     f"{st['steps_refine'] / max(sec['refine'], 1e-9):.2f}",
-                    f"{r.get('prior', 0) / max(sum(r.values()), 1e-9):.0%}" if r else "-", "-"]))
+                    f"{r.get('prior', 0) / max(sum(r.values()), 1e-9):.0%}" if r else "-",
+                    "-",
+                ]
+            )
+        )
         print(_row([name, "bake", "-", f"{sec['bake']:.1f}", "-", "-", "-"]))
         print(_row([name, "total", "-", f"{wall:.1f}", "-", "-", f"faces {st['faces']}"]))
         print(f"  coarse parts (s): {c}\n  refine parts (s): {r}")
 
 
-SD21_BASE_UNET = dict(   # stabilityai/stable-diffusion-2-1-base unet/config.json (render_perf.md §0.5)
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True,
+SD21_BASE_UNET = dict(  # stabilityai/stable-diffusion-2-1-base unet/config.json (render_perf.md §0.5)
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
 )
@@ -106,10 +135,10 @@ def _timed(fn, sync) -> float:
 
 
 def cuda_bench(steps: int, tiny: bool) -> None:
-    """Stage 1 (IF-I-XL arch, Perp-Neg) and stage 2 (SD 2.1-base arch) at their official sizes; prints a table."""
+    """Stage 1 (IF-I-XL arch, Perp-Neg) and stage 2 (SD 2.1-base arch) at official sizes; prints a table."""
     sys.path.insert(0, str(REPO / "bench"))
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from guidance import IF_I_XL_UNET, SD15_VAE  # noqa: E402 - SD 2.x uses the SD 1.x VAE config
+    from guidance import IF_I_XL_UNET, SD15_VAE
 
     from engine.fields.density_field import DensityFieldConfig
     from engine.guidance import PromptEmbeddings, build_guidance
@@ -125,35 +154,73 @@ def cuda_bench(steps: int, tiny: bool) -> None:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if_cfg = IF_I_XL_UNET if not tiny else _shrink(IF_I_XL_UNET, (32, 64, 64, 64))
     sd_cfg = SD21_BASE_UNET if not tiny else _shrink(SD21_BASE_UNET, (32, 64, 64, 64))
-    vae_cfg = SD15_VAE if not tiny else dict(SD15_VAE, block_out_channels=(32, 32, 64, 64), norm_num_groups=8,
-                                             layers_per_block=1)
-    print(f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu'}, dtype {dt}, "
-          f"{'tiny widths' if tiny else 'real architectures, random weights'}")
+    vae_cfg = (
+        SD15_VAE
+        if not tiny
+        else dict(SD15_VAE, block_out_channels=(32, 32, 64, 64), norm_num_groups=8, layers_per_block=1)
+    )
+    print(
+        f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu'}, dtype {dt}, "
+        f"{'tiny widths' if tiny else 'real architectures, random weights'}"
+    )
     rows = []
     emit, stop = (lambda e: None), (lambda: False)
 
     # ---- stage 1: IF-I-XL arch, 64², batch 4, Perp-Neg
     unet = UNet2DConditionModel(**if_cfg)
-    prior = PixelPrior(name="if-i-xl-arch", family="if", unet=unet,
-                       scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range"),
-                       text=None, device=dev, dtype=dt)
+    prior = PixelPrior(
+        name="if-i-xl-arch",
+        family="if",
+        unet=unet,
+        scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range"),
+        text=None,
+        device=dev,
+        dtype=dt,
+    )
     d_text = if_cfg["encoder_hid_dim"]
-    emb = lambda: torch.randn(1, 77, d_text, device=dev)  # noqa: E731 - random T5 embeddings
+    emb = lambda: torch.randn(1, 77, d_text, device=dev)
     prompts = PromptEmbeddings(cond=emb(), null=emb(), neg=emb())
     views = {v: emb() for v in VIEWS}
     size, batch = prior.resolution, 4
     samples = 512 if not tiny else 32
-    cfg = CoarseConfig(steps=steps, batch_size=batch, size=size, samples_per_ray=samples, toy=False,
-                       field=DensityFieldConfig(), ambient_only_frac=0.5, occupancy_every=16, profile=True)
-    g = build_guidance("csd-if", total_steps=10_000)          # the official schedule: ω2 < 1 early, 5B batch
+    cfg = CoarseConfig(
+        steps=steps,
+        batch_size=batch,
+        size=size,
+        samples_per_ray=samples,
+        toy=False,
+        field=DensityFieldConfig(),
+        ambient_only_frac=0.5,
+        occupancy_every=16,
+        profile=True,
+    )
+    g = build_guidance("csd-if", total_steps=10_000)  # the official schedule: ω2 < 1 early, 5B batch
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     gen, ngen = torch.Generator().manual_seed(0), torch.Generator(device=dev).manual_seed(1)
-    run_coarse(dataclasses_replace(cfg, steps=2), prior, g, prompts, prompts, views, gen, ngen, 0, emit, stop, 0.0,
-               10**9, 64)                                                          # warm-up (kernels, allocator)
+    run_coarse(
+        dataclasses_replace(cfg, steps=2),
+        prior,
+        g,
+        prompts,
+        prompts,
+        views,
+        gen,
+        ngen,
+        0,
+        emit,
+        stop,
+        0.0,
+        10**9,
+        64,
+    )  # warm-up (kernels, allocator)
     out = {}
-    t = _timed(lambda: out.update(res=run_coarse(cfg, prior, g, prompts, prompts, views, gen, ngen, 0, emit, stop,
-                                                 0.0, 10**9, 64)), sync)
+    t = _timed(
+        lambda: out.update(
+            res=run_coarse(cfg, prior, g, prompts, prompts, views, gen, ngen, 0, emit, stop, 0.0, 10**9, 64)
+        ),
+        sync,
+    )
     res = out["res"]
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     x = torch.rand(batch, 3, size, size, device=dev)
@@ -161,46 +228,98 @@ def cuda_bench(steps: int, tiny: bool) -> None:
     e = torch.cat([prompts.cond.expand(batch, -1, -1)] * 5)
     with torch.no_grad():
         prior.predict_noise(x_t.repeat(5, 1, 1, 1), torch.full((5 * batch,), 500, device=dev), e)
-        unet_s = _timed(lambda: prior.predict_noise(x_t.repeat(5, 1, 1, 1), torch.full((5 * batch,), 500, device=dev),
-                                                    e), sync)
+        unet_s = _timed(
+            lambda: prior.predict_noise(x_t.repeat(5, 1, 1, 1), torch.full((5 * batch,), 500, device=dev), e),
+            sync,
+        )
     step_s = t / steps
-    rows.append(["coarse (IF-I-XL arch, 64², B 4, 5B UNet)", steps / t, peak, step_s / unet_s,
-                 f"{res.samples_per_ray[0]:.0f} → {res.samples_per_ray[1]:.1f}"])
+    rows.append(
+        [
+            "coarse (IF-I-XL arch, 64², B 4, 5B UNet)",
+            steps / t,
+            peak,
+            step_s / unet_s,
+            f"{res.samples_per_ray[0]:.0f} → {res.samples_per_ray[1]:.1f}",
+        ]
+    )
     parts = {k: round(v / steps, 4) for k, v in res.seconds.items()}
     print(f"coarse parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s")
-    del prior, unet
+    prior = unet = None  # free the IF weights before the SD ones
     if cuda:
         torch.cuda.empty_cache()
 
     # ---- stage 2: SD 2.1-base arch, 512², batch 1, tet grid 128
     unet = UNet2DConditionModel(**sd_cfg)
-    sd = StableDiffusionPrior(name="sd21-base-arch", unet=unet, vae=AutoencoderKL(**vae_cfg),
-                              scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012,
-                                                      beta_schedule="scaled_linear", clip_sample=False,
-                                                      set_alpha_to_one=False),
-                              text=None, device=dev, dtype=dt)
+    sd = StableDiffusionPrior(
+        name="sd21-base-arch",
+        unet=unet,
+        vae=AutoencoderKL(**vae_cfg),
+        scheduler=DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+        ),
+        text=None,
+        device=dev,
+        dtype=dt,
+    )
     d_text = sd_cfg["cross_attention_dim"]
-    sd_prompts = PromptEmbeddings(cond=torch.randn(1, 77, d_text, device=dev),
-                                  null=torch.randn(1, 77, d_text, device=dev), neg=torch.randn(1, 77, d_text, device=dev))
+    sd_prompts = PromptEmbeddings(
+        cond=torch.randn(1, 77, d_text, device=dev),
+        null=torch.randn(1, 77, d_text, device=dev),
+        neg=torch.randn(1, 77, d_text, device=dev),
+    )
     sd_views = {v: torch.randn(1, 77, d_text, device=dev) for v in VIEWS}
     rsize = 512 if not tiny else 64
-    rcfg = RefineConfig(steps=steps, batch_size=1, size=rsize, tet_resolution=128 if not tiny else 24,
-                        isosurface_threshold=2.0, toy=False, profile=True)
+    rcfg = RefineConfig(
+        steps=steps,
+        batch_size=1,
+        size=rsize,
+        tet_resolution=128 if not tiny else 24,
+        isosurface_threshold=2.0,
+        toy=False,
+        profile=True,
+    )
     g2 = build_guidance("csd-sd-refine", total_steps=10_000)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t = _timed(lambda: out.update(ref=run_refine(rcfg, res.field, sd, g2, sd_prompts, sd_prompts, sd_views, gen,
-                                                 ngen, emit, stop, 0.0, 10**9, 64)), sync)
+    t = _timed(
+        lambda: out.update(
+            ref=run_refine(
+                rcfg,
+                res.field,
+                sd,
+                g2,
+                sd_prompts,
+                sd_prompts,
+                sd_views,
+                gen,
+                ngen,
+                emit,
+                stop,
+                0.0,
+                10**9,
+                64,
+            )
+        ),
+        sync,
+    )
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     z = sd.to_model_space(torch.rand(1, 3, rsize, rsize, device=dev))
     e = torch.cat([sd_prompts.cond] * 3)
     with torch.no_grad():
         sd.predict_noise(z.repeat(3, 1, 1, 1), torch.full((3,), 300, device=dev), e)
-        unet_s = _timed(lambda: sd.predict_noise(z.repeat(3, 1, 1, 1), torch.full((3,), 300, device=dev), e), sync)
+        unet_s = _timed(
+            lambda: sd.predict_noise(z.repeat(3, 1, 1, 1), torch.full((3,), 300, device=dev), e), sync
+        )
     rows.append(["refine (SD 2.1-base arch, 512², B 1, 3B UNet)", steps / t, peak, (t / steps) / unet_s, "-"])
     parts = {k: round(v / steps, 4) for k, v in out["ref"].seconds.items()}
-    print(f"refine parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s; "
-          f"mesh {len(out['ref'].faces)} faces")
+    print(
+        f"refine parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s; "
+        f"mesh {len(out['ref'].faces)} faces"
+    )
     print(_row(["stage", "steps/s", "peak GiB", "step ÷ UNet", "samples/ray"]))
     for name, rate, mem, ratio, spr in rows:
         print(f"{name:<48} | {rate:8.2f} | {mem:8.2f} | {ratio:8.2f} | {spr}")

@@ -24,29 +24,65 @@ REFINE_ITEMS = [
 class CSDGenerateSettings(bpy.types.PropertyGroup):
     """Settings of the text-to-mesh job (Scene.csd_generate)."""
 
-    prompt: StringProperty(name="Prompt", default="",
-                           description=f"What the new object should be (at most {MAX_PROMPT_CHARS} characters)")
-    negative_prompt: StringProperty(name="Negative Prompt", default="",
-                                    description="What the object should not look like")
-    quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="balanced",
-                          description="Preset for the steps of both stages and the grid sizes")
-    refine: EnumProperty(name="Refine", items=REFINE_ITEMS, default="geometry",
-                         description="What the second stage refines")
-    steps_coarse: IntProperty(name="Coarse Steps", default=0, min=0, soft_max=10000,
-                              description="NeRF steps (0: from the quality preset)")
-    steps_refine: IntProperty(name="Refine Steps", default=0, min=0, soft_max=10000,
-                              description="Mesh refinement steps (0: from the quality preset)")
-    face_budget: IntProperty(name="Face Budget", default=20000, min=FACE_BUDGET_RANGE[0], max=FACE_BUDGET_RANGE[1],
-                             description="The most faces the new mesh may have (quadric decimation)")
-    size: FloatProperty(name="Size", default=1.0, min=0.001, soft_max=10.0, unit="LENGTH",
-                        description="Longest side of the new object")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Random seed (same seed, same result on a CPU)")
-    use_random_seed: BoolProperty(name="Random Seed", default=False,
-                                  description="Draw a new seed for every run (the one used is stored on the result)")
+    prompt: StringProperty(
+        name="Prompt",
+        default="",
+        description=f"What the new object should be (at most {MAX_PROMPT_CHARS} characters)",
+    )
+    negative_prompt: StringProperty(
+        name="Negative Prompt", default="", description="What the object should not look like"
+    )
+    quality: EnumProperty(
+        name="Quality",
+        items=QUALITY_ITEMS,
+        default="balanced",
+        description="Preset for the steps of both stages and the grid sizes",
+    )
+    refine: EnumProperty(
+        name="Refine", items=REFINE_ITEMS, default="geometry", description="What the second stage refines"
+    )
+    steps_coarse: IntProperty(
+        name="Coarse Steps",
+        default=0,
+        min=0,
+        soft_max=10000,
+        description="NeRF steps (0: from the quality preset)",
+    )
+    steps_refine: IntProperty(
+        name="Refine Steps",
+        default=0,
+        min=0,
+        soft_max=10000,
+        description="Mesh refinement steps (0: from the quality preset)",
+    )
+    face_budget: IntProperty(
+        name="Face Budget",
+        default=20000,
+        min=FACE_BUDGET_RANGE[0],
+        max=FACE_BUDGET_RANGE[1],
+        description="The most faces the new mesh may have (quadric decimation)",
+    )
+    size: FloatProperty(
+        name="Size",
+        default=1.0,
+        min=0.001,
+        soft_max=10.0,
+        unit="LENGTH",
+        description="Longest side of the new object",
+    )
+    seed: IntProperty(
+        name="Seed", default=0, min=0, description="Random seed (same seed, same result on a CPU)"
+    )
+    use_random_seed: BoolProperty(
+        name="Random Seed",
+        default=False,
+        description="Draw a new seed for every run (the one used is stored on the result)",
+    )
 
 
-def generate_params(settings, *, default_model: str = "toy", model: str = "",
-                    progress_every: int = 10) -> GenerateParams:
+def generate_params(
+    settings, *, default_model: str = "toy", model: str = "", progress_every: int = 10
+) -> GenerateParams:
     """The job parameters for the current settings, validated.
 
     Args:
@@ -60,10 +96,16 @@ def generate_params(settings, *, default_model: str = "toy", model: str = "",
     """
     seed = random.randrange(0, 2**31 - 1) if settings.use_random_seed else int(settings.seed)
     return GenerateParams(
-        prompt=settings.prompt.strip(), negative_prompt=settings.negative_prompt.strip(),
-        model=(model.strip() or default_model or "toy"), quality=settings.quality, refine=settings.refine,
-        steps_coarse=int(settings.steps_coarse) or None, steps_refine=int(settings.steps_refine) or None,
-        face_budget=int(settings.face_budget), size=float(settings.size), seed=seed,
+        prompt=settings.prompt.strip(),
+        negative_prompt=settings.negative_prompt.strip(),
+        model=(model.strip() or default_model or "toy"),
+        quality=settings.quality,
+        refine=settings.refine,
+        steps_coarse=int(settings.steps_coarse) or None,
+        steps_refine=int(settings.steps_refine) or None,
+        face_budget=int(settings.face_budget),
+        size=float(settings.size),
+        seed=seed,
         progress_every=int(progress_every),
     ).validate()
 
@@ -74,8 +116,9 @@ CLASSES = (CSDGenerateSettings,)
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    bpy.types.Scene.csd_generate = PointerProperty(type=CSDGenerateSettings, name="CSD Text to Mesh",
-                                                   description="Settings of the CSD text-to-mesh tool")
+    bpy.types.Scene.csd_generate = PointerProperty(
+        type=CSDGenerateSettings, name="CSD Text to Mesh", description="Settings of the CSD text-to-mesh tool"
+    )
 
 
 def unregister() -> None:

@@ -2,9 +2,10 @@
 
 The result (vertices (V,3), faces (F,3), per-corner uvs (F,3,2), texture (S,S,3)) becomes one new mesh object
 with a "UVMap" layer, linked to the active collection at the 3D cursor, selected and active; its material and
-packed image come from the shared result handling (apply_result.apply_texture), so it has a Results entry like a
-textured object. If anything fails while applying, the object and its mesh are removed again.
+packed image come from the shared result handling (apply_result.apply_texture), so it has a Results entry like
+a textured object. If anything fails while applying, the object and its mesh are removed again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,9 @@ def generate_block_reason(context) -> str:
     return ""
 
 
-def new_mesh_object(context, name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
-                    location) -> bpy.types.Object:
+def new_mesh_object(
+    context, name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, location
+) -> bpy.types.Object:
     """A mesh object from arrays, linked to the active collection at `location`.
 
     Args:
@@ -46,7 +48,13 @@ def new_mesh_object(context, name: str, vertices: np.ndarray, faces: np.ndarray,
     """
     vertices = np.asarray(vertices, np.float32)
     faces = np.asarray(faces, np.int32)
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0 or faces.min() < 0 or faces.max() >= len(vertices):
+    if (
+        faces.ndim != 2
+        or faces.shape[1] != 3
+        or len(faces) == 0
+        or faces.min() < 0
+        or faces.max() >= len(vertices)
+    ):
         raise ValueError("the result's faces do not index its vertices")
     if uvs.shape != (len(faces), 3, 2):
         raise ValueError(f"the result's uvs are {uvs.shape}, expected ({len(faces)}, 3, 2)")
@@ -100,8 +108,12 @@ class CSD_OT_text_to_mesh(ModalJobOperator, bpy.types.Operator):
         reason = generate_block_reason(context)
         if reason:
             raise JobRefused(reason)
-        params = generate_params(context.scene.csd_generate, default_model=preferences.get_preferences().default_model,
-                                 model=context.scene.csd.model, progress_every=int(context.scene.csd.progress_every))
+        params = generate_params(
+            context.scene.csd_generate,
+            default_model=preferences.get_preferences().default_model,
+            model=context.scene.csd.model,
+            progress_every=int(context.scene.csd.progress_every),
+        )
         return [JobRequest("generate", params, {}, target="", data=tuple(context.scene.cursor.location))]
 
     def apply(self, context, request: JobRequest, result) -> str:
@@ -113,15 +125,24 @@ class CSD_OT_text_to_mesh(ModalJobOperator, bpy.types.Operator):
         name = "CSD " + (params.prompt[:40] or "mesh")
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        obj = new_mesh_object(context, name, a["vertices"], a["faces"], np.asarray(a["uvs"], np.float32),
-                              request.data)
+        obj = new_mesh_object(
+            context, name, a["vertices"], a["faces"], np.asarray(a["uvs"], np.float32), request.data
+        )
         try:
             context.view_layer.update()
             mesh_info = convert.mesh_arrays(obj, context.evaluated_depsgraph_get())
             meta = {"unwrapped": False, "params": result.meta.get("params", {})}
-            applied = apply_result.apply_texture(obj, mesh_info, np.asarray(a["texture"], np.float32), None, meta,
-                                                 job_params.dumps_params(params), name=name,
-                                                 options=store_options(context.scene.csd), task="generate")
+            applied = apply_result.apply_texture(
+                obj,
+                mesh_info,
+                np.asarray(a["texture"], np.float32),
+                None,
+                meta,
+                job_params.dumps_params(params),
+                name=name,
+                options=store_options(context.scene.csd),
+                task="generate",
+            )
         except Exception:
             remove_object(obj)
             raise

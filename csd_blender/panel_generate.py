@@ -1,4 +1,5 @@
 """The "Text to mesh" panel of the CSD sidebar tab: prompt, quality, seed, size; progress of both stages."""
+
 from __future__ import annotations
 
 import bpy

@@ -1,8 +1,10 @@
-"""Command-line text to mesh: `generate` (prompt in, textured mesh files out) and `generate-demo` (toy prior, CPU).
+"""Command-line text to mesh: `generate` (prompt in, textured mesh out) and `generate-demo` (toy prior, CPU).
 
-Writes what `texture` writes: generated.glb, generated.obj/.mtl + texture.png, turntable.png and job.json with the
-command that reproduces the run. Inputs the engine cannot use end with one `error: [code] message` line, exit 2.
+Writes what `texture` writes: generated.glb, generated.obj/.mtl + texture.png, turntable.png and job.json with
+the command that reproduces the run. Inputs the engine cannot use end with one `error: [code] message` line,
+exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +22,9 @@ GENERATE_DEMO_PROMPT = "a red cube"
 
 def add_generate_parser(subparsers) -> None:
     """Register `generate`: a textured mesh from a text prompt."""
-    p = subparsers.add_parser("generate", help="text to mesh: a textured mesh from a prompt (CSD, NeRF then DMTet)")
+    p = subparsers.add_parser(
+        "generate", help="text to mesh: a textured mesh from a prompt (CSD, NeRF then DMTet)"
+    )
     p.add_argument("--prompt", required=True, help='e.g. "a red cube" (toy prior vocabulary)')
     p.add_argument("--out", required=True, help="output folder")
     _add_generate_options(p)
@@ -29,7 +33,9 @@ def add_generate_parser(subparsers) -> None:
 
 def add_generate_demo_parser(subparsers) -> None:
     """Register `generate-demo`: text to mesh with the bundled toy prior on the CPU."""
-    p = subparsers.add_parser("generate-demo", help="text to mesh with the bundled toy prior (CPU, a few minutes)")
+    p = subparsers.add_parser(
+        "generate-demo", help="text to mesh with the bundled toy prior (CPU, a few minutes)"
+    )
     p.add_argument("--out", default="generate_demo_out", help="output folder (default: generate_demo_out)")
     p.add_argument("--prompt", default=GENERATE_DEMO_PROMPT)
     _add_generate_options(p, demo=True)
@@ -41,14 +47,26 @@ def _add_generate_options(p: argparse.ArgumentParser, demo: bool = False) -> Non
     p.add_argument("--model", default="toy", help="toy | hub id (e.g. DeepFloyd/IF-I-XL-v1.0) | local folder")
     p.add_argument("--refine-model", default="", help="prior of the refine stage (default: --model)")
     p.add_argument("--quality", default="fast" if demo else "balanced", choices=("fast", "balanced", "best"))
-    p.add_argument("--steps-coarse", type=int, default=None, help="coarse NeRF steps (default: from --quality)")
-    p.add_argument("--steps-refine", type=int, default=None, help="mesh refinement steps (default: from --quality)")
-    p.add_argument("--refine", default="geometry", choices=("geometry", "texture", "none"),
-                   help="refine the mesh and its texture, the texture only, or neither (marching cubes)")
+    p.add_argument(
+        "--steps-coarse", type=int, default=None, help="coarse NeRF steps (default: from --quality)"
+    )
+    p.add_argument(
+        "--steps-refine", type=int, default=None, help="mesh refinement steps (default: from --quality)"
+    )
+    p.add_argument(
+        "--refine",
+        default="geometry",
+        choices=("geometry", "texture", "none"),
+        help="refine the mesh and its texture, the texture only, or neither (marching cubes)",
+    )
     p.add_argument("--face-budget", type=int, default=20_000)
     p.add_argument("--tet-resolution", type=int, default=None)
-    p.add_argument("--isosurface-threshold", type=float, default=None,
-                   help="coarse density at the surface (default: from --quality; official 10)")
+    p.add_argument(
+        "--isosurface-threshold",
+        type=float,
+        default=None,
+        help="coarse density at the surface (default: from --quality; official 10)",
+    )
     p.add_argument("--texture-size", type=int, default=None)
     p.add_argument("--size", type=float, default=1.0, help="longest side of the result in metres")
     p.add_argument("--lr", type=float, default=0.01)
@@ -62,22 +80,60 @@ def _params_from_args(args: argparse.Namespace):
     from csd_blender.protocol.generate_params import GenerateParams
 
     return GenerateParams(
-        prompt=args.prompt, negative_prompt=args.negative, model=args.model, refine_model=args.refine_model,
-        quality=args.quality, refine=args.refine, steps_coarse=args.steps_coarse, steps_refine=args.steps_refine,
-        face_budget=args.face_budget, tet_resolution=args.tet_resolution,
-        isosurface_threshold=args.isosurface_threshold, texture_size=args.texture_size,
-        size=args.size, learning_rate=args.lr, seed=args.seed, device=args.device,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        model=args.model,
+        refine_model=args.refine_model,
+        quality=args.quality,
+        refine=args.refine,
+        steps_coarse=args.steps_coarse,
+        steps_refine=args.steps_refine,
+        face_budget=args.face_budget,
+        tet_resolution=args.tet_resolution,
+        isosurface_threshold=args.isosurface_threshold,
+        texture_size=args.texture_size,
+        size=args.size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        device=args.device,
         progress_every=args.progress_every,
     )
 
 
 def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
-    argv = ["generate", "--prompt", params["prompt"], "--out", str(args.out), "--model", params["model"],
-            "--quality", params["quality"], "--refine", params["refine"],
-            "--steps-coarse", str(params["steps_coarse"]), "--steps-refine", str(params["steps_refine"]),
-            "--face-budget", str(params["face_budget"]), "--tet-resolution", str(params["tet_resolution"]),
-            "--isosurface-threshold", str(params["isosurface_threshold"]), "--texture-size", str(params["texture_size"]), "--size", str(params["size"]),
-            "--lr", str(params["learning_rate"]), "--seed", str(params["seed"]), "--device", params["device"]]
+    argv = [
+        "generate",
+        "--prompt",
+        params["prompt"],
+        "--out",
+        str(args.out),
+        "--model",
+        params["model"],
+        "--quality",
+        params["quality"],
+        "--refine",
+        params["refine"],
+        "--steps-coarse",
+        str(params["steps_coarse"]),
+        "--steps-refine",
+        str(params["steps_refine"]),
+        "--face-budget",
+        str(params["face_budget"]),
+        "--tet-resolution",
+        str(params["tet_resolution"]),
+        "--isosurface-threshold",
+        str(params["isosurface_threshold"]),
+        "--texture-size",
+        str(params["texture_size"]),
+        "--size",
+        str(params["size"]),
+        "--lr",
+        str(params["learning_rate"]),
+        "--seed",
+        str(params["seed"]),
+        "--device",
+        params["device"],
+    ]
     if params["negative_prompt"]:
         argv += ["--negative", params["negative_prompt"]]
     if params["refine_model"]:
@@ -86,7 +142,7 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
 
 
 def run_generate_files(args: argparse.Namespace) -> dict[str, Path]:
-    """Generate from `args.prompt` and write generated.glb, generated.obj/.mtl, texture.png, turntable.png, job.json."""
+    """Generate from `args.prompt`; write generated.glb/.obj/.mtl, texture.png, turntable.png, job.json."""
     from .tasks.common.outputs import write_job_record, write_textured_mesh
     from .tasks.generate import make_generate_job, run_generate
 
@@ -98,10 +154,17 @@ def run_generate_files(args: argparse.Namespace) -> dict[str, Path]:
         result = run_generate(job, progress=bar)
     finally:
         bar.close()
-    files = write_textured_mesh(args.out, result.mesh, result.texture, result.turntable, obj_up="z",
-                                name="generated")
-    write_job_record(files["job"], "generate", result.params, result.stats, _reproduce_argv(args, result.params),
-                     time.time() - t0)
+    files = write_textured_mesh(
+        args.out, result.mesh, result.texture, result.turntable, obj_up="z", name="generated"
+    )
+    write_job_record(
+        files["job"],
+        "generate",
+        result.params,
+        result.stats,
+        _reproduce_argv(args, result.params),
+        time.time() - t0,
+    )
     return files
 
 

@@ -1,4 +1,5 @@
 """Volume rendering against closed forms, and the occupancy grid on known analytic fields."""
+
 import math
 
 import torch
@@ -11,14 +12,16 @@ from engine.tasks.common.views import fixed_views
 
 def _slab(sigma: float, half: float):
     """Constant density `sigma` for |z| < half, colour (0.2, 0.4, 0.6) everywhere."""
+
     def field(p):
         d = torch.where(p[:, 2].abs() < half, torch.full_like(p[:, 0], sigma), torch.zeros_like(p[:, 0]))
         return d, torch.tensor([0.2, 0.4, 0.6]).expand(len(p), 3)
+
     return field
 
 
 def test_constant_slab_matches_closed_form_transmittance_and_opacity():
-    sigma, half, radius, n = 3.0, 0.25, 1.0, 1024     # sample intervals of 2/1024 align with z = ±0.25
+    sigma, half, radius, n = 3.0, 0.25, 1.0, 1024  # sample intervals of 2/1024 align with z = ±0.25
     origins = torch.tensor([[0.0, 0.0, 3.0], [0.1, -0.2, 3.0]])
     dirs = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
     out = render_rays(_slab(sigma, half), origins, dirs, radius, n)
@@ -72,7 +75,7 @@ def test_occupancy_never_culls_a_cell_above_the_threshold():
         inside = centres.norm(dim=-1) + cell * math.sqrt(3) / 2 < 0.5
         assert grid.binary[inside].all()
     far = grid.cell_centres().norm(dim=-1) - cell * math.sqrt(3) / 2 > 0.5
-    assert not grid.binary[far].any()          # empty space is culled
+    assert not grid.binary[far].any()  # empty space is culled
     # samples in culled cells are never given to the field
     pts = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.9, 0.9], [2.0, 0.0, 0.0]])
     assert grid.query(pts).tolist() == [True, False, False]
@@ -86,7 +89,7 @@ def test_occupancy_culling_reduces_field_calls_without_changing_the_image():
         return d, p.abs()
 
     gen = torch.Generator().manual_seed(0)
-    for _ in range(20):                  # random points per cell find the ball's boundary cells
+    for _ in range(20):  # random points per cell find the ball's boundary cells
         grid.update(lambda p: ball(p)[0], gen)
     cams = fixed_views(2, 24)
     o, d = camera_rays(cams)
@@ -103,9 +106,14 @@ def test_density_field_normals_point_out_of_the_blob():
     central differences and for forward differences that reuse the density volume rendering computed."""
     from engine.fields.density_field import DensityField, DensityFieldConfig
 
-    field = DensityField(DensityFieldConfig(n_levels=4, log2_hashmap_size=12, per_level_scale=1.5, backend="torch"))
+    field = DensityField(
+        DensityFieldConfig(n_levels=4, log2_hashmap_size=12, per_level_scale=1.5, backend="torch")
+    )
     torch.nn.init.zeros_(field.mlp.net[-1].weight)
-    pts = torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=1) * 0.4
+    pts = (
+        torch.nn.functional.normalize(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+        * 0.4
+    )
     radial = torch.nn.functional.normalize(pts, dim=1)
     for normals in (field.normal(pts), field.normal(pts, field.density(pts))):
         assert (normals * radial).sum(1).min() > 0.99

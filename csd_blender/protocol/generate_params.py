@@ -1,4 +1,5 @@
-"""Parameters of a text-to-mesh (`generate`) job: standard library only, validated like every task's parameters."""
+"""Parameters of a text-to-mesh (`generate`) job: standard library only, validated like every task's."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,29 +24,31 @@ class GenerateParams(_Params):
 
     prompt: str
     negative_prompt: str = ""
-    model: str = "toy"                     # "toy", a hub id or a local diffusers folder
-    refine_model: str = ""                 # prior of the refine stage ("" = the same as `model`)
-    quality: str = "balanced"              # QUALITY_PRESETS: sets the step counts and sizes left as None
-    refine: str = "geometry"               # REFINE_MODES: refine the mesh and texture, the texture only, or neither
+    model: str = "toy"  # "toy", a hub id or a local diffusers folder
+    refine_model: str = ""  # prior of the refine stage ("" = the same as `model`)
+    quality: str = "balanced"  # QUALITY_PRESETS: sets the step counts and sizes left as None
+    refine: str = "geometry"  # REFINE_MODES: refine the mesh and texture, the texture only, or neither
     steps_coarse: int | None = None
     steps_refine: int | None = None
-    batch_size: int | None = None          # coarse views per step (official: 4)
-    coarse_size: int | None = None         # coarse render size (None: the prior's native size)
-    refine_size: int | None = None         # refine render size (None: the refine prior's size)
+    batch_size: int | None = None  # coarse views per step (official: 4)
+    coarse_size: int | None = None  # coarse render size (None: the prior's native size)
+    refine_size: int | None = None  # refine render size (None: the refine prior's size)
     samples_per_ray: int | None = None
-    tet_resolution: int | None = None      # DMTet grid cells per axis
-    isosurface_threshold: float | None = None  # density at the surface when the NeRF becomes a mesh (None: the
-                                           # preset's: official 10 for real priors, 1 for short toy runs)
+    tet_resolution: int | None = None  # DMTet grid cells per axis
+    isosurface_threshold: float | None = (
+        None  # density at the surface when the NeRF becomes a mesh (None: the
+    )
+    # preset's: official 10 for real priors, 1 for short toy runs)
     face_budget: int = 20_000
     texture_size: int | None = None
-    size: float = 1.0                      # longest side of the result, metres
+    size: float = 1.0  # longest side of the result, metres
     learning_rate: float = 0.01
     seed: int = 0
     progress_every: int = 10
     preview_size: int = 128
     device: str = "auto"
 
-    def validate(self) -> "GenerateParams":
+    def validate(self) -> GenerateParams:
         """Raise ProtocolError naming the first field out of range; return self."""
         check_prompt("prompt", self.prompt, allow_empty=False)
         check_prompt("negative_prompt", self.negative_prompt, allow_empty=True)

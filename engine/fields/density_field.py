@@ -1,11 +1,12 @@
 """The coarse stage's NeRF: density + albedo on a hash grid, softplus density with Magic3D's blob bias.
 
-threestudio's `implicit-volume` (csd_reference.md §2a): points in [-radius, radius]^3 are mapped to [0, 1]^3 for
-the hash grid; a small MLP gives one density logit and albedo features; density = softplus(logit + b(x)) with
-`blob_magic3d` b(x) = blob_scale · (1 − |x| / blob_std), albedo = sigmoid(features). Normals are the negative
-normalised density gradient by finite differences (the official config's analytic normals would need a twice
-differentiable hash grid; the torch one is not).
+threestudio's `implicit-volume` (csd_reference.md §2a): points in [-radius, radius]^3 are mapped to [0, 1]^3
+for the hash grid; a small MLP gives one density logit and albedo features; density = softplus(logit + b(x))
+with `blob_magic3d` b(x) = blob_scale · (1 − |x| / blob_std), albedo = sigmoid(features). Normals are the
+negative normalised density gradient by finite differences (the official config's analytic normals would need
+a twice differentiable hash grid; the torch one is not).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,15 @@ class DensityField(nn.Module):
     def __init__(self, config: DensityFieldConfig | None = None):
         super().__init__()
         self.config = c = config or DensityFieldConfig()
-        self.encoding = HashGrid(3, c.n_levels, c.n_features_per_level, c.log2_hashmap_size, c.base_resolution,
-                                 c.per_level_scale, backend=c.backend)
+        self.encoding = HashGrid(
+            3,
+            c.n_levels,
+            c.n_features_per_level,
+            c.log2_hashmap_size,
+            c.base_resolution,
+            c.per_level_scale,
+            backend=c.backend,
+        )
         self.mlp = MLP(self.encoding.n_output_dims, 4, c.hidden_dim, c.n_hidden_layers, bias=False)
 
     def _raw(self, points: Tensor) -> Tensor:
@@ -98,7 +106,9 @@ class DensityField(nn.Module):
             d = self.density((points[:, None] + offsets[None]).reshape(-1, 3)).reshape(-1, 3)
             grad = (d - density.reshape(-1, 1)) / eps
         else:
-            probe = torch.cat([points[:, None] + offsets[None], points[:, None] - offsets[None]], dim=1)  # (N, 6, 3)
+            probe = torch.cat(
+                [points[:, None] + offsets[None], points[:, None] - offsets[None]], dim=1
+            )  # (N, 6, 3)
             d = self.density(probe.reshape(-1, 3)).reshape(-1, 6)
             grad = (d[:, :3] - d[:, 3:]) / (2 * eps)
         return F.normalize(-grad, dim=-1, eps=1e-8)

@@ -1,11 +1,13 @@
 """DMTet: a deformable tetrahedral grid made in code, differentiable marching tetrahedra, normal consistency.
 
-The grid is a cube of `resolution`^3 cells over [-radius, radius]^3, each cell split into 6 tetrahedra around its
-main diagonal (Kuhn/Freudenthal subdivision: neighbouring cells' faces match, every tetrahedron has volume
-cell³/6 and positive orientation, and together they fill the cube). Marching tetrahedra puts one vertex on every
-edge whose SDF changes sign (sdf < 0 inside), interpolated linearly — differentiable w.r.t. vertex positions and SDF
-values — and orients every triangle outwards (from the tetrahedron's inside corners to its outside corners).
+The grid is a cube of `resolution`^3 cells over [-radius, radius]^3, each cell split into 6 tetrahedra around
+its main diagonal (Kuhn/Freudenthal subdivision: neighbouring cells' faces match, every tetrahedron has volume
+cell³/6 and positive orientation, and together they fill the cube). Marching tetrahedra puts one vertex on
+every edge whose SDF changes sign (sdf < 0 inside), interpolated linearly — differentiable w.r.t. vertex
+positions and SDF values — and orients every triangle outwards (from the tetrahedron's inside corners to its
+outside corners).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -23,7 +25,8 @@ def _edge_id(a: int, b: int) -> int:
 
 
 def _case_table() -> tuple[Tensor, Tensor]:
-    """(16, 6) local edge ids of the triangles for each inside/outside code (bit i = corner i outside), and (16,)
+    """(16, 6) local edge ids of the triangles for each inside/outside code (bit i = corner i outside), and
+    (16,)
     triangle counts. One lone corner gives one triangle; a 2–2 split gives a quad as two triangles."""
     table = torch.full((16, 6), -1, dtype=torch.long)
     count = torch.zeros(16, dtype=torch.long)
@@ -37,7 +40,7 @@ def _case_table() -> tuple[Tensor, Tensor]:
             count[code] = 1
         elif len(out) == 2:
             (a, b), (c, d) = ins, out
-            ring = [_edge_id(a, c), _edge_id(a, d), _edge_id(b, d), _edge_id(b, c)]   # cyclic around the quad
+            ring = [_edge_id(a, c), _edge_id(a, d), _edge_id(b, d), _edge_id(b, c)]  # cyclic around the quad
             table[code] = torch.tensor([ring[0], ring[1], ring[2], ring[0], ring[2], ring[3]])
             count[code] = 2
     return table, count
@@ -61,7 +64,7 @@ def tet_grid(resolution: int, radius: float = 1.0) -> tuple[Tensor, Tensor]:
     verts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
     i, j, k = torch.meshgrid(*(torch.arange(resolution),) * 3, indexing="ij")
     base = (i * n * n + j * n + k).reshape(-1)
-    step = (n * n, n, 1)                                    # index offset of +x, +y, +z
+    step = (n * n, n, 1)  # index offset of +x, +y, +z
     tets = []
     for perm in itertools.permutations(range(3)):
         corners = [0]
@@ -69,7 +72,7 @@ def tet_grid(resolution: int, radius: float = 1.0) -> tuple[Tensor, Tensor]:
             corners.append(corners[-1] + step[axis_id])
         tet = torch.stack([base + c for c in corners], dim=1)
         parity = sum(1 for a, b in itertools.combinations(perm, 2) if a > b) % 2
-        if parity:                                           # odd permutation: negative volume, swap two corners
+        if parity:  # odd permutation: negative volume, swap two corners
             tet = tet[:, [0, 1, 3, 2]]
         tets.append(tet)
     return verts, torch.cat(tets)
@@ -78,7 +81,9 @@ def tet_grid(resolution: int, radius: float = 1.0) -> tuple[Tensor, Tensor]:
 def tet_volumes(vertices: Tensor, tets: Tensor) -> Tensor:
     """(T,) signed volumes det[v1−v0, v2−v0, v3−v0] / 6."""
     v = vertices[tets]
-    return torch.linalg.det(torch.stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], v[:, 3] - v[:, 0]], dim=1)) / 6.0
+    return (
+        torch.linalg.det(torch.stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], v[:, 3] - v[:, 0]], dim=1)) / 6.0
+    )
 
 
 def marching_tetrahedra(vertices: Tensor, sdf: Tensor, tets: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,7 +100,7 @@ def marching_tetrahedra(vertices: Tensor, sdf: Tensor, tets: Tensor) -> tuple[Te
     dev = vertices.device
     with torch.no_grad():
         outside = sdf > 0
-        occ = outside[tets]                                                            # (T, 4)
+        occ = outside[tets]  # (T, 4)
         n_out = occ.sum(-1)
         valid = (n_out > 0) & (n_out < 4)
         vt = tets[valid]
@@ -107,7 +112,7 @@ def marching_tetrahedra(vertices: Tensor, sdf: Tensor, tets: Tensor) -> tuple[Te
         crossing = outside[unique[:, 0]] != outside[unique[:, 1]]
         mapping = torch.full((unique.shape[0],), -1, dtype=torch.long, device=dev)
         mapping[crossing] = torch.arange(int(crossing.sum()), device=dev)
-        local = mapping[inverse].reshape(-1, 6)                                          # (Tv, 6) mesh vertex ids
+        local = mapping[inverse].reshape(-1, 6)  # (Tv, 6) mesh vertex ids
         ends = unique[crossing]
         code = (occ[valid].long() * (2 ** torch.arange(4, device=dev))).sum(-1)
         counts = CASE_TRIANGLES.to(dev)[code]
@@ -119,12 +124,12 @@ def marching_tetrahedra(vertices: Tensor, sdf: Tensor, tets: Tensor) -> tuple[Te
         faces, owner = [], []
         for k in (1, 2):
             sel = counts == k
-            ids = torch.gather(local[sel], 1, table[sel][:, :3 * k]).reshape(-1, 3)
+            ids = torch.gather(local[sel], 1, table[sel][:, : 3 * k]).reshape(-1, 3)
             faces.append(ids)
             owner.append(torch.nonzero(sel)[:, 0].repeat_interleave(k))
         faces, owner = torch.cat(faces), torch.cat(owner)
         # orient outwards: normal along (centroid of outside corners − centroid of inside corners)
-        corner_pos = vertices.detach()[vt[owner]]                                       # (F, 4, 3)
+        corner_pos = vertices.detach()[vt[owner]]  # (F, 4, 3)
         o = occ[valid][owner].float()[..., None]
         direction = (corner_pos * o).sum(1) / o.sum(1) - (corner_pos * (1 - o)).sum(1) / (1 - o).sum(1)
         p = mesh_v.detach()[faces]

@@ -1,9 +1,11 @@
-"""Learned environment-map background on the ray direction, with the official random solid-colour augmentation.
+"""Learned environment-map background (on the ray direction) with the official random solid-colour
+augmentation.
 
 threestudio's `neural-environment-map-background` (csd_reference.md §2a): colour = sigmoid(MLP(frequency
 encoding of the unit direction)); with `random_aug` (p = 0.5 in the CSD runs) a training batch element's
 background is replaced by one random solid colour, so the object cannot hide in the background.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +30,14 @@ class EnvironmentBackground(nn.Module):
     augmentation applies.
     """
 
-    def __init__(self, n_frequencies: int = 4, hidden_dim: int = 32, n_hidden_layers: int = 1,
-                 random_aug_prob: float = 0.5, colour_range: tuple[float, float] = (0.0, 1.0)):
+    def __init__(
+        self,
+        n_frequencies: int = 4,
+        hidden_dim: int = 32,
+        n_hidden_layers: int = 1,
+        random_aug_prob: float = 0.5,
+        colour_range: tuple[float, float] = (0.0, 1.0),
+    ):
         super().__init__()
         self.n_frequencies, self.random_aug_prob = n_frequencies, random_aug_prob
         self.lo, self.hi = colour_range
@@ -38,7 +46,7 @@ class EnvironmentBackground(nn.Module):
     def encode(self, dirs: Tensor) -> Tensor:
         """(..., 3 + 6F) direction and its sin/cos at frequencies 2^k π."""
         freqs = (2.0 ** torch.arange(self.n_frequencies, device=dirs.device, dtype=dirs.dtype)) * math.pi
-        ang = dirs[..., None] * freqs                                                 # (..., 3, F)
+        ang = dirs[..., None] * freqs  # (..., 3, F)
         return torch.cat([dirs, torch.sin(ang).flatten(-2), torch.cos(ang).flatten(-2)], dim=-1)
 
     def forward(self, dirs: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -1,14 +1,16 @@
-"""Perp-Neg (Armandpour et al. 2023) as the official `csd-if.yaml` uses it: view-interpolated positive prompts and
-two view negatives per camera whose guidance is projected perpendicular to the positive direction.
+"""Perp-Neg (Armandpour et al. 2023) as the official `csd-if.yaml` uses it: view-interpolated positive prompts
+and two view negatives per camera whose guidance is projected perpendicular to the positive direction.
 
 threestudio's prompt processor (`get_text_embeddings_perp_neg`, csd_reference.md §1a step 12): azimuth a in
 (−180, 180], 0 = front. Overhead views use the overhead prompt and no negatives. For |a| < 90 (front–side),
 r = 1 − |a|/90, the positive is r·front + (1 − r)·side and the negatives are (front, side) with weights
 −f_fs(r), −f_sf(1 − r); otherwise (side–back) r = 2 − |a|/90, the positive is r·side + (1 − r)·back and the
 negatives are (side, front) with weights −f_sb(r), −f_fsb(r); f(a, b, c; r) = a·exp(−b·r) + c. In the CSD
-guidance the extra term is `perpneg_scale · w(t) · Σ_i w_i · perp(ε(neg_i) − ε(y_neg), ε(y) − ε(y_neg))`, where
-y_neg is the negative prompt ("uncond" in the official code) and perp(x, y) = x − (⟨x, y⟩ / ‖y‖²)·y per sample.
+guidance the extra term is `perpneg_scale · w(t) · Σ_i w_i · perp(ε(neg_i) − ε(y_neg), ε(y) − ε(y_neg))`,
+where y_neg is the negative prompt ("uncond" in the official code) and perp(x, y) = x − (⟨x, y⟩ / ‖y‖²)·y per
+sample.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +21,10 @@ from torch import Tensor
 
 from .views import view_names
 
-F_SB = (1.0, 0.5, -0.606)      # threestudio perp_neg_f_sb
-F_FSB = (1.0, 0.5, 0.967)      # perp_neg_f_fsb
-F_FS = (4.0, 0.5, -2.426)      # perp_neg_f_fs
-F_SF = (4.0, 0.5, -2.426)      # perp_neg_f_sf
+F_SB = (1.0, 0.5, -0.606)  # threestudio perp_neg_f_sb
+F_FSB = (1.0, 0.5, 0.967)  # perp_neg_f_fsb
+F_FS = (4.0, 0.5, -2.426)  # perp_neg_f_fs
+F_SF = (4.0, 0.5, -2.426)  # perp_neg_f_sf
 
 
 @dataclass
@@ -72,8 +74,9 @@ def perp_neg_prompts(view_embeddings: dict[str, Tensor], c2w: Tensor) -> tuple[T
             pos.append(r * side + (1 - r) * back)
             negs.append(torch.stack([side, front]))
             weights.append([-shifted_exponential_decay(*F_SB, r), -shifted_exponential_decay(*F_FSB, r)])
-    return torch.stack(pos), PerpNeg(torch.stack(negs), torch.tensor(weights, dtype=torch.float32,
-                                                                          device=side.device))
+    return torch.stack(pos), PerpNeg(
+        torch.stack(negs), torch.tensor(weights, dtype=torch.float32, device=side.device)
+    )
 
 
 def perpendicular_component(x: Tensor, y: Tensor) -> Tensor:

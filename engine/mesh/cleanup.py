@@ -3,6 +3,7 @@
 Maintained libraries do the work: PyMCubes (marching cubes, as threestudio's `mc-cpu`), trimesh (connected
 components), fast-simplification (quadric decimation).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ def marching_cubes(values: np.ndarray, level: float, radius: float) -> Mesh:
     verts = (verts / (n - 1) * 2 - 1) * radius
     faces = faces.astype(np.int64)
     mesh = Mesh(verts.astype(np.float32), faces)
-    if len(faces) and signed_volume(mesh) < 0:               # PyMCubes winds for values increasing outwards
+    if len(faces) and signed_volume(mesh) < 0:  # PyMCubes winds for values increasing outwards
         mesh = Mesh(mesh.vertices, faces[:, [0, 2, 1]].copy())
     return mesh
 
@@ -43,7 +44,7 @@ def signed_volume(mesh: Mesh) -> float:
 
 
 def largest_component(mesh: Mesh) -> Mesh:
-    """The connected component (by shared vertices after welding) with the most faces; unused vertices dropped."""
+    """The connected component (vertices welded) with the most faces; unused vertices dropped."""
     import trimesh
 
     if len(mesh.faces) == 0:
@@ -53,7 +54,9 @@ def largest_component(mesh: Mesh) -> Mesh:
     if len(parts) == 0:
         return mesh
     best = max(parts, key=lambda p: len(p.faces))
-    logger.info("largest component: %d of %d faces (%d components)", len(best.faces), len(tm.faces), len(parts))
+    logger.info(
+        "largest component: %d of %d faces (%d components)", len(best.faces), len(tm.faces), len(parts)
+    )
     return Mesh(np.asarray(best.vertices, dtype=np.float32), np.asarray(best.faces, dtype=np.int64))
 
 
@@ -69,12 +72,14 @@ def decimate(mesh: Mesh, face_budget: int) -> Mesh:
     if len(mesh.faces) <= face_budget:
         return mesh
     reduction = 1.0 - face_budget / len(mesh.faces)
-    verts, faces = fast_simplification.simplify(mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32),
-                                                target_reduction=reduction)
+    verts, faces = fast_simplification.simplify(
+        mesh.vertices.astype(np.float32), mesh.faces.astype(np.int32), target_reduction=reduction
+    )
     out = Mesh(np.asarray(verts, dtype=np.float32), np.asarray(faces, dtype=np.int64))
-    if len(out.faces) > face_budget:                          # the library may stop a little above the target
-        verts, faces = fast_simplification.simplify(out.vertices, out.faces.astype(np.int32),
-                                                    target_count=face_budget)
+    if len(out.faces) > face_budget:  # the library may stop a little above the target
+        verts, faces = fast_simplification.simplify(
+            out.vertices, out.faces.astype(np.int32), target_count=face_budget
+        )
         out = Mesh(np.asarray(verts, dtype=np.float32), np.asarray(faces, dtype=np.int64))
     return out
 

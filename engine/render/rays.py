@@ -1,4 +1,5 @@
 """Camera rays and their intersection with the axis-aligned bound of a field (volume rendering's inputs)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,11 +17,14 @@ def camera_rays(cams: Cameras) -> tuple[Tensor, Tensor]:
         origins (B, H, W, 3) and unit directions (B, H, W, 3).
     """
     dev = cams.c2w.device
-    ys, xs = torch.meshgrid(torch.arange(cams.height, device=dev, dtype=torch.float32),
-                            torch.arange(cams.width, device=dev, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(cams.height, device=dev, dtype=torch.float32),
+        torch.arange(cams.width, device=dev, dtype=torch.float32),
+        indexing="ij",
+    )
     x = (xs[None] - cams.cx[:, None, None]) / cams.fx[:, None, None]
     y = -(ys[None] - cams.cy[:, None, None]) / cams.fy[:, None, None]
-    d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)                          # (B, H, W, 3)
+    d_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # (B, H, W, 3)
     dirs = torch.einsum("bij,bhwj->bhwi", cams.c2w[:, :3, :3], d_cam)
     dirs = torch.nn.functional.normalize(dirs, dim=-1)
     origins = cams.c2w[:, None, None, :3, 3].expand_as(dirs)

@@ -1,10 +1,13 @@
 """Text to mesh (paper §5.1, Magic3D-style): coarse NeRF with CSD → DMTet refinement → clean-up → UV bake.
 
-Stages, each named in progress events: "loading" → "coarse" (generate_coarse) → "refine" (generate_refine; skipped
-with `refine="none"`, which extracts the coarse density with marching cubes instead) → "baking" (largest connected
-component, quadric decimation to the face budget, xatlas unwrap and seam-padded bake of the albedo, as the texture
-task bakes) → "done". The mesh comes back in Blender's frame (Z up), centred, its longest side `size` metres.
+Stages, each named in progress events: "loading" → "coarse" (generate_coarse) → "refine" (generate_refine;
+    skipped
+with `refine="none"`, which extracts the coarse density with marching cubes instead) → "baking" (largest
+connected component, quadric decimation to the face budget, xatlas unwrap and seam-padded bake of the albedo,
+as the texture task bakes) → "done". The mesh comes back in Blender's frame (Z up), centred, its longest side
+`size` metres.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,10 +21,9 @@ import torch
 from csd_blender.protocol.generate_params import GenerateParams
 
 from ..device_info import resolve_device
-from ..errors import CancelledError, EngineError, ErrorCode, RequestError
+from ..errors import EngineError, ErrorCode, RequestError
 from ..fields.density_field import DensityFieldConfig
 from ..guidance import PromptEmbeddings, build_guidance
-from ..guidance.presets import auto_preset
 from ..guidance.views import VIEWS, view_prompt
 from ..images import png_bytes, sheet
 from ..mesh import Mesh
@@ -38,8 +40,8 @@ from .generate_shading import shape_prompt
 
 logger = logging.getLogger(__name__)
 
-RADIUS = 1.0                  # the fields' bound, [-1, 1]^3 (csd-if.yaml radius 1.0)
-MC_RESOLUTION = 96            # marching-cubes grid of --refine none
+RADIUS = 1.0  # the fields' bound, [-1, 1]^3 (csd-if.yaml radius 1.0)
+MC_RESOLUTION = 96  # marching-cubes grid of --refine none
 
 
 @dataclass
@@ -86,11 +88,12 @@ def make_generate_job(params: GenerateParams, arrays: dict[str, np.ndarray]) -> 
     return GenerateJob(params=params)
 
 
-def resolve_generate_params(params: GenerateParams, family: str, resolution: int, refine_resolution: int
-                            ) -> GenerateParams:
+def resolve_generate_params(
+    params: GenerateParams, family: str, resolution: int, refine_resolution: int
+) -> GenerateParams:
     """Fill every `None` from the quality preset and the priors' sizes, so job.json reproduces the run."""
     q = generate_quality_for(family, params.quality)
-    pick = lambda value, default: default if value is None else value  # noqa: E731
+    pick = lambda value, default: default if value is None else value
     return dataclasses.replace(
         params,
         steps_coarse=pick(params.steps_coarse, q.steps_coarse),
@@ -106,8 +109,9 @@ def resolve_generate_params(params: GenerateParams, family: str, resolution: int
 
 
 def _prompt_sets(prior, prompt: str, negative: str, toy: bool):
-    """(albedo prompts, geometry prompts, view word → (1, L, D) view-prompt embeddings or None) for a prior: the toy
-    prior's geometry batches see the shape words only and it has no view words; real priors get view-dependent
+    """(albedo prompts, geometry prompts, view word → (1, L, D) view-prompt embeddings or None) for a prior:
+    the toy prior's geometry batches see the shape words only and it has no view words; real priors get
+    view-dependent
     prompts (with Perp-Neg in the coarse stage)."""
     prompts = PromptEmbeddings.from_prompts(prior, prompt, negative)
     if toy:
@@ -128,12 +132,13 @@ def _density_grid(field_model, resolution: int, device) -> np.ndarray:
     axis = torch.linspace(-RADIUS, RADIUS, resolution, device=device)
     pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
     with torch.no_grad():
-        dens = torch.cat([field_model.density(pts[i:i + 65536]) for i in range(0, len(pts), 65536)])
+        dens = torch.cat([field_model.density(pts[i : i + 65536]) for i in range(0, len(pts), 65536)])
     return dens.reshape(resolution, resolution, resolution).cpu().numpy()
 
 
-def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = None,
-                 should_stop: StopFn | None = None) -> GenerateResult:
+def run_generate(
+    job: GenerateJob, prior=None, progress: ProgressFn | None = None, should_stop: StopFn | None = None
+) -> GenerateResult:
     """Run a generate job (stages in the module docstring).
 
     Args:
@@ -144,8 +149,8 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
 
     Raises:
         CancelledError: stopped by `should_stop`.
-        EngineError: the surface could not be extracted (EMPTY_RESULT-like: no density above the threshold), a bad
-            prompt, a missing model, …
+        EngineError: the surface could not be extracted (EMPTY_RESULT-like: no density above the threshold),
+            a bad prompt, a missing model, …
     """
     from ..priors import load_prior
 
@@ -157,8 +162,11 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
     emit(ProgressEvent("loading", 0, 0, elapsed_s=time.perf_counter() - t_start))
     if prior is None:
         prior = load_prior(p.model, device=device)
-    refine_prior = prior if not p.refine_model or p.refine_model == p.model else load_prior(p.refine_model,
-                                                                                             device=prior.device)
+    refine_prior = (
+        prior
+        if not p.refine_model or p.refine_model == p.model
+        else load_prior(p.refine_model, device=prior.device)
+    )
     device = prior.device
     toy = prior.family == "toy"
     p = resolve_generate_params(p, prior.family, prior.resolution, refine_prior.resolution)
@@ -170,43 +178,98 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
     coarse_preset = "csd-toy" if toy else "csd-if"
     coarse_guidance = build_guidance(coarse_preset, total_steps=p.steps_coarse)
     prompts, geo_prompts, view_conds = _prompt_sets(prior, p.prompt, p.negative_prompt, toy)
-    field_cfg = DensityFieldConfig(radius=RADIUS, n_levels=q.n_levels, log2_hashmap_size=q.log2_hashmap_size,
-                                   per_level_scale=1.3703509847201236 if q.n_levels == 12 else 1.45)
-    coarse_cfg = CoarseConfig(steps=p.steps_coarse, batch_size=p.batch_size, size=p.coarse_size,
-                              samples_per_ray=p.samples_per_ray, learning_rate=p.learning_rate, field=field_cfg,
-                              toy=toy)
+    field_cfg = DensityFieldConfig(
+        radius=RADIUS,
+        n_levels=q.n_levels,
+        log2_hashmap_size=q.log2_hashmap_size,
+        per_level_scale=1.3703509847201236 if q.n_levels == 12 else 1.45,
+    )
+    coarse_cfg = CoarseConfig(
+        steps=p.steps_coarse,
+        batch_size=p.batch_size,
+        size=p.coarse_size,
+        samples_per_ray=p.samples_per_ray,
+        learning_rate=p.learning_rate,
+        field=field_cfg,
+        toy=toy,
+    )
     emit(ProgressEvent("coarse", 0, p.steps_coarse, elapsed_s=time.perf_counter() - t_start))
     t0 = time.perf_counter()
-    coarse = run_coarse(coarse_cfg, prior, coarse_guidance, prompts, geo_prompts, view_conds, gen, noise_gen, seed,
-                        emit, stop, t_start, p.progress_every, p.preview_size)
+    coarse = run_coarse(
+        coarse_cfg,
+        prior,
+        coarse_guidance,
+        prompts,
+        geo_prompts,
+        view_conds,
+        gen,
+        noise_gen,
+        seed,
+        emit,
+        stop,
+        t_start,
+        p.progress_every,
+        p.preview_size,
+    )
     seconds = {"coarse": time.perf_counter() - t0}
     field_model = coarse.field
 
     t0 = time.perf_counter()
     refine_steps, refine_seconds = 0, {}
     if p.refine == "none":
-        mesh = marching_cubes(_density_grid(field_model, MC_RESOLUTION, device), p.isosurface_threshold, RADIUS)
+        mesh = marching_cubes(
+            _density_grid(field_model, MC_RESOLUTION, device), p.isosurface_threshold, RADIUS
+        )
         refine_preset = None
     else:
         refine_toy = refine_prior.family == "toy"
         refine_preset = "csd-toy" if refine_toy else ("csd-sd-refine" if refine_prior.latent else "csd-if")
         refine_guidance = build_guidance(refine_preset, total_steps=max(p.steps_refine, 1))
-        r_prompts, r_geo, r_views = ((prompts, geo_prompts, view_conds) if refine_prior is prior
-                                     else _prompt_sets(refine_prior, p.prompt, p.negative_prompt, refine_toy))
-        refine_cfg = RefineConfig(steps=p.steps_refine, batch_size=q.refine_batch, size=p.refine_size,
-                                  tet_resolution=p.tet_resolution, isosurface_threshold=p.isosurface_threshold,
-                                  geometry=p.refine == "geometry", toy=refine_toy,
-                                  learning_rate=p.learning_rate / 2, geometry_learning_rate=p.learning_rate)
+        r_prompts, r_geo, r_views = (
+            (prompts, geo_prompts, view_conds)
+            if refine_prior is prior
+            else _prompt_sets(refine_prior, p.prompt, p.negative_prompt, refine_toy)
+        )
+        refine_cfg = RefineConfig(
+            steps=p.steps_refine,
+            batch_size=q.refine_batch,
+            size=p.refine_size,
+            tet_resolution=p.tet_resolution,
+            isosurface_threshold=p.isosurface_threshold,
+            geometry=p.refine == "geometry",
+            toy=refine_toy,
+            learning_rate=p.learning_rate / 2,
+            geometry_learning_rate=p.learning_rate,
+        )
         emit(ProgressEvent("refine", 0, p.steps_refine, elapsed_s=time.perf_counter() - t_start))
-        refined = run_refine(refine_cfg, field_model, refine_prior, refine_guidance, r_prompts, r_geo, r_views, gen,
-                             noise_gen, emit, stop, t_start, p.progress_every, p.preview_size)
+        refined = run_refine(
+            refine_cfg,
+            field_model,
+            refine_prior,
+            refine_guidance,
+            r_prompts,
+            r_geo,
+            r_views,
+            gen,
+            noise_gen,
+            emit,
+            stop,
+            t_start,
+            p.progress_every,
+            p.preview_size,
+        )
         refine_steps, refine_seconds = refined.steps_run, refined.seconds
-        mesh = Mesh(refined.vertices.cpu().numpy().astype(np.float32), refined.faces.cpu().numpy().astype(np.int64))
+        mesh = Mesh(
+            refined.vertices.cpu().numpy().astype(np.float32), refined.faces.cpu().numpy().astype(np.int64)
+        )
     seconds["refine"] = time.perf_counter() - t0
     if len(mesh.faces) == 0:
-        raise EngineError(ErrorCode.BAD_REQUEST,
-                          f"isosurface_threshold: no surface: the coarse density never exceeds "
-                          f"{p.isosurface_threshold}; lower it or run more coarse steps", field="isosurface_threshold")
+        raise EngineError(
+            ErrorCode.BAD_REQUEST,
+            f"isosurface_threshold: no surface: the coarse density never exceeds "
+            f"{p.isosurface_threshold}; lower it or run more coarse steps",
+            field="isosurface_threshold",
+        )
 
     emit(ProgressEvent("baking", 0, 0, elapsed_s=time.perf_counter() - t_start))
     t0 = time.perf_counter()
@@ -217,36 +280,53 @@ def run_generate(job: GenerateJob, prior=None, progress: ProgressFn | None = Non
     turntable = sheet(mesh_turntable(mesh, baked.image, baked.uvs, size=256, views=TURNTABLE_VIEWS), cols=4)
     seconds["bake"] = time.perf_counter() - t0
     stats = {
-        "steps_coarse": coarse.steps_run, "steps_refine": refine_steps,
+        "steps_coarse": coarse.steps_run,
+        "steps_refine": refine_steps,
         "seconds": round(time.perf_counter() - t_start, 3),
         "seconds_per_stage": {k: round(v, 3) for k, v in seconds.items()},
         "coarse_seconds": {k: round(v, 3) for k, v in coarse.seconds.items()},
         "refine_seconds": {k: round(v, 3) for k, v in refine_seconds.items()},
         "samples_per_ray": [round(v, 2) for v in coarse.samples_per_ray],
         "occupied_fraction": round(coarse.occupancy.occupied_fraction(), 4),
-        "extracted_faces": raw_faces, "faces": int(len(mesh.faces)), "vertices": int(len(mesh.vertices)),
+        "extracted_faces": raw_faces,
+        "faces": len(mesh.faces),
+        "vertices": len(mesh.vertices),
         "non_manifold_edges": non_manifold_edges(mesh),
-        "guidance_presets": [coarse_preset, refine_preset], "device": str(device), "prior": prior.name,
+        "guidance_presets": [coarse_preset, refine_preset],
+        "device": str(device),
+        "prior": prior.name,
         "prior_family": prior.family,
-        "mesh_sha256": image_sha256(np.concatenate([mesh.vertices.ravel(), mesh.faces.ravel().astype(np.float32)])),
+        "mesh_sha256": image_sha256(
+            np.concatenate([mesh.vertices.ravel(), mesh.faces.ravel().astype(np.float32)])
+        ),
         "texture_sha256": image_sha256(baked.image),
     }
     emit(ProgressEvent("done", 0, 0, elapsed_s=time.perf_counter() - t_start))
-    return GenerateResult(mesh=mesh, texture=baked.image, turntable=turntable, params=p.to_dict(), stats=stats)
+    return GenerateResult(
+        mesh=mesh, texture=baked.image, turntable=turntable, params=p.to_dict(), stats=stats
+    )
 
 
 def pack_generate_result(result: GenerateResult) -> tuple[dict, dict[str, np.ndarray]]:
-    """(meta, arrays) for the wire: vertices (V,3) f32, faces (F,3) i32, uvs (F,3,2) f32, texture, turntable PNG."""
+    """(meta, arrays) for the wire: vertices (V,3), faces (F,3) i32, uvs (F,3,2), texture, turntable PNG."""
     meta = {"params": result.params, "stats": result.stats}
-    arrays = {"vertices": np.ascontiguousarray(result.mesh.vertices, dtype=np.float32),
-              "faces": np.ascontiguousarray(result.mesh.faces, dtype=np.int32),
-              "uvs": np.ascontiguousarray(result.mesh.uvs, dtype=np.float32),
-              "texture": np.ascontiguousarray(result.texture, dtype=np.float32),
-              "turntable_png": np.frombuffer(png_bytes(result.turntable), dtype=np.uint8)}
+    arrays = {
+        "vertices": np.ascontiguousarray(result.mesh.vertices, dtype=np.float32),
+        "faces": np.ascontiguousarray(result.mesh.faces, dtype=np.int32),
+        "uvs": np.ascontiguousarray(result.mesh.uvs, dtype=np.float32),
+        "texture": np.ascontiguousarray(result.texture, dtype=np.float32),
+        "turntable_png": np.frombuffer(png_bytes(result.turntable), dtype=np.uint8),
+    }
     return meta, arrays
 
 
-GENERATE_SPEC = TASKS.register("generate")(TaskSpec(
-    name="generate", params_cls=GenerateParams, make_job=make_generate_job, run=run_generate,
-    pack_result=pack_generate_result, prior_key=lambda job: (job.params.model, ()),
-))
+GENERATE_SPEC = TASKS.register("generate")(
+    TaskSpec(
+        name="generate",
+        params_cls=GenerateParams,
+        make_job=make_generate_job,
+        run=run_generate,
+        pack_result=pack_generate_result,
+        prior_key=lambda job: (job.params.model, ()),
+    )
+)

@@ -2,11 +2,12 @@
 
 Per step (csd_reference.md §2a): B orbit cameras (front/back only during the first 10 % of the run, official
 `front_back_only_iters` 1000 of 10 000; stratified azimuth) at the prior's native size → plain-torch volume
-rendering through the occupancy grid → albedo or geometry shading (generate_shading) over the learned environment
-background (random solid colour with p = 0.5) → guidance (real priors: view-interpolated prompts and Perp-Neg, one
-UNet call of 5B) → + λ_orient·orientation + λ_sparsity·sparsity, both with the official schedules rescaled to the
-run length → Adam.
+rendering through the occupancy grid → albedo or geometry shading (generate_shading) over the learned
+environment background (random solid colour with p = 0.5) → guidance (real priors: view-interpolated prompts
+and Perp-Neg, one UNet call of 5B) → + λ_orient·orientation + λ_sparsity·sparsity, both with the official
+schedules rescaled to the run length → Adam.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,9 +36,11 @@ from .generate_shading import choose_shading, geometry_colour, light_directions
 logger = logging.getLogger(__name__)
 
 REFERENCE_STEPS = 10_000
-ORIENT = Schedule.parse([0, 1.0, 100.0, 5000])         # lambda_orient (csd-if.yaml)
-SPARSITY = Schedule.parse([0, 10.0, 1.0, 5000])        # lambda_sparsity (csd-if.yaml)
-COARSE_RANGES = OrbitRanges(elevation=(-10.0, 45.0), azimuth=(-180.0, 180.0), distance=(1.5, 2.0), fov=(40.0, 70.0))
+ORIENT = Schedule.parse([0, 1.0, 100.0, 5000])  # lambda_orient (csd-if.yaml)
+SPARSITY = Schedule.parse([0, 10.0, 1.0, 5000])  # lambda_sparsity (csd-if.yaml)
+COARSE_RANGES = OrbitRanges(
+    elevation=(-10.0, 45.0), azimuth=(-180.0, 180.0), distance=(1.5, 2.0), fov=(40.0, 70.0)
+)
 
 
 @dataclass
@@ -57,7 +60,8 @@ class CoarseConfig:
         front_back_frac: front/back-only views as a fraction of the run (csd-if: 1000 / 10 000).
         ranges: orbit camera ranges (official: elevation −10..45, distance 1.5..2, fovy 40..70).
         toy: the prior is the toy prior (grey shading for geometry batches).
-        profile: synchronise the device before every part's clock (exact per-part CUDA times, a little slower).
+        profile: synchronise the device before every part's clock (exact per-part CUDA times, a little
+            slower).
     """
 
     steps: int
@@ -96,10 +100,19 @@ class CoarseResult:
     samples_per_ray: tuple[float, float]
 
 
-def render_field(field_model: DensityField, background: EnvironmentBackground, occupancy: OccupancyGrid | None,
-                 cams: Cameras, samples: int, shading: str, toy: bool, generator: torch.Generator | None,
-                 light_gen: torch.Generator | None = None, normals: bool = True,
-                 sample_gen: torch.Generator | None = None):
+def render_field(
+    field_model: DensityField,
+    background: EnvironmentBackground,
+    occupancy: OccupancyGrid | None,
+    cams: Cameras,
+    samples: int,
+    shading: str,
+    toy: bool,
+    generator: torch.Generator | None,
+    light_gen: torch.Generator | None = None,
+    normals: bool = True,
+    sample_gen: torch.Generator | None = None,
+):
     """Render `cams` through the field: (image (B, H, W, 3), VolumeOutput).
 
     Args:
@@ -116,10 +129,16 @@ def render_field(field_model: DensityField, background: EnvironmentBackground, o
     """
     b, h, w = len(cams), cams.height, cams.width
     origins, dirs = camera_rays(cams)
-    out = render_rays(lambda p: field_model(p), origins.reshape(-1, 3), dirs.reshape(-1, 3),
-                      field_model.config.radius, samples, occupancy,
-                      normal_fn=field_model.normal if normals or shading == "geometry" else None,
-                      generator=sample_gen if sample_gen is not None and generator is not None else generator)
+    out = render_rays(
+        lambda p: field_model(p),
+        origins.reshape(-1, 3),
+        dirs.reshape(-1, 3),
+        field_model.config.radius,
+        samples,
+        occupancy,
+        normal_fn=field_model.normal if normals or shading == "geometry" else None,
+        generator=sample_gen if sample_gen is not None and generator is not None else generator,
+    )
     bg = background(dirs, generator)
     opacity = out.opacity.reshape(b, h, w, 1)
     if shading == "albedo":
@@ -133,20 +152,40 @@ def render_field(field_model: DensityField, background: EnvironmentBackground, o
     return fg + bg * (1.0 - opacity), out
 
 
-def preview_png(field_model: DensityField, background: EnvironmentBackground, occupancy: OccupancyGrid | None,
-                samples: int, size: int) -> bytes:
-    """PNG of the field's albedo from the fixed preview view over the (un-augmented) background (empty cells of
+def preview_png(
+    field_model: DensityField,
+    background: EnvironmentBackground,
+    occupancy: OccupancyGrid | None,
+    samples: int,
+    size: int,
+) -> bytes:
+    """PNG of the field's albedo from the fixed preview view over the (un-augmented) background (empty cells
+    of
     the occupancy grid skipped, no normals)."""
     cams = preview_cameras(size, next(field_model.parameters()).device)
     with torch.no_grad():
-        img, _ = render_field(field_model, background, occupancy, cams, samples, "albedo", True, None,
-                              normals=False)
+        img, _ = render_field(
+            field_model, background, occupancy, cams, samples, "albedo", True, None, normals=False
+        )
     return png_bytes(img[0].float().cpu().numpy())
 
 
-def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, geometry_prompts: PromptEmbeddings,
-               view_conds: dict | None, gen: torch.Generator, noise_gen: torch.Generator, seed: int, emit, stop,
-               t_start: float, progress_every: int, preview_size: int) -> CoarseResult:
+def run_coarse(
+    cfg: CoarseConfig,
+    prior,
+    guidance,
+    prompts: PromptEmbeddings,
+    geometry_prompts: PromptEmbeddings,
+    view_conds: dict | None,
+    gen: torch.Generator,
+    noise_gen: torch.Generator,
+    seed: int,
+    emit,
+    stop,
+    t_start: float,
+    progress_every: int,
+    preview_size: int,
+) -> CoarseResult:
     """Optimise the coarse NeRF.
 
     Args:
@@ -174,7 +213,7 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
     params = list(field_model.parameters()) + list(background.parameters())
     opt = torch.optim.Adam(params, lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-15)
     radius = cfg.field.radius
-    step_size = 2 * 3 ** 0.5 * radius / cfg.samples_per_ray
+    step_size = 2 * 3**0.5 * radius / cfg.samples_per_ray
     occupancy = OccupancyGrid(cfg.occupancy_resolution, radius, threshold=0.01 / step_size, device=device)
     views = ViewSampler(cfg.ranges, cfg.size, gen)
     scale = cfg.steps / REFERENCE_STEPS
@@ -182,7 +221,9 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
     ambient_only = int(round(cfg.ambient_only_frac * cfg.steps))
     front_back = int(round(cfg.front_back_frac * cfg.steps))
     light_gen = torch.Generator().manual_seed(seed + 2)
-    sample_gen = torch.Generator(device=device).manual_seed(seed + 3)   # stratified offsets, drawn on the device
+    sample_gen = torch.Generator(device=device).manual_seed(
+        seed + 3
+    )  # stratified offsets, drawn on the device
     timings = dict.fromkeys(("occupancy", "render", "prior", "backward", "optimiser"), 0.0)
     sample_sum, kept_sum, steps_run = 0.0, 0.0, 0
     clock = device_clock(device, cfg.profile)
@@ -196,16 +237,26 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
         t1 = clock()
         cams = views.sample(cfg.batch_size, front_back_only=step < front_back).to(device)
         shading = choose_shading(step, ambient_only, gen)
-        image, out = render_field(field_model, background, occupancy, cams, cfg.samples_per_ray, shading, cfg.toy,
-                                  gen, light_gen, sample_gen=sample_gen)
+        image, out = render_field(
+            field_model,
+            background,
+            occupancy,
+            cams,
+            cfg.samples_per_ray,
+            shading,
+            cfg.toy,
+            gen,
+            light_gen,
+            sample_gen=sample_gen,
+        )
         t2 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
-        if view_conds is not None:   # real priors: view-interpolated prompts with Perp-Neg (csd-if.yaml)
+        if view_conds is not None:  # real priors: view-interpolated prompts with Perp-Neg (csd-if.yaml)
             pos, pn = perp_neg_prompts(view_conds, cams.c2w)
             step_prompts = dataclasses.replace(step_prompts, cond=pos, perp_neg=pn)
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
-        sparsity = (out.opacity ** 2 + 0.01).sqrt().mean()
+        sparsity = (out.opacity**2 + 0.01).sqrt().mean()
         loss = g.loss + orient_w(step) * out.orient + sparsity_w(step) * sparsity
         t3 = clock()
         opt.zero_grad(set_to_none=True)
@@ -220,10 +271,25 @@ def run_coarse(cfg: CoarseConfig, prior, guidance, prompts: PromptEmbeddings, ge
         steps_run = step + 1
         if steps_run % progress_every == 0 or steps_run == cfg.steps:
             rate = (time.perf_counter() - t_loop) / steps_run
-            emit(ProgressEvent("coarse", steps_run, cfg.steps, float(g.raw_loss), time.perf_counter() - t_start,
-                               rate * (cfg.steps - steps_run),
-                               preview_png(field_model, background, occupancy, cfg.samples_per_ray, preview_size)))
+            emit(
+                ProgressEvent(
+                    "coarse",
+                    steps_run,
+                    cfg.steps,
+                    float(g.raw_loss),
+                    time.perf_counter() - t_start,
+                    rate * (cfg.steps - steps_run),
+                    preview_png(field_model, background, occupancy, cfg.samples_per_ray, preview_size),
+                )
+            )
     n = max(steps_run, 1)
-    logger.info("coarse: %d steps, occupied %.1f %%, samples/ray %.1f → %.1f", steps_run,
-                100 * occupancy.occupied_fraction(), sample_sum / n, kept_sum / n)
-    return CoarseResult(field_model, background, occupancy, steps_run, timings, (sample_sum / n, kept_sum / n))
+    logger.info(
+        "coarse: %d steps, occupied %.1f %%, samples/ray %.1f → %.1f",
+        steps_run,
+        100 * occupancy.occupied_fraction(),
+        sample_sum / n,
+        kept_sum / n,
+    )
+    return CoarseResult(
+        field_model, background, occupancy, steps_run, timings, (sample_sum / n, kept_sum / n)
+    )

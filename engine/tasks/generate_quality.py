@@ -1,8 +1,10 @@
 """Text-to-mesh quality presets: steps and sizes of the coarse and refine stages per prior family.
 
 Official runs (csd_reference.md §2a–2b) are 10 000 coarse steps at 64² batch 4 with 512 samples per ray and
-10 000 refine steps on a 256 grid at 512²; the real-model presets scale that down, the toy presets fit CPU minutes.
+10 000 refine steps on a 256 grid at 512²; the real-model presets scale that down, the toy presets fit CPU
+minutes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

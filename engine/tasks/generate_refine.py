@@ -1,11 +1,12 @@
 """Text to mesh, stage 2 ("refine"): DMTet on a tetrahedral grid made in code, rasterized, optimised with CSD.
 
-The SDF starts from the coarse density at the official isosurface threshold (sdf = clamp(threshold − σ, −1, 1),
-negative inside); the texture is the coarse field's albedo, trained further. Per step: marching tetrahedra →
-rasterize at the prior's size → albedo or geometry shading (from step 0, csd-sd-refine's `ambient_only_steps 0`)
-over a light solid background → antialias (silhouette gradients) → guidance + λ_nc · normal consistency → Adam.
-With `geometry=False` (`--refine texture`) the surface is extracted once and only the texture trains.
+The SDF starts from the coarse density at the official isosurface threshold (sdf = clamp(threshold − σ, −1,
+1), negative inside); the texture is the coarse field's albedo, trained further. Per step: marching tetrahedra
+→ rasterize at the prior's size → albedo or geometry shading (from step 0, csd-sd-refine's `ambient_only_steps
+0`) over a light solid background → antialias (silhouette gradients) → guidance + λ_nc · normal consistency →
+Adam. With `geometry=False` (`--refine texture`) the surface is extracted once and only the texture trains.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,15 +26,17 @@ from ..images import png_bytes
 from ..render.cameras import Cameras
 from ..render.rasterize import antialias, interpolate, rasterize
 from .base import ProgressEvent
-from .common.clock import device_clock
 from .common.backgrounds import solid_backgrounds
+from .common.clock import device_clock
 from .common.preview import preview_cameras
 from .common.views import OrbitRanges, ViewSampler
 from .generate_shading import choose_shading, geometry_colour, light_directions
 
 logger = logging.getLogger(__name__)
 
-REFINE_RANGES = OrbitRanges(elevation=(-10.0, 45.0), azimuth=(-180.0, 180.0), distance=(1.5, 2.0), fov=(40.0, 70.0))
+REFINE_RANGES = OrbitRanges(
+    elevation=(-10.0, 45.0), azimuth=(-180.0, 180.0), distance=(1.5, 2.0), fov=(40.0, 70.0)
+)
 
 
 @dataclass
@@ -85,9 +88,11 @@ class RefineResult:
 
 
 @torch.no_grad()
-def initial_sdf(field_model: DensityField, points: torch.Tensor, threshold: float, chunk: int = 65536) -> torch.Tensor:
+def initial_sdf(
+    field_model: DensityField, points: torch.Tensor, threshold: float, chunk: int = 65536
+) -> torch.Tensor:
     """(V,) clamp(threshold − density, −1, 1) at `points (V, 3)`: negative inside the coarse surface."""
-    dens = torch.cat([field_model.density(points[i:i + chunk]) for i in range(0, len(points), chunk)])
+    dens = torch.cat([field_model.density(points[i : i + chunk]) for i in range(0, len(points), chunk)])
     return (threshold - dens).clamp(-1.0, 1.0)
 
 
@@ -99,8 +104,16 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return F.normalize(vn, dim=-1, eps=1e-12)
 
 
-def render_mesh(field_model: DensityField, vertices: torch.Tensor, faces: torch.Tensor, cams: Cameras, shading: str,
-                background: torch.Tensor, toy: bool, light: torch.Tensor | None = None) -> torch.Tensor:
+def render_mesh(
+    field_model: DensityField,
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    cams: Cameras,
+    shading: str,
+    background: torch.Tensor,
+    toy: bool,
+    light: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(B, H, W, 3) render of the mesh: albedo from the field, or geometry shading; antialiased silhouettes.
 
     Args:
@@ -133,15 +146,28 @@ def preview_png(field_model: DensityField, vertices: torch.Tensor, faces: torch.
     """PNG of the textured surface from the fixed preview view over white."""
     cams = preview_cameras(size, vertices.device)
     with torch.no_grad():
-        img = render_mesh(field_model, vertices, faces, cams, "albedo", torch.ones(1, 3, device=vertices.device),
-                          True)
+        img = render_mesh(
+            field_model, vertices, faces, cams, "albedo", torch.ones(1, 3, device=vertices.device), True
+        )
     return png_bytes(img[0].float().cpu().numpy())
 
 
-def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, prompts: PromptEmbeddings,
-               geometry_prompts: PromptEmbeddings, view_conds: dict | None, gen: torch.Generator,
-               noise_gen: torch.Generator, emit, stop, t_start: float, progress_every: int,
-               preview_size: int) -> RefineResult:
+def run_refine(
+    cfg: RefineConfig,
+    field_model: DensityField,
+    prior,
+    guidance,
+    prompts: PromptEmbeddings,
+    geometry_prompts: PromptEmbeddings,
+    view_conds: dict | None,
+    gen: torch.Generator,
+    noise_gen: torch.Generator,
+    emit,
+    stop,
+    t_start: float,
+    progress_every: int,
+    preview_size: int,
+) -> RefineResult:
     """Build the DMTet grid from the coarse field and optimise it (see the module docstring).
 
     Args:
@@ -185,16 +211,20 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
         cams = views.sample(cfg.batch_size).to(device)
         # geometry batches train nothing when the surface is fixed: the texture-only refine renders albedo
         shading = choose_shading(step, 0, gen) if cfg.geometry else "albedo"
-        bg = (solid_backgrounds("random", cfg.batch_size, gen) if cfg.toy
-              else torch.rand(cfg.batch_size, 3, generator=gen)).to(device)
+        bg = (
+            solid_backgrounds("random", cfg.batch_size, gen)
+            if cfg.toy
+            else torch.rand(cfg.batch_size, 3, generator=gen)
+        ).to(device)
         light = light_directions(cams.c2w, light_gen)
         image = render_mesh(field_model, verts, faces, cams, shading, bg, cfg.toy, light)
         t2 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
-        if view_conds is not None:   # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
+        if view_conds is not None:  # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
             step_prompts = dataclasses.replace(
-                step_prompts, cond=torch.cat([view_conds[v] for v in view_names(cams.c2w)]))
+                step_prompts, cond=torch.cat([view_conds[v] for v in view_names(cams.c2w)])
+            )
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         loss = g.loss
         if cfg.geometry and cfg.normal_consistency > 0:
@@ -210,12 +240,20 @@ def run_refine(cfg: RefineConfig, field_model: DensityField, prior, guidance, pr
         steps_run = step + 1
         if steps_run % progress_every == 0 or steps_run == cfg.steps:
             rate = (time.perf_counter() - t_loop) / steps_run
-            emit(ProgressEvent("refine", steps_run, cfg.steps, float(g.raw_loss), time.perf_counter() - t_start,
-                               rate * (cfg.steps - steps_run),
-                               preview_png(field_model, verts.detach(), faces, preview_size)))
+            emit(
+                ProgressEvent(
+                    "refine",
+                    steps_run,
+                    cfg.steps,
+                    float(g.raw_loss),
+                    time.perf_counter() - t_start,
+                    rate * (cfg.steps - steps_run),
+                    preview_png(field_model, verts.detach(), faces, preview_size),
+                )
+            )
     with torch.no_grad():
         verts, faces = geom() if fixed is None else fixed
-        if faces.shape[0] == 0:                               # fall back to the initial surface
+        if faces.shape[0] == 0:  # fall back to the initial surface
             geom.sdf.copy_(initial_sdf(field_model, geom.grid_vertices, cfg.isosurface_threshold))
             geom.deformation.zero_()
             verts, faces = geom()

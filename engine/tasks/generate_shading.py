@@ -1,12 +1,13 @@
-"""What a generate-stage batch shows the prior: albedo, the normal map (real priors), or grey Lambertian shading
-(the toy prior), following the official CSD material schedule (csd_reference.md §2a).
+"""What a generate-stage batch shows the prior: albedo, the normal map (real priors), or grey Lambertian
+shading (the toy prior), following the official CSD material schedule (csd_reference.md §2a).
 
 Official (`textureless_normal: true`, `diffuse_prob 0.5`, `textureless_prob 1.0`): albedo only until
-`ambient_only_steps`, then half the batches albedo and half the normal map `n·0.5 + 0.5`. The toy prior never saw
-normal maps; it saw grey, textureless, shaded renders captioned with the shape alone, so for it the "normal" batches
-are grey Lambertian renders (light near the camera, as threestudio's "dreamfusion" light strategy) and their prompt
-keeps only the shape words.
+`ambient_only_steps`, then half the batches albedo and half the normal map `n·0.5 + 0.5`. The toy prior never
+saw normal maps; it saw grey, textureless, shaded renders captioned with the shape alone, so for it the
+"normal" batches are grey Lambertian renders (light near the camera, as threestudio's "dreamfusion" light
+strategy) and their prompt keeps only the shape words.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,7 @@ GREY_ALBEDO, AMBIENT, DIFFUSE = 0.75, 0.35, 0.65
 
 
 def choose_shading(step: int, ambient_only_steps: int, generator: torch.Generator) -> str:
-    """"albedo" or "geometry" for this batch: albedo during the warm-up, then each with probability 0.5.
+    """ "albedo" or "geometry" for this batch: albedo during the warm-up, then each with probability 0.5.
 
     Args:
         step: 0-based step of the stage.

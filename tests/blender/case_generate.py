@@ -1,6 +1,7 @@
-"""Text to mesh in headless Blender against a real engine subprocess (CPU, bundled toy prior): the operator adds
-one object at the 3D cursor with its own material and packed image, one undo removes it, and a cancel or an
-engine kill leaves the scene as it was."""
+"""Text to mesh in headless Blender against a real engine subprocess (CPU, bundled toy prior): the operator
+adds one object at the 3D cursor with its own material and packed image, one undo removes it, and a cancel or
+an engine kill leaves the scene as it was."""
+
 from __future__ import annotations
 
 import bpy_env  # noqa: F401  (must come before bpy)
@@ -47,6 +48,7 @@ def _configure(prompt="a red cube", steps_coarse=4, steps_refine=2):
 
 def _when(condition, action, timeout=180.0) -> threading.Thread:
     """Run `action` (no bpy) from a helper thread once `condition` holds (the operator blocks this one)."""
+
     def run():
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -54,6 +56,7 @@ def _when(condition, action, timeout=180.0) -> threading.Thread:
                 action()
                 return
             time.sleep(0.01)
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -69,14 +72,15 @@ def test_one_object_at_the_cursor_with_its_material_and_packed_image_and_one_und
     ops = bpy_env.submodule("operators_generate")
     assert {"REGISTER", "UNDO"} <= ops.CSD_OT_text_to_mesh.bl_options
     stages = []
-    helper = _when(lambda: session.job is not None and session.job.stage == "refine",
-                   lambda: stages.append("refine"))
+    helper = _when(
+        lambda: session.job is not None and session.job.stage == "refine", lambda: stages.append("refine")
+    )
     with bpy.context.temp_override(window=window, area=area):
         bpy.ops.ed.undo_push(message="before the job")
         before = bpy_env.counts()
         names = set(bpy.data.objects.keys())
         assert bpy.ops.csd.text_to_mesh() == {"FINISHED"}
-        bpy.ops.ed.undo_push(message=ops.CSD_OT_text_to_mesh.bl_label)   # what Blender does after an UNDO op
+        bpy.ops.ed.undo_push(message=ops.CSD_OT_text_to_mesh.bl_label)  # what Blender does after an UNDO op
         helper.join()
         new = [bpy.data.objects[n] for n in set(bpy.data.objects.keys()) - names]
         assert len(new) == 1, new
@@ -97,16 +101,17 @@ def test_one_object_at_the_cursor_with_its_material_and_packed_image_and_one_und
         assert bpy.ops.ed.undo() == {"FINISHED"}
     assert not (set(bpy.data.objects.keys()) - names)
     after = bpy_env.counts()
-    assert {k: after[k] for k in ("objects", "meshes", "materials")} == \
-        {k: before[k] for k in ("objects", "meshes", "materials")}
-    assert stages == ["refine"]          # the panel saw the refine stage's progress
+    assert {k: after[k] for k in ("objects", "meshes", "materials")} == {
+        k: before[k] for k in ("objects", "meshes", "materials")
+    }
+    assert stages == ["refine"]  # the panel saw the refine stage's progress
 
 
 def test_cancel_leaves_the_scene_as_it_was(session):
     bpy_env.reset_scene()
     _configure(steps_coarse=500)
     before = bpy_env.counts()
-    running = lambda: session.job is not None and session.job.stage == "coarse" and session.job.step >= 1  # noqa
+    running = lambda: session.job is not None and session.job.stage == "coarse" and session.job.step >= 1
     helper = _when(running, lambda: setattr(session.job, "cancel_requested", True))
     assert bpy.ops.csd.text_to_mesh() == {"CANCELLED"}
     helper.join()
@@ -118,7 +123,7 @@ def test_engine_killed_mid_job_leaves_the_scene_as_it_was(session):
     _configure(steps_coarse=500)
     before = bpy_env.counts()
     pid = session.process.pid
-    running = lambda: session.job is not None and session.job.step >= 1  # noqa: E731
+    running = lambda: session.job is not None and session.job.step >= 1
     helper = _when(running, lambda: os.killpg(pid, signal.SIGKILL))
     with pytest.raises(RuntimeError, match="engine died"):
         bpy.ops.csd.text_to_mesh()
@@ -161,4 +166,6 @@ def test_panel_shows_the_settings_the_operator_and_why_it_cannot_start(ext):
     assert "steps_refine" not in [c[1] for c in draw() if c[0] == "prop"]
     _configure(prompt="a red teapot")
     labels = [c[1] for c in draw() if c[0] == "label"]
-    assert "Enter a prompt" not in labels and any("teapot" in text for text in labels)   # unknown toy word flagged
+    assert "Enter a prompt" not in labels and any(
+        "teapot" in text for text in labels
+    )  # unknown toy word flagged

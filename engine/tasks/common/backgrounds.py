@@ -1,4 +1,5 @@
 """Background colours composited behind training renders (random light solid colours, or a fixed colour)."""
+
 from __future__ import annotations
 
 import torch

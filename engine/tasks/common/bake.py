@@ -1,9 +1,10 @@
-"""Bake a colour field into a mesh's UVs (the user's, else xatlas) with seam padding — one path for every task."""
+"""Bake a colour field into a mesh's UVs (the user's, else xatlas) with seam padding, for every task."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,9 +27,14 @@ class BakedTexture:
     unwrapped: bool
 
 
-def bake_field(field: Callable[[torch.Tensor], torch.Tensor], mesh: Mesh, mesh_n: Mesh, size: int,
-               device: torch.device | str = "cpu") -> BakedTexture:
-    """Bake `field` (defined in the normalised frame) into `mesh`'s UVs, unwrapping with xatlas when it has none.
+def bake_field(
+    field: Callable[[torch.Tensor], torch.Tensor],
+    mesh: Mesh,
+    mesh_n: Mesh,
+    size: int,
+    device: torch.device | str = "cpu",
+) -> BakedTexture:
+    """Bake `field` (defined in the normalised frame) into `mesh`'s UVs (xatlas unwrap when it has none).
 
     Args:
         field: points (N, 3) in the normalised frame → colours (N, C).
@@ -39,5 +45,7 @@ def bake_field(field: Callable[[torch.Tensor], torch.Tensor], mesh: Mesh, mesh_n
     """
     uvs, unwrapped = ensure_uvs(mesh)
     with torch.no_grad():
-        image = bake(lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size)
+        image = bake(
+            lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size
+        )
     return BakedTexture(image=image, uvs=uvs.astype(np.float32), unwrapped=unwrapped)

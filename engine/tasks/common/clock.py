@@ -1,8 +1,9 @@
-"""Per-part step timers: host clocks, optionally synchronised with the device so CUDA parts are measured exactly."""
+"""Per-part step timers: host clocks, optionally synchronised with the device (exact CUDA part times)."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -16,8 +17,10 @@ def device_clock(device: torch.device | str, sync: bool) -> Callable[[], float]:
             attributed to the part that next waits for it).
     """
     if sync and torch.device(device).type == "cuda":
+
         def clock() -> float:
             torch.cuda.synchronize(device)
             return time.perf_counter()
+
         return clock
     return time.perf_counter

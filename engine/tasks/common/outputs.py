@@ -1,12 +1,13 @@
-"""Result files every file-based job writes: GLB, OBJ+MTL+PNG, turntable PNG and job.json with the reproducing command."""
+"""Result files of every file-based job: GLB, OBJ+MTL+PNG, turntable PNG, job.json (reproducing command)."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import platform
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -19,8 +20,14 @@ def image_sha256(image: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
-def write_textured_mesh(out: str | Path, mesh: Mesh, texture: np.ndarray, turntable: np.ndarray, obj_up: str = "z",
-                        name: str = "textured") -> dict[str, Path]:
+def write_textured_mesh(
+    out: str | Path,
+    mesh: Mesh,
+    texture: np.ndarray,
+    turntable: np.ndarray,
+    obj_up: str = "z",
+    name: str = "textured",
+) -> dict[str, Path]:
     """Write `{name}.glb`, `{name}.obj/.mtl`, `texture.png` and `turntable.png` into `out` (created).
 
     Args:
@@ -28,8 +35,8 @@ def write_textured_mesh(out: str | Path, mesh: Mesh, texture: np.ndarray, turnta
         mesh: world-space mesh (Z up) with per-corner `uvs`.
         texture: (S, S, 3) float32 in [0, 1], top row first.
         turntable: (H, W, 3) float32 sheet.
-        obj_up: up axis written into the OBJ ("z" keeps Blender's frame, "y" as the input file had it); the GLB is
-            always Y up, as glTF requires.
+        obj_up: up axis written into the OBJ ("z" keeps Blender's frame, "y" as the input file had it); the
+            GLB is always Y up, as glTF requires.
         name: base name of the mesh files.
     Returns:
         {"glb", "obj", "texture", "turntable", "job"} → paths ("job" is where `write_job_record` writes).
@@ -54,13 +61,19 @@ def engine_versions() -> dict:
 
     from ... import __version__
 
-    return {"engine": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+    return {
+        "engine": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
-def write_job_record(path: str | Path, task: str, params: dict, stats: dict, argv: Sequence[str],
-                     seconds: float, **extra) -> Path:
-    """Write job.json: task, resolved params, stats, versions, wall time and the command that reproduces the run.
+def write_job_record(
+    path: str | Path, task: str, params: dict, stats: dict, argv: Sequence[str], seconds: float, **extra
+) -> Path:
+    """Write job.json: task, resolved params, stats, versions, wall time and the reproducing command.
 
     Args:
         path: the job.json path.
@@ -71,7 +84,14 @@ def write_job_record(path: str | Path, task: str, params: dict, stats: dict, arg
         seconds: wall-clock seconds of the whole job.
         extra: further JSON-able top-level entries (e.g. the input mesh's path and hash).
     """
-    record = {"task": task, "params": params, **extra, "stats": stats, "seconds": round(seconds, 2),
-              "versions": engine_versions(), "command": "python -m engine " + shlex.join(argv)}
+    record = {
+        "task": task,
+        "params": params,
+        **extra,
+        "stats": stats,
+        "seconds": round(seconds, 2),
+        "versions": engine_versions(),
+        "command": "python -m engine " + shlex.join(argv),
+    }
     Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return Path(path)

@@ -1,7 +1,8 @@
 """The fixed preview view progress events show, and a PNG of a colour field on a mesh seen from it."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -20,12 +21,19 @@ def preview_cameras(size: int, device: torch.device | str = "cpu") -> Cameras:
         device: where the cameras live.
     """
     v = PREVIEW_VIEW
-    return orbit_from_angles(torch.tensor([v["elevation"]]), torch.tensor([v["azimuth"]]),
-                             torch.tensor([v["distance"]]), torch.tensor([v["fov"]]), size, size).to(device)
+    return orbit_from_angles(
+        torch.tensor([v["elevation"]]),
+        torch.tensor([v["azimuth"]]),
+        torch.tensor([v["distance"]]),
+        torch.tensor([v["fov"]]),
+        size,
+        size,
+    ).to(device)
 
 
-def field_preview_png(field: Callable[[torch.Tensor], torch.Tensor], verts: torch.Tensor, faces: torch.Tensor,
-                      size: int) -> bytes:
+def field_preview_png(
+    field: Callable[[torch.Tensor], torch.Tensor], verts: torch.Tensor, faces: torch.Tensor, size: int
+) -> bytes:
     """PNG of `field(points (N, 3)) -> rgb (N, 3)` on the mesh `verts (V, 3)`, `faces (F, 3)` over white.
 
     Args:
