@@ -103,6 +103,8 @@ def test_tiny_run_stages_progress_determinism_and_output():
         abs(float(extent.max()) - 1.0) < 1e-5 and np.abs(m.vertices.max(0) + m.vertices.min(0)).max() < 1e-5
     )
     assert a.stats["non_manifold_edges"] == non_manifold_edges(m)
+    parts = trimesh.Trimesh(m.vertices, m.faces, process=True).split(only_watertight=False)
+    assert len(parts) == 1  # one connected mesh
     assert a.params["steps_coarse"] == 6 and a.params["isosurface_threshold"] == 1.0
     assert a.stats["samples_per_ray"][1] < a.stats["samples_per_ray"][0]  # the occupancy grid culls
 
@@ -238,6 +240,7 @@ def test_a_colour_shape_prompt_gives_one_mesh_in_that_colour(colour, shape):
     result = run_generate(make_generate_job(GenerateParams(prompt=f"a {colour} {shape}", **QUALITY), {}))
     m = result.mesh
     assert 0 < len(m.faces) <= QUALITY["face_budget"]
+    assert len(trimesh.Trimesh(m.vertices, m.faces, process=True).split(only_watertight=False)) == 1
     assert np.abs(m.vertices).max() <= 0.5 + 1e-5  # inside the bound (size 1, centred)
     assert "non_manifold_edges" in result.stats
     views = mesh_turntable(m, result.texture, m.uvs, size=96)
