@@ -209,6 +209,7 @@ def test_scaled_presets():
     assert g.config.t_max == [5, 0.98, 0.5, 6]
     toy = build_guidance("csd-toy", total_steps=300)
     assert toy.config.omega2 == [0, 0.0, 1.0, 150] and toy.config.grad_mode == "unit_l2"
+    assert toy.config.t_max == 0.98   # no late drop to t ≤ 0.5 on the 32² toy prior (see presets.py)
     assert set(preset_names()) == {"csd-if", "csd-sd-refine", "sds-sd", "csd-edit", "csd-toy"}
 
 

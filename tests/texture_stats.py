@@ -6,7 +6,9 @@ import colorsys
 import numpy as np
 
 # hue ranges in degrees (the family of each prompt colour)
-HUE_FAMILIES = {"red": [(330, 360), (0, 22)], "yellow": [(40, 75)], "green": [(75, 170)], "blue": [(190, 265)]}
+HUE_FAMILIES = {"red": [(330, 360), (0, 22)], "orange": [(22, 40)], "yellow": [(40, 75)], "green": [(75, 170)],
+                "blue": [(190, 265)], "purple": [(265, 330)]}
+NEUTRAL_SATURATION = 0.15   # HSV saturation below which a pixel counts as white / grey / black
 
 
 def object_mask(image: np.ndarray, background=(1.0, 1.0, 1.0), tol: float = 0.02) -> np.ndarray:
@@ -57,3 +59,13 @@ def stripe_peak(image: np.ndarray, mask: np.ndarray, min_pixels: int = 4) -> flo
     prof = prof - np.polyval(np.polyfit(x, prof, 1), x)
     power = np.abs(np.fft.rfft(prof * np.hanning(len(prof)))) ** 2 / len(prof)
     return float(power[2:].max() / max(lum[mask].mean() ** 2, 1e-6))
+
+
+def family_share(pixels: np.ndarray, colour: str, neutral_ok: bool = False) -> float:
+    """Share of (N, 3) RGB pixels whose own hue lies in `colour`'s family (HSV saturation > 0.2), counting neutral
+    pixels (saturation < NEUTRAL_SATURATION: white, grey, black) as in the family when `neutral_ok`."""
+    h, s = hue_saturation(pixels)
+    hit = (s > 0.2) & np.any([(h >= lo) & (h < hi) for lo, hi in HUE_FAMILIES[colour]], axis=0)
+    if neutral_ok:
+        hit |= s < NEUTRAL_SATURATION
+    return float(hit.mean()) if len(pixels) else 0.0

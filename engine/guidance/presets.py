@@ -78,8 +78,13 @@ CSD_EDIT = CSDConfig(
 
 # The bundled toy prior: csd-if rescaled to a short CPU run; its vocabulary has no words for the official
 # negative prompt, so there is none (ω2 then multiplies ε(∅) − ε(∅) = 0 and the null branch carries −ω1).
+# t keeps the full [0.02, 0.98] range for the whole run: the official late drop to t ≤ 0.5 refines detail on a
+# 64² IF render, but on the 32² toy prior the classifier direction at t ≤ 0.5 is mostly pattern and background
+# evidence, and Adam (eps 1e-15, scale-free) drives the weakly seen parts of a mesh to "background" colours —
+# light, complementary tints (measured: "a blue sphere" on Spot, 150 steps, object pixels in the blue family or
+# neutral 0.47 with the drop, 0.76 without; bench/README.md).
 CSD_TOY = GuidanceConfig.scaled(CSD_IF, TOY_DEFAULT_STEPS).replace(name="csd-toy", negative_prompt="",
-                                                                  perpneg_scale=0.0)
+                                                                  perpneg_scale=0.0, t_max=0.98)
 
 PRESETS: dict[str, GuidanceConfig] = {c.name: c for c in (CSD_IF, CSD_SD_REFINE, SDS_SD, CSD_EDIT, CSD_TOY)}
 

@@ -13,8 +13,10 @@ from .sample import ddim_sample
 
 logger = logging.getLogger(__name__)
 
+# every colour, pattern and shape word at least once
 DEFAULT_PROMPTS = ("a red sphere", "a green cube", "a blue striped cylinder", "a yellow checkered cone",
-                   "a purple dotted torus", "a orange capsule")
+                   "a purple dotted torus", "a orange capsule", "a white plain cube", "a black sphere",
+                   "a blue torus", "a red striped cone")
 
 
 def main(argv: list[str] | None = None) -> int:
