@@ -306,6 +306,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per case (after 2 warm-up steps)")
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--skip-adherence", action="store_true", help="skip the toy prior's DDIM adherence figures")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -319,6 +320,9 @@ def main() -> None:
     if torch.cuda.is_available() and not args.cpu_only:
         rows += cuda_cases(args.steps)
     print_table(rows)
+    import toy_prior  # bench/toy_prior.py: toy UNet forward (old vs new architecture) and sampling adherence
+
+    toy_prior.main(["--skip-adherence"] if args.skip_adherence else [])
 
 
 if __name__ == "__main__":

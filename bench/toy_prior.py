@@ -110,10 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-rev", default="91bf027", help="git revision holding the v1 toy prior")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--skip-forward", action="store_true")
+    parser.add_argument("--skip-adherence", action="store_true")
     args = parser.parse_args(argv)
     if not args.skip_forward:
         forward_table(args.prior, args.baseline_rev)
-    adherence_tables(args.prior, args.samples)
+    if not args.skip_adherence:
+        adherence_tables(args.prior, args.samples)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ def _centre(name: str) -> tuple[float, float, float]:
 
 
 COLOURS: dict[str, tuple[float, float, float]] = {name: _centre(name) for name in COLOUR_HSV}
-# the second colour of every pattern: white, light grey or dark grey for every chromatic colour; light grey for
-# white and black (see dataset.sample_neutral)
+# the second colour of every pattern, for every colour: white, light grey, dark grey (the one that would vanish is
+# skipped for white and black; see dataset.sample_neutral)
 NEUTRALS: dict[str, float] = {"white": 0.95, "light grey": 0.72, "dark grey": 0.20}
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus", "capsule")
