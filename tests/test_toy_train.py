@@ -36,3 +36,16 @@ def test_continued_run_starts_from_the_given_prior_and_counts_its_steps(tmp_path
     old, new = _unet_weights(TOY_PRIOR_DIR), _unet_weights(tmp_path / "more")
     deltas = [float((new[k] - old[k]).abs().max()) for k in old]
     assert 0 < max(deltas) < 0.05, max(deltas)                    # moved, but only a little
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_with_the_same_weights(tmp_path):
+    kw = dict(steps=6, batch_size=4, images=16, lr=1e-3, seed=0, ema_decay=0.9, width=16, min_snr=5.0)
+    train(tmp_path / "straight", **kw)
+    train(tmp_path / "half", **{**kw, "steps": 6}, checkpoint=tmp_path / "ck", checkpoint_every=3)
+    state = torch.load(tmp_path / "ck" / "state.pt", weights_only=True)
+    assert state["step"] == 3                                     # the last checkpoint before the end
+    info = train(tmp_path / "resumed", **kw, checkpoint=tmp_path / "ck", resume=True)
+    assert info["steps"] == 6 and info["resumed_from_step"] == 3   # ran steps 3-5 only
+    a, b = _unet_weights(tmp_path / "straight"), _unet_weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "ck" / "prior" / "unet").is_dir()         # a loadable EMA prior beside the state

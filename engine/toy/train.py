@@ -136,6 +136,8 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
             "dataset_seconds": round(t_data, 1), "train_seconds": round(seconds, 1),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
         }
+        if start:
+            info["resumed_from_step"] = start
         if previous:
             info["continued_from"] = previous
         return info
