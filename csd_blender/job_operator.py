@@ -85,6 +85,26 @@ class ModalJobOperator:
     job_label: ClassVar[str] = "Job"
 
     # -------------------------------------------------------------------------------------- subclass API
+    @staticmethod
+    def block_reason(context) -> str:
+        """Why the job cannot run now ("" when it can): greys the button out with the reason (poll) and refuses in
+        prepare (`refuse_if_blocked`). Subclasses set `block_reason = staticmethod(their_reason_function)`."""
+        return ""
+
+    @classmethod
+    def poll(cls, context):
+        reason = cls.block_reason(context)
+        if reason:
+            cls.poll_message_set(reason)
+            return False
+        return True
+
+    def refuse_if_blocked(self, context) -> None:
+        """Raise JobRefused with `block_reason` when the job cannot run (the state may change after poll)."""
+        reason = self.block_reason(context)
+        if reason:
+            raise JobRefused(reason)
+
     def prepare(self, context) -> list[JobRequest]:
         """The jobs to run, in order (built on the main thread before anything is submitted).
 

@@ -102,18 +102,10 @@ class CSD_OT_edit_object(ModalJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_label = "Edit"
 
-    @classmethod
-    def poll(cls, context):
-        reason = edit_block_reason(context)
-        if reason:
-            cls.poll_message_set(reason)
-            return False
-        return True
+    block_reason = staticmethod(edit_block_reason)
 
     def prepare(self, context) -> list[JobRequest]:
-        reason = edit_block_reason(context)
-        if reason:
-            raise JobRefused(reason)
+        self.refuse_if_blocked(context)
         obj = context.active_object
         problem = texture_problem(obj)
         if problem:

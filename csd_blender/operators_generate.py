@@ -15,7 +15,7 @@ import numpy as np
 
 from . import apply_result, convert, job_params, preferences
 from .generate_props import generate_params
-from .job_operator import JobRefused, JobRequest, ModalJobOperator
+from .job_operator import JobRequest, ModalJobOperator
 from .operators_jobs import store_options
 
 log = logging.getLogger(__name__)
@@ -96,18 +96,10 @@ class CSD_OT_text_to_mesh(ModalJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_label = "Text to mesh"
 
-    @classmethod
-    def poll(cls, context):
-        reason = generate_block_reason(context)
-        if reason:
-            cls.poll_message_set(reason)
-            return False
-        return True
+    block_reason = staticmethod(generate_block_reason)
 
     def prepare(self, context) -> list[JobRequest]:
-        reason = generate_block_reason(context)
-        if reason:
-            raise JobRefused(reason)
+        self.refuse_if_blocked(context)
         params = generate_params(
             context.scene.csd_generate,
             default_model=preferences.get_preferences().default_model,

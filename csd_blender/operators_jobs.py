@@ -189,18 +189,10 @@ class CSD_OT_texture_from_text(UVChoiceMixin, ModalJobOperator, bpy.types.Operat
 
     uv_action: EnumProperty(name="UVs", items=UV_ACTION_ITEMS, default="ASK", options={"SKIP_SAVE"})
 
-    @classmethod
-    def poll(cls, context):
-        reason = texture_block_reason(context)
-        if reason:
-            cls.poll_message_set(reason)
-            return False
-        return True
+    block_reason = staticmethod(texture_block_reason)
 
     def prepare(self, context) -> list[JobRequest]:
-        reason = texture_block_reason(context)
-        if reason:
-            raise JobRefused(reason)
+        self.refuse_if_blocked(context)
         return [texture_request(context, context.active_object, uv_action=self.uv_action)]
 
     def apply(self, context, request: JobRequest, result) -> str:
@@ -221,18 +213,10 @@ class CSD_OT_texture_selected(UVChoiceMixin, ModalJobOperator, bpy.types.Operato
     def uv_targets(self, context) -> list:
         return selected_meshes(context)
 
-    @classmethod
-    def poll(cls, context):
-        reason = batch_block_reason(context)
-        if reason:
-            cls.poll_message_set(reason)
-            return False
-        return True
+    block_reason = staticmethod(batch_block_reason)
 
     def prepare(self, context) -> list[JobRequest]:
-        reason = batch_block_reason(context)
-        if reason:
-            raise JobRefused(reason)
+        self.refuse_if_blocked(context)
         return [texture_request(context, obj, prompt=obj.csd.prompt, uv_action=self.uv_action)
                 for obj in selected_meshes(context)]
 
