@@ -1,6 +1,7 @@
 """What every task provides to the server and the command line: parameters, job building, run, result packing."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -28,6 +29,21 @@ class ProgressEvent:
     elapsed_s: float = 0.0
     eta_s: float = float("nan")
     preview_png: bytes | None = None
+
+    @classmethod
+    def during(cls, stage: str, done: int, total: int, loss: float, t_start: float, t_loop: float,
+               preview: Callable[[], bytes | None]) -> ProgressEvent:
+        """The event of an optimisation loop after `done` of `total` steps, ETA from the loop's mean step time.
+
+        Args:
+            stage: stage name.
+            done, total: steps finished and planned (done ≥ 1).
+            loss: the last step's guidance loss.
+            t_start, t_loop: time.perf_counter() at the job's and at the loop's start.
+            preview: renders the preview PNG (called once).
+        """
+        now = time.perf_counter()
+        return cls(stage, done, total, loss, now - t_start, (now - t_loop) / done * (total - done), preview())
 
 
 ProgressFn = Callable[[ProgressEvent], None]

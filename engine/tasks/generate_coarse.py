@@ -270,18 +270,8 @@ def run_coarse(
         kept_sum += out.kept
         steps_run = step + 1
         if steps_run % progress_every == 0 or steps_run == cfg.steps:
-            rate = (time.perf_counter() - t_loop) / steps_run
-            emit(
-                ProgressEvent(
-                    "coarse",
-                    steps_run,
-                    cfg.steps,
-                    float(g.raw_loss),
-                    time.perf_counter() - t_start,
-                    rate * (cfg.steps - steps_run),
-                    preview_png(field_model, background, occupancy, cfg.samples_per_ray, preview_size),
-                )
-            )
+            emit(ProgressEvent.during("coarse", steps_run, cfg.steps, float(g.raw_loss), t_start, t_loop,
+                                      lambda: preview_png(field_model, background, occupancy, cfg.samples_per_ray, preview_size)))
     n = max(steps_run, 1)
     logger.info(
         "coarse: %d steps, occupied %.1f %%, samples/ray %.1f → %.1f",

@@ -239,18 +239,8 @@ def run_refine(
             timings[key] += dt
         steps_run = step + 1
         if steps_run % progress_every == 0 or steps_run == cfg.steps:
-            rate = (time.perf_counter() - t_loop) / steps_run
-            emit(
-                ProgressEvent(
-                    "refine",
-                    steps_run,
-                    cfg.steps,
-                    float(g.raw_loss),
-                    time.perf_counter() - t_start,
-                    rate * (cfg.steps - steps_run),
-                    preview_png(field_model, verts.detach(), faces, preview_size),
-                )
-            )
+            emit(ProgressEvent.during("refine", steps_run, cfg.steps, float(g.raw_loss), t_start, t_loop,
+                                      lambda: preview_png(field_model, verts.detach(), faces, preview_size)))
     with torch.no_grad():
         verts, faces = geom() if fixed is None else fixed
         if faces.shape[0] == 0:  # fall back to the initial surface
