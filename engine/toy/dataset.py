@@ -2,7 +2,7 @@
 
 Every image shows one primitive (sphere, cube, cylinder, cone, torus, capsule) whose surface carries a 3D pattern
 (plain, striped, checkered, dotted) in one of eight colours (each a hue / saturation / value region, drawn anew per
-image) with a neutral second colour (white, light grey or dark grey for every colour), over a light random
+image) with a neutral second colour (white, light or dark grey; light grey only on white and black), over a light random
 background, from a random orbit view in the ranges the tasks sample. Half the images are shaded (ambient +
 Lambertian light), the rest flat-lit (albedo only, as the texture task renders); a share are grey and textureless
 (captioned without a colour or pattern), as text to mesh renders geometry. Captions have the form
@@ -69,15 +69,13 @@ def sample_colour(name: str, rng: np.random.Generator) -> tuple[float, float, fl
 
 
 def sample_neutral(name: str, rng: np.random.Generator) -> tuple[float, float, float]:
-    """The second colour of a pattern on colour `name`: white, light or dark grey (the same set for every colour,
-    minus the one that would vanish on white or black), with a little jitter.
+    """The second colour of a pattern on colour `name`, with a little jitter: white, light or dark grey for the
+    chromatic colours; light grey only for white and black.
 
-    Known weakness (measured, see README): white with dark-grey stripes and black with white stripes are the same
-    half-and-half picture, so the prior confuses "white" with "black"; light grey only for both fixes the data
-    (a 1500-step fine-tune lifted DDIM "a white sphere" from 8 to 10 of 16) but the bundled weights predate it.
+    White with dark-grey stripes and black with white stripes would be the same half-and-half picture, and the v2
+    prior (trained on that) confused "white" with "black" (DDIM 8 of 16 white); light grey keeps the two apart.
     """
-    skip = {"white": "white", "black": "dark grey"}.get(name)
-    options = [k for k in NEUTRALS if k != skip]
+    options = ["light grey"] if name in ("white", "black") else list(NEUTRALS)
     v = NEUTRALS[options[int(rng.integers(len(options)))]] + rng.uniform(-0.04, 0.04)
     return (float(np.clip(v, 0, 1)),) * 3
 
