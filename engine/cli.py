@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_generate_parser(subparsers)
     add_generate_demo_parser(subparsers)
+    from .cli_batch import add_batch_parser
+
+    add_batch_parser(subparsers)
     return parser
 
 

@@ -77,8 +77,13 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
     return argv
 
 
-def run_edit_files(args: argparse.Namespace) -> dict[str, Path]:
-    """Edit `args.mesh` and write the texture command's files plus before_after.png."""
+def run_edit_files(args: argparse.Namespace, write_dir: str | Path | None = None) -> dict[str, Path]:
+    """Edit `args.mesh` and write the texture command's files plus before_after.png.
+
+    Args:
+        args: the parsed `edit` command line.
+        write_dir: write the files here instead of `args.out` (job.json still names `args.out`).
+    """
     from .cli_jobs import ProgressBar
     from .images import save_png
     from .mesh import load_mesh, load_texture_image
@@ -97,15 +102,16 @@ def run_edit_files(args: argparse.Namespace) -> dict[str, Path]:
     if texture is not None:
         arrays["texture"] = texture
     job = make_edit_job(params, arrays)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(write_dir if write_dir is not None else args.out)
+    out.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar("edit", quiet=args.quiet, bar_stages=("fitting", "optimising"))
     t0 = time.time()
     try:
         result = run_edit(job, progress=bar)
     finally:
         bar.close()
-    files = write_textured_mesh(args.out, result.mesh, result.texture, result.turntable, obj_up=up)
-    files["before_after"] = save_png(Path(args.out) / "before_after.png", result.before_after)
+    files = write_textured_mesh(out, result.mesh, result.texture, result.turntable, obj_up=up)
+    files["before_after"] = save_png(out / "before_after.png", result.before_after)
     mesh_record = {"path": str(Path(args.mesh).resolve()),
                    "sha256": hashlib.sha256(Path(args.mesh).read_bytes()).hexdigest(), "up_axis": up,
                    "faces": len(job.mesh.faces), "texture": str(Path(args.texture).resolve()) if args.texture

@@ -141,13 +141,19 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
     return argv
 
 
-def run_generate_files(args: argparse.Namespace) -> dict[str, Path]:
-    """Generate from `args.prompt`; write generated.glb/.obj/.mtl, texture.png, turntable.png, job.json."""
+def run_generate_files(args: argparse.Namespace, write_dir: str | Path | None = None) -> dict[str, Path]:
+    """Generate from `args.prompt`; write generated.glb/.obj/.mtl, texture.png, turntable.png, job.json.
+
+    Args:
+        args: the parsed `generate` command line.
+        write_dir: write the files here instead of `args.out` (job.json still names `args.out`).
+    """
     from .tasks.common.outputs import write_job_record, write_textured_mesh
     from .tasks.generate import make_generate_job, run_generate
 
     job = make_generate_job(_params_from_args(args).validate(), {})
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(write_dir if write_dir is not None else args.out)
+    out.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar("generate", quiet=args.quiet, bar_stages=("coarse", "refine"))
     t0 = time.time()
     try:
@@ -155,7 +161,7 @@ def run_generate_files(args: argparse.Namespace) -> dict[str, Path]:
     finally:
         bar.close()
     files = write_textured_mesh(
-        args.out, result.mesh, result.texture, result.turntable, obj_up="z", name="generated"
+        out, result.mesh, result.texture, result.turntable, obj_up="z", name="generated"
     )
     write_job_record(
         files["job"],

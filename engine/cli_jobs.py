@@ -139,8 +139,14 @@ class ProgressBar:
             self.bar = None
 
 
-def run_texture_files(args: argparse.Namespace) -> dict[str, Path]:
-    """Texture `args.mesh` and write textured.glb, textured.obj/.mtl, texture.png, turntable.png, job.json."""
+def run_texture_files(args: argparse.Namespace, write_dir: str | Path | None = None) -> dict[str, Path]:
+    """Texture `args.mesh` and write textured.glb, textured.obj/.mtl, texture.png, turntable.png, job.json.
+
+    Args:
+        args: the parsed `texture` command line.
+        write_dir: write the files here instead of `args.out` (job.json still names `args.out`: a batch worker
+            writes into a scratch folder and the batch moves the files to `args.out`).
+    """
     from .mesh import load_mesh
     from .mesh.axes import file_up_axis
     from .tasks.common.outputs import write_job_record, write_textured_mesh
@@ -153,18 +159,19 @@ def run_texture_files(args: argparse.Namespace) -> dict[str, Path]:
     if mesh.uvs is not None:
         arrays["uvs"] = mesh.uvs
     job = make_texture_job(params, arrays)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(write_dir if write_dir is not None else args.out)
+    out.mkdir(parents=True, exist_ok=True)
     bar = ProgressBar("texture", quiet=args.quiet)
     t0 = time.time()
     try:
         result = run_texture(job, progress=bar)
     finally:
         bar.close()
-    files = write_textured_mesh(args.out, job.mesh.with_uvs(result.uvs), result.texture, result.turntable,
+    files = write_textured_mesh(out, job.mesh.with_uvs(result.uvs), result.texture, result.turntable,
                                 obj_up=up)
     mesh_record = {"path": str(Path(args.mesh).resolve()),
                    "sha256": hashlib.sha256(Path(args.mesh).read_bytes()).hexdigest(), "up_axis": up,
-                   "faces": int(len(job.mesh.faces)), "unwrapped": result.unwrapped}
+                   "faces": len(job.mesh.faces), "unwrapped": result.unwrapped}
     write_job_record(files["job"], "texture", result.params, result.stats, _reproduce_argv(args, result.params),
                      time.time() - t0, mesh=mesh_record, cameras=args.cameras)
     return files
