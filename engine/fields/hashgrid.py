@@ -14,6 +14,7 @@ so a state_dict moves between this torch backend and tinycudann.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -98,17 +99,74 @@ def n_hashgrid_params(n_input_dims: int = 3, n_levels: int = 16, n_features_per_
     return sum(lv.size for lv in layout) * n_features_per_level
 
 
-def _axis_view(t: Tensor, k: int, d: int) -> Tensor:
-    """View (N, L, 2) values of axis k as (N, L, 2 | 1, ...) so broadcasting over axes builds the corner cube.
+@dataclass(frozen=True)
+class IndexPlan:
+    """Host-side facts `hashgrid_indices` needs, known when the grid is built: no device reads per call.
 
-    The corner cube is laid out [bit_{d-1}, ..., bit_0], i.e. corner c = sum_k bit_k << k.
+    Attributes:
+        groups: maximal runs of consecutive levels with one index mode, as (start, stop, hashed).
+        resolutions, sizes, offsets: per-level layout.
+        small: every index fits int32 (the returned dtype is int32, else int64).
+        int32_math: every intermediate product fits int32 too (corner × hash prime taken modulo the level
+            size first, which the power-of-two `% size` allows), so the corner arithmetic runs in int32.
     """
-    n, lv = t.shape[:2]
-    return t.view([n, lv] + [1] * (d - 1 - k) + [2] + [1] * k)
+
+    groups: tuple[tuple[int, int, bool], ...]
+    resolutions: tuple[int, ...]
+    sizes: tuple[int, ...]
+    offsets: tuple[int, ...]
+    small: bool
+    int32_math: bool
+
+    @classmethod
+    def from_layout(cls, resolutions, sizes, offsets, hashed, n_input_dims: int) -> IndexPlan:
+        """Build the plan from per-level values (Python sequences).
+
+        Args:
+            resolutions, sizes, offsets, hashed: per-level layout (`LevelInfo` fields).
+            n_input_dims: D.
+        """
+        res, size, off = (tuple(int(v) for v in seq) for seq in (resolutions, sizes, offsets))
+        hashed = tuple(bool(h) for h in hashed)
+        groups, start = [], 0
+        for level in range(1, len(res) + 1):
+            if level == len(res) or hashed[level] != hashed[start]:
+                groups.append((start, level, hashed[start]))
+                start = level
+        small = max(size) <= (1 << 29) and off[-1] + size[-1] < (1 << 31)
+        fits = all(
+            (r + 1) * (sz - 1) < (1 << 31) if h else (r + 1) ** n_input_dims < (1 << 31)
+            for r, sz, h in zip(res, size, hashed))
+        return cls(tuple(groups), res, size, off, small, small and fits)
+
+
+@functools.lru_cache(maxsize=64)
+def _group_constants(plan: IndexPlan, d: int, device: str) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Per group: (D, Lg) axis multipliers (hash prime mod size, or dense stride), (Lg,) sizes and offsets."""
+    dtype = torch.int32 if plan.int32_math else torch.int64
+    out = []
+    for start, stop, hashed in plan.groups:
+        res, size = plan.resolutions[start:stop], plan.sizes[start:stop]
+        if hashed:
+            mult = [[(PRIMES[k] & _U32) % sz for sz in size] for k in range(d)]
+        else:
+            mult = [[r**k for r in res] for k in range(d)]
+        out.append(tuple(torch.tensor(v, dtype=dtype, device=device)
+                         for v in (mult, size, plan.offsets[start:stop])))
+    return out
+
+
+def _corner_view(t: Tensor, k: int, d: int) -> Tensor:
+    """View (2, L, N) values of corner bit k as (1.., 2, 1.., L, N).
+
+    Broadcasting over the axes builds the corner cube laid out [bit_{d-1}, ..., bit_0] (corner c = sum_k
+    bit_k << k) in front of (L, N).
+    """
+    return t.view([1] * (d - 1 - k) + [2] + [1] * k + list(t.shape[1:]))
 
 
 def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tensor, offsets: Tensor,
-                     hashed: Tensor) -> tuple[Tensor, Tensor]:
+                     hashed: Tensor, plan: IndexPlan | None = None) -> tuple[Tensor, Tensor]:
     """Flat table entries and multilinear weights of every corner of every level.
 
     Computed per axis and combined by broadcasting (2^D corners never materialise D coordinates each).
@@ -116,7 +174,9 @@ def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tens
     Args:
         x: (N, D) float32 positions in [0, 1].
         scales, resolutions, sizes, offsets, hashed: (L,) per-level layout tensors on x's device
-            (float32, int64, int64, int64, bool); hashed levels must have power-of-two sizes.
+            (float32 scales, int64 resolutions/sizes/offsets, bool hashed).
+        plan: the same layout on the host (`HashGrid` keeps one); None reads it from the tensors, which on
+            CUDA waits for the device.
 
     Returns:
         idx: (N, L, 2^D) entry indices (int32 when they fit, else int64) into the flat table viewed as
@@ -125,50 +185,54 @@ def hashgrid_indices(x: Tensor, scales: Tensor, resolutions: Tensor, sizes: Tens
         weights: (N, L, 2^D) interpolation weights (differentiable w.r.t. x).
     """
     n, d = x.shape
+    if plan is None:
+        plan = IndexPlan.from_layout(resolutions.tolist(), sizes.tolist(), offsets.tolist(), hashed.tolist(),
+                                     d)
     n_levels = scales.shape[0]
-    pos = x[:, None, :] * scales[None, :, None] + 0.5            # (N, L, D)
+    # Point-minor layout (…, L, N): every elementwise op runs over N contiguous values (corner-minor
+    # (N, L, 2^D) tensors made inner loops of length 2); one permute at the end gives (N, L, 2^D).
+    pos = scales[:, None, None] * x.t()[None] + 0.5              # (L, D, N)
     cell_f = torch.floor(pos)
     frac = pos - cell_f
-    cell = cell_f.to(torch.int64)
-    corners = torch.stack([cell, cell + 1], -1)                  # (N, L, D, 2)
-    # int32 corner arithmetic is exact when every (dense or masked) index stays below 2^30
-    small = int(sizes.max()) <= (1 << 29) and int(offsets[-1] + sizes[-1]) < (1 << 31)
-    idx_dtype = torch.int32 if small else torch.int64
-    idx = torch.empty((n, n_levels, 1 << d), dtype=idx_dtype, device=x.device)
-    for use_hash in (False, True):
-        levels = torch.nonzero(hashed == use_hash).squeeze(1)
-        if levels.numel() == 0:
-            continue
-        c = corners.index_select(1, levels)
-        size = sizes[levels][None, :, None]
+    math_dtype = torch.int32 if plan.int32_math else torch.int64
+    idx_dtype = torch.int32 if plan.small else torch.int64
+    cell = cell_f.to(math_dtype)
+    idx = torch.empty((1 << d, n_levels, n), dtype=idx_dtype, device=x.device)
+    for (start, stop, use_hash), (mult, size, offset) in zip(
+            plan.groups, _group_constants(plan, d, str(x.device))):
+        c = cell[start:stop]                                      # (Lg, D, N)
         acc = None
-        if use_hash:
-            # coherent-prime hash in uint32 wrap-around, then % size (a power of two): masking each axis
-            # term before the XOR is the same as masking the XOR
-            for k in range(d):
-                comp = c[:, :, k] if PRIMES[k] == 1 else (c[:, :, k] * PRIMES[k]) & _U32
-                comp = _axis_view((comp & (size - 1)).to(idx_dtype), k, d)
+        for k in range(d):
+            lo = c[:, k] if PRIMES[k] == 1 and use_hash else c[:, k] * mult[k][:, None]
+            step = 1 if PRIMES[k] == 1 and use_hash else mult[k][:, None]
+            comp = torch.stack([lo, lo + step])                   # (2, Lg, N): corner bit k = 0, 1
+            if use_hash:
+                # coherent-prime hash in uint32 wrap-around, then % size (a power of two): masking each term
+                # is the same as masking the XOR, and (c·P) % size = (c·(P % size)) % size keeps int32 exact
+                if not plan.int32_math and PRIMES[k] != 1:
+                    comp = comp & _U32
+                comp = _corner_view(comp & (size - 1)[:, None], k, d)
                 acc = comp if acc is None else acc ^ comp
-            acc = acc.reshape(n, -1, 1 << d)
-        else:
-            # dense x + y*res + z*res^2 (uint32), then % size; dense levels have res^D <= size, so the
-            # raw index (coordinates up to res) is < 2 * size and one conditional subtraction is the modulo
-            stride = torch.ones_like(resolutions[levels])
-            for k in range(d):
-                comp = _axis_view((c[:, :, k] * stride[None, :, None]).to(idx_dtype), k, d)
+            else:
+                # dense x + y*res + z*res^2 (uint32), then % size
+                comp = _corner_view(comp, k, d)
                 acc = comp if acc is None else acc + comp
-                stride = stride * resolutions[levels]
-            acc = acc.reshape(n, -1, 1 << d)
-            if not small:
+        acc = acc.reshape(1 << d, stop - start, n)
+        if not use_hash:
+            # dense levels have res^D <= size, so the raw index (coordinates up to res) is < 2 * size and one
+            # conditional subtraction is the modulo
+            if not plan.small:
                 acc = acc & _U32
-            acc = torch.where(acc >= size.to(idx_dtype), acc - size.to(idx_dtype), acc)
-        idx[:, levels] = acc + offsets[levels][None, :, None].to(idx_dtype)
-    w_axis = torch.stack([1.0 - frac, frac], -1)                 # (N, L, D, 2)
+            sz = size[:, None]
+            acc = torch.where(acc >= sz, acc - sz, acc)
+        idx[:, start:stop] = acc + offset[:, None]
+    w_axis = torch.stack([1.0 - frac, frac])                     # (2, L, D, N)
     w = None
     for k in range(d):
-        comp = _axis_view(w_axis[:, :, k], k, d)
+        comp = _corner_view(w_axis[:, :, k], k, d)
         w = comp if w is None else w * comp
-    return idx, w.reshape(n, n_levels, 1 << d)
+    w = w.reshape(1 << d, n_levels, n)
+    return idx.permute(2, 1, 0).contiguous(), w.permute(2, 1, 0).contiguous()
 
 
 def scatter_table_grad(n_entries: int, idx: Tensor, w: Tensor, grad_out: Tensor,
@@ -270,6 +334,9 @@ class HashGrid(nn.Module):
                              persistent=False)
         self.register_buffer("_hashed", torch.tensor([lv.hashed for lv in self.levels], dtype=torch.bool),
                              persistent=False)
+        lv = self.levels
+        self._plan = IndexPlan.from_layout([v.resolution for v in lv], [v.size for v in lv],
+                                           [v.offset for v in lv], [v.hashed for v in lv], n_input_dims)
         self._tcnn: list[nn.Module] = []     # kept out of the module tree so state_dict holds only `params`
 
     def tcnn_config(self) -> dict:
@@ -323,7 +390,8 @@ class HashGrid(nn.Module):
 
     def _torch_forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
-        idx, w = hashgrid_indices(x, self._scales, self._res, self._sizes, self._offsets, self._hashed)
+        idx, w = hashgrid_indices(x, self._scales, self._res, self._sizes, self._offsets, self._hashed,
+                                  self._plan)
         table = self.params.view(-1, self.n_features_per_level)
         out = _WeightedGather.apply(table, idx.view(n * self.n_levels, -1), w.view(n * self.n_levels, -1))
         return out.reshape(n, self.n_output_dims)                                       # (N, L*F)

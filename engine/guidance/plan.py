@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
@@ -30,12 +31,16 @@ class PromptEmbeddings:
         neg: embeddings of the negative prompt y_neg (for editing: the edit/source prompt), or None.
         perp_neg: view negatives and weights for Perp-Neg (engine.guidance.perp_neg.PerpNeg), or None; used only
             by configs with `perpneg_scale` ≠ 0 (then `cond` is the per-camera interpolated positive).
+        same_neg_null: whether neg gives the same ε as null, once `neg_is_null` has compared them (None: not
+            yet). Comparing device tensors waits for the device, so the answer is kept; `with_cond` carries it
+            over, `dataclasses.replace` recomputes it.
     """
 
     cond: Tensor
     null: Tensor
     neg: Tensor | None = None
     perp_neg: Any = None
+    same_neg_null: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_prompts(
@@ -64,10 +69,21 @@ class PromptEmbeddings:
         return cls(cond=cond, null=null, neg=neg)
 
     def neg_is_null(self) -> bool:
-        """True when the negative branch would give the same ε as the null branch."""
-        if self.neg is None:
-            return True
-        return self.neg.shape == self.null.shape and bool(torch.equal(self.neg, self.null))
+        """True when the negative branch would give the same ε as the null branch (compared once, kept)."""
+        if self.same_neg_null is None:
+            self.same_neg_null = self.neg is None or self.neg is self.null or (
+                self.neg.shape == self.null.shape and bool(torch.equal(self.neg, self.null)))
+        return self.same_neg_null
+
+    def with_cond(self, cond: Tensor) -> "PromptEmbeddings":
+        """A copy with other positive embeddings (per-view prompts each step), keeping the neg/null answer.
+
+        Args:
+            cond: (1|B, L, D) embeddings of the prompt y.
+        """
+        out = dataclasses.replace(self, cond=cond)
+        out.same_neg_null = self.same_neg_null
+        return out
 
     def batch(self, branch: str, batch_size: int) -> Tensor:
         """The embeddings of `branch` broadcast to (batch_size, L, D).

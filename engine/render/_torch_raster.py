@@ -92,21 +92,25 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
     ok = (tw.amin(1) > 0) & (x_hi >= x_lo) & (y_hi >= y_lo) & (tz.amin(1) <= 1) & (tz.amax(1) >= -1)
     ok &= (area2 != 0) & torch.isfinite(area2)
     sel = ok.nonzero().squeeze(1)
+    # Only the kept triangles get edge records (most of a dense mesh covers no pixel centre at small sizes).
+    tz, area2 = tz.index_select(0, sel), area2.index_select(0, sel)
+    x_lo, y_lo, x_hi, y_hi = (v.index_select(0, sel) for v in (x_lo, y_lo, x_hi, y_hi))
+    face, vert_base = sel % nf, ((sel // nf) * nv)[:, None]
 
     # Edge k is opposite vertex k: edges (1,2), (2,0), (0,1), evaluated with the vertex of smaller index
     # first, so that triangles sharing an edge compute bit-identical coefficients (up to sign).
     ia = tri.roll(-1, dims=1)
     ib = tri.roll(-2, dims=1)
     swap = ia > ib                                                    # (F, 3)
-    ea = (torch.where(swap, ib, ia)[None] + offset).reshape(-1)
-    eb = (torch.where(swap, ia, ib)[None] + offset).reshape(-1)
+    ea = (torch.where(swap, ib, ia).index_select(0, face) + vert_base).reshape(-1)
+    eb = (torch.where(swap, ia, ib).index_select(0, face) + vert_base).reshape(-1)
     xa = sx.index_select(0, ea).view(-1, 3)
     ya = sy.index_select(0, ea).view(-1, 3)
     xb = sx.index_select(0, eb).view(-1, 3)
     yb = sy.index_select(0, eb).view(-1, 3)
     # E(p) = (xb - xa)(py - ya) - (yb - ya)(px - xa) = A px + B py + C; undo the canonical swap and orient
     # so that inside is >= 0 for both windings (no back-face culling).
-    sign = torch.where(swap, -1.0, 1.0).to(work).repeat(bsz, 1) * torch.sign(area2)[:, None]
+    sign = torch.where(swap.index_select(0, face), -1.0, 1.0).to(work) * torch.sign(area2)[:, None]
     A = (ya - yb) * sign
     B = (xb - xa) * sign
     C = ((yb - ya) * xa - (xb - xa) * ya) * sign
@@ -116,8 +120,7 @@ def _triangle_setup(pos: Tensor, tri: Tensor, height: int, width: int) -> dict[s
     bz = (B * tz).sum(1) / a2
     zref = ((A * x_lo[:, None] + B * y_lo[:, None] + C) * tz).sum(1) / a2
     rec = torch.cat([A, B, C, az[:, None], bz[:, None], zref[:, None], x_lo[:, None], y_lo[:, None]], dim=1)
-    rec = rec.index_select(0, sel)
-    box = torch.stack([x_lo, y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1], 1).index_select(0, sel)
+    box = torch.stack([x_lo, y_lo, x_hi - x_lo + 1, y_hi - y_lo + 1], 1)
     return {"tid": sel, "rec": rec, "box": box.to(torch.int32)}
 
 

@@ -43,10 +43,11 @@ def shade_field(field: Callable[[Tensor], Tensor], hits: SurfaceHits, background
         (B, H, W, 3); differentiable w.r.t. the field's parameters. The field is queried only where visible.
     """
     b, h, w = hits.mask.shape
-    image = background[:, None, None, :].expand(b, h, w, 3).clone()
-    if bool(hits.mask.any()):
-        image[hits.mask] = field(hits.points[hits.mask]).to(image.dtype)
-    return image
+    image = background[:, None, None, :].expand(b, h, w, 3).reshape(b * h * w, 3).clone()
+    visible = hits.mask.reshape(-1).nonzero().squeeze(1)  # the render's one device read: how many are seen
+    if visible.numel():
+        image[visible] = field(hits.points.reshape(-1, 3).index_select(0, visible)).to(image.dtype)
+    return image.view(b, h, w, 3)
 
 
 def corner_mesh(vertices: Tensor, faces: Tensor, uvs: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -218,7 +218,9 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         return PromptEmbeddings(cond=torch.cat([cond[v] for v in names]), null=null,
                                 neg=torch.cat([neg[v] for v in names]))
 
-    opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    # foreach: the same updates as the per-tensor loop, 4× faster on the CPU (the CUDA default already)
+    opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15,
+                           foreach=True)
     unet_calls, last_loss, loss_value, steps_run = 0, None, float("nan"), 0
     t_loop = time.perf_counter()
     new_mesh_n = None

@@ -133,7 +133,7 @@ def fit_field(field_model, original: OriginalObject, p, ranges: OrbitRanges, gen
     device = original.verts.device
     fit_views = ViewSampler(dataclasses.replace(ranges, elevation=FIT_ELEVATION), FIT_RENDER_SIZE, gen)
     check_cams = fixed_views(TURNTABLE_VIEWS, FIT_CHECK_SIZE, elevation=20.0).to(device)
-    opt = torch.optim.Adam(field_model.parameters(), lr=FIT_LR, betas=(0.9, 0.99), eps=1e-15)
+    opt = torch.optim.Adam(field_model.parameters(), lr=FIT_LR, betas=(0.9, 0.99), eps=1e-15, foreach=True)
     check_texels = original.texel_samples(FIT_CHECK_TEXELS, torch.Generator().manual_seed(p.seed + 2))
     fit_psnr, texel_psnr = fit_psnr_db(field_model, original, check_cams, check_texels)
     steps, stopped = 0, False

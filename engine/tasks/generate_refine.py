@@ -9,7 +9,6 @@ Adam. With `geometry=False` (`--refine texture`) the surface is extracted once a
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -208,7 +207,9 @@ def run_refine(
             logger.warning("refine: the surface vanished at step %d; keeping the last mesh", step)
             break
         t1 = clock()
-        cams = views.sample(cfg.batch_size).to(device)
+        cams = views.sample(cfg.batch_size)
+        names = None if view_conds is None else view_names(cams.c2w)  # on the host's cameras: no device sync
+        cams = cams.to(device)
         # geometry batches train nothing when the surface is fixed: the texture-only refine renders albedo
         shading = choose_shading(step, 0, gen) if cfg.geometry else "albedo"
         bg = (
@@ -222,9 +223,7 @@ def run_refine(
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         step_prompts = geometry_prompts if shading == "geometry" else prompts
         if view_conds is not None:  # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
-            step_prompts = dataclasses.replace(
-                step_prompts, cond=torch.cat([view_conds[v] for v in view_names(cams.c2w)])
-            )
+            step_prompts = step_prompts.with_cond(torch.cat([view_conds[v] for v in names]))
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         loss = g.loss
         if cfg.geometry and cfg.normal_consistency > 0:

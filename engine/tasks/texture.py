@@ -31,6 +31,7 @@ from ..render.surface import depth_and_normal, hit_surface, shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
 from .common.bake import bake_field
+from .common.clock import device_clock
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
 from .common.turntable import TURNTABLE_VIEWS, mesh_turntable, render_turntable
@@ -69,7 +70,7 @@ class TextureResult:
         mesh: the world-space mesh the UVs index (faces after validation).
         turntable: (2·R, 4·R, 3) float32 sheet of 8 views of the baked texture.
         params: the resolved parameters (every default filled in) — enough to reproduce the run.
-        stats: steps run, seconds per stage, UNet calls, final loss.
+        stats: steps run, seconds per stage, the optimisation loop's wall seconds, UNet calls, final loss.
         partial: True when the job was cancelled and `return_partial` asked for what existed.
     """
 
@@ -133,7 +134,7 @@ def result_views(result: "TextureResult", size: int = 128, views: int = TURNTABL
 
 
 def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
-                should_stop: StopFn | None = None) -> TextureResult:
+                should_stop: StopFn | None = None, profile: bool = False) -> TextureResult:
     """Run a texture job to completion (or cancellation).
 
     Args:
@@ -143,6 +144,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
             the last step) with a preview PNG, then "baking", then "done".
         should_stop: checked before every step; when it returns True the job raises CancelledError (or, with
             `return_partial`, bakes and returns what exists with `partial=True`).
+        profile: synchronise the device before every stage's clock (exact per-stage CUDA times in
+            `stats["seconds_per_stage"]`, at the cost of the host running ahead of the GPU); off, the stages
+            are host times and queued GPU work is counted where the host next waits for it.
 
     Raises:
         CancelledError: stopped by `should_stop` (without `return_partial`).
@@ -181,7 +185,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         torch.manual_seed(p.seed)
         field_model = TextureField(TextureFieldConfig(max_resolution=q.max_resolution,
                                                       log2_hashmap_size=q.log2_hashmap_size)).to(device)
-    opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15)
+    # foreach: the same updates as the per-tensor loop, 4× faster on the CPU (the CUDA default already)
+    opt = torch.optim.Adam(field_model.parameters(), lr=p.learning_rate, betas=(0.9, 0.99), eps=1e-15,
+                           foreach=True)
     views = ViewSampler(OrbitRanges.from_params(p), p.render_size, gen,
                         rig=(job.c2w, job.intrinsics) if job.c2w is not None else None, norm=norm,
                         jitter=p.camera_jitter)
@@ -189,6 +195,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     timings = dict.fromkeys(("render", "to_model_space", "unet", "backward", "optimiser", "bake"), 0.0)
     unet_calls, loss_value, last_loss, partial, steps_run = 0, float("nan"), None, False, 0
     emit(ProgressEvent("optimising", 0, p.steps, elapsed_s=time.perf_counter() - t_start))
+    clock = device_clock(device, profile)
     t_loop = time.perf_counter()
     for step in range(p.steps):
         if stop():
@@ -196,29 +203,31 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
                 raise CancelledError(f"texture job cancelled at step {step}/{p.steps}")
             partial = True
             break
-        t0 = time.perf_counter()
-        cams = views.sample(p.batch_size).to(device)
+        t0 = clock()
+        cams = views.sample(p.batch_size)
+        names = None if view_conds is None else view_names(cams.c2w)  # on the host's cameras: no device sync
+        cams = cams.to(device)
         hits = hit_surface(cams, verts, faces)
         image = shade_field(field_model, hits, solid_backgrounds(p.background, p.batch_size, gen).to(device))
         control = None
         if prior.controlnets:
             depth, normal = depth_and_normal(cams, hits, face_normals)
             control = {"depth": depth.permute(0, 3, 1, 2), "normal": normal.permute(0, 3, 1, 2)}
-        t1 = time.perf_counter()
+        t1 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
-        t2 = time.perf_counter()
-        step_prompts = prompts if view_conds is None else dataclasses.replace(
-            prompts, cond=torch.cat([view_conds[v] for v in view_names(cams.c2w)]))
+        t2 = clock()
+        step_prompts = prompts if names is None else prompts.with_cond(
+            torch.cat([view_conds[v] for v in names]))
         out = guidance(prior, x, step_prompts, step, control=control, generator=noise_gen)
-        t3 = time.perf_counter()
+        t3 = clock()
         opt.zero_grad(set_to_none=True)
         seen = out.loss.requires_grad  # False when no view of this batch hit the mesh (tiny in a wide view)
         if seen:
             out.loss.backward()
-        t4 = time.perf_counter()
+        t4 = clock()
         if seen:
             opt.step()
-        t5 = time.perf_counter()
+        t5 = clock()
         for key, dt in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             timings[key] += dt
         unet_calls += out.unet_calls
@@ -231,6 +240,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
             emit(ProgressEvent("optimising", steps_run, p.steps, loss_value, elapsed, rate * (p.steps - steps_run),
                                field_preview_png(field_model, verts, faces, p.preview_size)))
 
+    loop_seconds = device_clock(device, True)() - t_loop  # waits for the last step's queued work
     if last_loss is not None:
         loss_value = float(last_loss)
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
@@ -241,6 +251,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     turntable = sheet(render_turntable(mesh_n, texture, uvs), cols=4)
     stats = {
         "steps_run": steps_run, "seconds": round(time.perf_counter() - t_start, 3),
+        "loop_seconds": round(loop_seconds, 4),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
         "prior_family": prior.family, "view_prompts": view_conds is not None, "dropped_faces": job.dropped_faces,
