@@ -333,6 +333,7 @@ class EngineClient:
 
     def _finish_recovery(self, status: StatusReply) -> None:
         known = set(status.queue) | ({status.current.get("job_id")} if status.current else set())
+        known |= {job.get("job_id") for job in status.running if isinstance(job, dict)}  # a shared engine's
         resumed, cancelled, lost = [], [], []
         for job_id in sorted(self._open_jobs):
             if job_id not in known:

@@ -58,6 +58,13 @@ def add_serve_parser(subparsers) -> None:
     p.add_argument("--endpoint-file", help="write the bound endpoint here (JSON) once listening")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--ray", default=None, metavar="ADDRESS|local",
+                   help="run jobs on a pool of Ray actors (several at once) instead of in this process: 'local' "
+                        "starts a Ray runtime here, 'auto' joins the cluster `ray start` began, or ray://HOST:10001")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="pool actors (default: as many as the cluster's GPUs, or CPUs, allow)")
+    p.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs each pool actor reserves (0 on CPUs)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each pool actor reserves")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_serve)
 
@@ -91,6 +98,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 device=resolve_device(args.device),
                 curve_dir=args.curve_dir,
                 endpoint_file=args.endpoint_file,
+                ray_address=args.ray,
+                ray_workers=args.ray_workers,
+                gpus_per_worker=args.gpus_per_worker,
+                cpus_per_worker=args.cpus_per_worker,
             )
         )
         server.bind()

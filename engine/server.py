@@ -6,6 +6,9 @@ request must carry the launch token (compared with `hmac.compare_digest`); anyth
 gets an `error` reply with a stable code, and the loop keeps serving: no request, job or outgoing message can
 end it (an unexpected failure becomes an `internal` reply with an error id; the traceback stays in the log).
 
+With `ray_address` (`serve --ray`) the jobs run on a pool of Ray actors (engine/ray_pool.py), one job per actor
+at a time, instead of the worker thread; the loop, the protocol, the checks and the client rules are the same.
+
 Clients are told apart by the `session` of their request headers (by their connection when they send none):
 a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
 cancelled. A request carrying the admin token sees and cancels every job.
@@ -43,6 +46,7 @@ from csd_blender.protocol.messages import (
     Message,
     Ping,
     Pong,
+    Progress,
     Release,
     Shutdown,
     Status,
@@ -85,6 +89,10 @@ class ServerConfig:
             every client's jobs.
         client_timeout_s: a client that sends nothing (not even a ping) for this long loses its jobs, queued
             ones first.
+        ray_address: run jobs on a pool of Ray actors at this address ("local", "auto", "ray://host:10001");
+            None: on the local worker thread.
+        ray_workers: pool actors (None: as many as the cluster's GPUs, or CPUs, allow).
+        gpus_per_worker, cpus_per_worker: what each pool actor reserves.
     """
 
     bind: str = "tcp://127.0.0.1:0"
@@ -98,6 +106,10 @@ class ServerConfig:
     shutdown_grace_s: float = 30.0
     admin_token: str = ""
     client_timeout_s: float = 30.0
+    ray_address: str | None = None
+    ray_workers: int | None = None
+    gpus_per_worker: float = 1.0
+    cpus_per_worker: float = 1.0
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -175,16 +187,28 @@ class EngineServer:
         self.endpoint = ""
         self._auth = None
         self.outbox: deque[Outgoing] = deque()
-        self.worker = Worker(config.device, self.outbox, config.progress_hz)
+        if config.ray_address:
+            from .ray_pool import RayPool
+
+            self.worker = RayPool(config.ray_address, self.outbox, config.ray_workers, config.gpus_per_worker,
+                                  config.cpus_per_worker, config.progress_hz)
+        else:
+            self.worker = Worker(config.device, self.outbox, config.progress_hz)
+        self.slots: int = getattr(self.worker, "slots", 1)  # jobs that run at once
         self.jobs: dict[str, JobRecord] = {}  # pending and running, by job id
         self.pending: deque[JobRecord] = deque()
-        self.running: JobRecord | None = None
+        self.active: dict[str, JobRecord] = {}  # running, in start order
         self.clients: dict[Any, ClientInfo] = {}
         self._stopping = False
         self._stop_deadline = 0.0
         self._signalled = threading.Event()
         self._last_tick = time.monotonic()
         self._next_expiry_check = 0.0
+
+    @property
+    def running(self) -> JobRecord | None:
+        """The earliest running job (None when idle)."""
+        return next(iter(self.active.values()), None)
 
     # -- setup ----------------------------------------------------------------------------------------------
 
@@ -309,7 +333,8 @@ class EngineServer:
         self._flush_outbox()
         self._expire_silent_clients()
         self._start_next_job()
-        if self._stopping and (self.running is None or time.monotonic() > self._stop_deadline):
+        self._announce_queue_positions()
+        if self._stopping and (not self.active or time.monotonic() > self._stop_deadline):
             self._flush_outbox()
             return True
         return False
@@ -325,8 +350,8 @@ class EngineServer:
 
     def _close(self) -> None:
         self.worker.commands.put(("stop",))
-        if self.running is not None:
-            logger.warning("job %s did not stop within the grace period; exiting anyway", self.running.job_id)
+        if self.active:
+            logger.warning("job(s) %s did not stop within the grace period; exiting anyway", ", ".join(self.active))
         else:
             self.worker.join(timeout=5.0)
         if self._auth is not None:
@@ -344,8 +369,8 @@ class EngineServer:
             record = self.pending.popleft()
             self.jobs.pop(record.job_id, None)
             self._send(record.identity, Cancelled(record.job_id), record.job_id)
-        if self.running is not None:
-            self.running.cancel.set()
+        for record in self.active.values():
+            record.cancel.set()
 
     # -- sending --------------------------------------------------------------------------------------------
 
@@ -387,13 +412,21 @@ class EngineServer:
             finally:
                 if item.finished is not None:
                     self.jobs.pop(item.finished, None)
-                    if self.running is not None and self.running.job_id == item.finished:
-                        self.running = None
+                    self.active.pop(item.finished, None)
 
     def _start_next_job(self) -> None:
-        if self.running is None and self.pending and not self._stopping:
-            self.running = self.pending.popleft()
-            self.worker.commands.put(("job", self.running))
+        while len(self.active) < self.slots and self.pending and not self._stopping:
+            record = self.pending.popleft()
+            self.active[record.job_id] = record
+            self.worker.commands.put(("job", record))
+
+    def _announce_queue_positions(self) -> None:
+        """Tell each queued job's client its new place when it moved up (1: it starts next)."""
+        for i, record in enumerate(self.pending):
+            if record.queue_position != i + 1:
+                record.queue_position = i + 1
+                self._send(record.identity, Progress(record.job_id, "queued", 0, 0, queue_position=i + 1),
+                           record.job_id)
 
     # -- clients --------------------------------------------------------------------------------------------
 
@@ -428,16 +461,16 @@ class EngineServer:
                 self.pending.remove(record)
                 self.jobs.pop(record.job_id, None)
                 self._send(record.identity, Cancelled(record.job_id), record.job_id)
-            running = self.running if self.running is not None and self.running.owner == owner else None
-            if queued or (running is not None and not running.cancel.is_set()):
+            running = [r for r in self.active.values() if r.owner == owner]
+            if queued or any(not r.cancel.is_set() for r in running):
                 logger.warning(
                     "client %s silent for %.0f s: cancelling its %d queued job(s)%s",
                     _describe(owner), now - client.last_seen, len(queued),
-                    f" and running job {running.job_id}" if running is not None else "",
+                    f" and running job {', '.join(r.job_id for r in running)}" if running else "",
                 )
-            if running is not None:
-                running.cancel.set()
-            else:
+            for record in running:
+                record.cancel.set()
+            if not running:
                 del self.clients[owner]
 
     # -- requests -------------------------------------------------------------------------------------------
@@ -479,7 +512,7 @@ class EngineServer:
     def _dispatch(self, identity: bytes, header: codec.Header, message: Message, owner: Any, admin: bool) -> None:
         reply_to = header.msg_id
         if isinstance(message, Ping):
-            self._send(identity, Pong(busy=self.running is not None), reply_to)
+            self._send(identity, Pong(busy=bool(self.active)), reply_to)
         elif isinstance(message, Hello):
             self._send(identity, self._hello_reply(), reply_to)
         elif isinstance(message, Submit):
@@ -489,7 +522,7 @@ class EngineServer:
         elif isinstance(message, Status):
             self._send(identity, self._status(owner, admin), reply_to)
         elif isinstance(message, Release):
-            if self.running is not None or self.pending:  # never make a UI wait for a job to finish
+            if self.active or self.pending:  # never make a UI wait for a job to finish
                 raise ProtocolError(
                     ErrorCode.ENGINE_BUSY,
                     "cannot release models while a job is running or queued; cancel it first",
@@ -501,21 +534,18 @@ class EngineServer:
             raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"{message.MSG_TYPE!r} is not a request")
 
     def _status(self, owner: Any, admin: bool) -> StatusReply:
-        """The asker's running job and queue; other clients' jobs only as counts (all of them for an admin)."""
-        running = self.running
-        current = None
-        others_running = 0
-        if running is not None:
-            if admin or running.owner == owner:
-                current = dict(running.status) or {
-                    "job_id": running.job_id, "task": running.spec.name, "stage": "starting"
-                }
-            else:
-                others_running = 1
+        """The asker's running jobs and queue; other clients' jobs only as counts (all of them for an admin);
+        the pool's size and load."""
+        mine = [
+            dict(r.status) or {"job_id": r.job_id, "task": r.spec.name, "stage": "starting"}
+            for r in self.active.values() if admin or r.owner == owner
+        ]
         queue = [r.job_id for r in self.pending if admin or r.owner == owner]
+        pool = {"kind": getattr(self.worker, "kind", "local"), "workers": self.slots, "busy": len(self.active),
+                "queued": len(self.pending)}
         return StatusReply(
-            current, queue, self.worker.loaded_priors, self.config.device,
-            others_running, len(self.pending) - len(queue),
+            mine[0] if mine else None, queue, self.worker.loaded_priors, self.config.device,
+            len(self.active) - len(mine), len(self.pending) - len(queue), mine, pool,
         )
 
     def _hello_reply(self) -> HelloReply:
@@ -548,11 +578,13 @@ class EngineServer:
                 field="task",
             )
         spec = TASKS.get(message.task)
-        params = check_params(spec, message.params, self.config.device)
+        # on a Ray pool "auto" stays: each actor runs the job on its own device
+        params = check_params(spec, message.params, None if self.config.ray_address else self.config.device)
         arrays = check_arrays(message.task, message.arrays)
         job = build_job(spec, params, arrays)  # everything the job needs is checked before `accepted`
         record = JobRecord(job_id, identity, spec, params, arrays, owner=owner, job=job)
-        position = len(self.pending) + (1 if self.running is not None else 0)
+        position = len(self.pending) + (1 if len(self.active) >= self.slots else 0)
+        record.queue_position = position
         self.jobs[job_id] = record
         self.pending.append(record)
         logger.info("job %s (%s) accepted at queue position %d", job_id, spec.name, position)

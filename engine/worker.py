@@ -43,6 +43,7 @@ class JobRecord:
         arrays: validated input arrays (name -> numpy).
         owner: the client that submitted it (its session id, or its connection when it sends none).
         job: the task's job, built by `make_job` at the door (None: the worker builds it).
+        queue_position: the place its client was last told while it waits (1: it starts next).
     """
 
     job_id: str
@@ -55,6 +56,7 @@ class JobRecord:
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted_at: float = field(default_factory=time.monotonic)
     status: dict = field(default_factory=dict)
+    queue_position: int = 0
 
 
 @dataclass

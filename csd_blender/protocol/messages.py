@@ -268,7 +268,8 @@ class Accepted(Message):
 class Progress(Message):
     """Engine -> client: a progress report; `preview_png` is a small PNG of a fixed view (or None).
 
-    loss and eta_s are None when unknown.
+    loss and eta_s are None when unknown. While the job waits, stage "queued" events carry `queue_position`
+    (1: it starts next), sent whenever its place changes.
     """
 
     MSG_TYPE: ClassVar[str] = "progress"
@@ -280,6 +281,7 @@ class Progress(Message):
     elapsed_s: float = 0.0
     eta_s: float | None = None
     preview_png: bytes | None = None
+    queue_position: int | None = None
 
 
 @dataclass
@@ -402,8 +404,10 @@ class Status(Message):
 class StatusReply(Message):
     """Engine -> client: the asking client's running job ({job_id, task, stage, step, total, elapsed_s} or
     None), its queued job ids in order, the loaded priors and the device. Other clients' jobs appear only as
-    counts (`others_running` 0 or 1, `others_queued`); an admin connection sees every job in `current`/`queue`
-    (and zero counts)."""
+    counts (`others_running`, `others_queued`); an admin connection sees every job in `current`/`queue`
+    (and zero counts). `running` lists all of the asker's running jobs (a shared engine runs several at once;
+    `current` is the first); `pool` is {"kind": "local" or "ray", "workers", "busy", "queued"} for the whole
+    engine."""
 
     MSG_TYPE: ClassVar[str] = "status_reply"
     current: dict | None = None
@@ -412,6 +416,8 @@ class StatusReply(Message):
     device: str = ""
     others_running: int = 0
     others_queued: int = 0
+    running: list = field(default_factory=list)
+    pool: dict | None = None
 
 
 @dataclass

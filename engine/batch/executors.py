@@ -92,19 +92,23 @@ class RayActors:
         self._actor_cls = self.ray.remote(BatchWorker).options(
             num_gpus=gpus_per_job, num_cpus=cpus_per_job, max_restarts=0, max_concurrency=1)
         self._threads = max(1, int(cpus_per_job))
+        self._pids: list[Any] = []  # per slot: an object ref of its actor's pid (ready once the actor is up)
         self.actors = [self._new_actor() for _ in range(self.slots)]
         self._running: dict[Any, int] = {}  # object ref -> slot
-        self._pids: dict[int, int] = {}
         logger.info("batch on Ray: %d worker(s), %g GPU and %g CPU each", self.slots, gpus_per_job, cpus_per_job)
 
-    def _new_actor(self) -> Any:
-        return self._actor_cls.remote(self._threads)
+    def _new_actor(self, slot: int | None = None) -> Any:
+        actor = self._actor_cls.remote(self._threads)
+        pid = actor.pid.remote()  # asked before any job, so it answers as soon as the actor is up
+        if slot is None:
+            self._pids.append(pid)
+        else:
+            self._pids[slot] = pid
+        return actor
 
     def worker_pid(self, slot: int) -> int:
         """The process id of slot's actor (waits until it is up)."""
-        if slot not in self._pids:
-            self._pids[slot] = self.ray.get(self.actors[slot].pid.remote())
-        return self._pids[slot]
+        return self.ray.get(self._pids[slot])
 
     def start(self, slot: int, job: BatchJob, out: str) -> None:
         self._running[self.actors[slot].run.remote(job, out)] = slot
@@ -137,8 +141,7 @@ class RayActors:
             self.ray.kill(self.actors[slot], no_restart=True)
         except Exception as exc:  # noqa: BLE001 - it is already gone
             logger.debug("killing the dead actor %d: %s", slot, exc)
-        self._pids.pop(slot, None)
-        self.actors[slot] = self._new_actor()
+        self.actors[slot] = self._new_actor(slot)
 
     def close(self) -> None:
         """Stop the actors (and the Ray runtime this executor started)."""
