@@ -71,6 +71,7 @@ class JobState:
     preview_name: str = ""            # the image datablock showing the live preview
     batch_index: int = 0              # this job's place in its operator's batch (0-based)
     batch_total: int = 1              # jobs in the batch (Texture Selected Objects: one per mesh)
+    queue_position: int | None = None  # while it waits in the engine's queue: 1 = it starts next
 
     @property
     def fraction(self) -> float:
@@ -78,12 +79,28 @@ class JobState:
         job = min(1.0, self.step / self.total) if self.total else 0.0
         return min(1.0, (self.batch_index + job) / max(1, self.batch_total))
 
+    def update(self, event) -> None:
+        """Take in an `Accepted` or `Progress` message of this job (stage, steps, ETA, queue position).
+
+        Args:
+            event: csd_blender.protocol.messages.Accepted or Progress.
+        """
+        if hasattr(event, "stage"):  # Progress
+            self.stage, self.step, self.total = event.stage, event.step, event.total
+            self.loss, self.elapsed_s, self.eta_s = event.loss, event.elapsed_s, event.eta_s
+            self.queue_position = event.queue_position if event.stage == "queued" else None
+        else:  # Accepted: 0 jobs ahead means it starts now
+            self.queue_position = event.queue_position or None
+            self.stage = "queued" if self.queue_position else "starting"
+
     def text(self) -> str:
-        """One line: [object i/n,] stage, step/total, ETA."""
+        """One line: [object i/n,] stage [position in the queue], step/total, ETA."""
         if self.cancel_requested:
             return "Cancelling..."
         parts = [f"{self.target} {self.batch_index + 1}/{self.batch_total}"] if self.batch_total > 1 else []
         parts.append(self.stage.capitalize())
+        if self.stage == "queued" and self.queue_position:
+            parts.append(f"position {self.queue_position}")
         if self.total:
             parts.append(f"step {self.step}/{self.total}")
         if self.eta_s is not None and self.eta_s == self.eta_s:
@@ -99,6 +116,12 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def ordinal(n: int) -> str:
+    """'1st', '2nd', '3rd', '4th', '11th', '22nd'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def format_bytes(n: int) -> str:
@@ -189,6 +212,10 @@ class EngineSession:
                          f"{format_bytes(h.memory_total_bytes)}")
         if self.memory_allocated is not None:
             lines.append(f"Allocated after release: {format_bytes(self.memory_allocated)}")
+        if self.job is not None and self.job.stage == "queued" and self.job.queue_position:
+            ahead = self.job.queue_position - 1
+            lines.append(f"Queue: your job is {ordinal(self.job.queue_position)} in line"
+                         + (f" ({ahead} job{'s' if ahead != 1 else ''} ahead)" if ahead else " (starts next)"))
         return lines
 
     # ------------------------------------------------------------------------------------------ lifecycle

@@ -253,10 +253,11 @@ class ModalJobOperator:
             log.debug("ignoring %s of another job", type(event).__name__)
             return None
         if isinstance(event, Accepted):
-            job.stage = "queued" if event.queue_position else "starting"
+            job.update(event)
+            self._status(context, f"CSD {job.task}: {job.text()}")
+            redraw_ui()
         elif isinstance(event, Progress):
-            job.stage, job.step, job.total = event.stage, event.step, event.total
-            job.loss, job.elapsed_s, job.eta_s = event.loss, event.elapsed_s, event.eta_s
+            job.update(event)
             if event.preview_png:
                 try:
                     self._preview.update(event.preview_png)
