@@ -134,8 +134,17 @@ def _timed(fn, sync) -> float:
     return time.perf_counter() - t0
 
 
-def cuda_bench(steps: int, tiny: bool) -> None:
-    """Stage 1 (IF-I-XL arch, Perp-Neg) and stage 2 (SD 2.1-base arch) at official sizes; prints a table."""
+def cuda_bench(steps: int, tiny: bool) -> list[dict]:
+    """Stage 1 (IF-I-XL arch, Perp-Neg) and stage 2 (SD 2.1-base arch) at official sizes; prints a table.
+
+    Args:
+        steps: timed steps per stage.
+        tiny: tiny widths on any device (checks the script on a CPU).
+
+    Returns:
+        one dict per stage: stage, steps_per_s, ms_per_step, peak_gib, ratio (step ÷ UNet forward alone),
+        unet_ms, samples_per_ray, parts (device-synchronised seconds per step by part).
+    """
     sys.path.insert(0, str(REPO / "bench"))
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
     from guidance import IF_I_XL_UNET, SD15_VAE
@@ -152,7 +161,8 @@ def cuda_bench(steps: int, tiny: bool) -> None:
     dev = torch.device("cuda" if cuda else "cpu")
     dt = torch.float16 if cuda else torch.float32
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    if_cfg = IF_I_XL_UNET if not tiny else _shrink(IF_I_XL_UNET, (32, 64, 64, 64))
+    # tiny: 32² renders for stage 1 (the script check must stay seconds long on a CPU)
+    if_cfg = IF_I_XL_UNET if not tiny else dict(_shrink(IF_I_XL_UNET, (32, 64, 64, 64)), sample_size=32)
     sd_cfg = SD21_BASE_UNET if not tiny else _shrink(SD21_BASE_UNET, (32, 64, 64, 64))
     vae_cfg = (
         SD15_VAE
@@ -199,7 +209,7 @@ def cuda_bench(steps: int, tiny: bool) -> None:
         torch.cuda.reset_peak_memory_stats()
     gen, ngen = torch.Generator().manual_seed(0), torch.Generator(device=dev).manual_seed(1)
     run_coarse(
-        dataclasses_replace(cfg, steps=2),
+        dataclasses_replace(cfg, steps=1 if tiny else 2),
         prior,
         g,
         prompts,
@@ -233,16 +243,19 @@ def cuda_bench(steps: int, tiny: bool) -> None:
             sync,
         )
     step_s = t / steps
-    rows.append(
-        [
-            "coarse (IF-I-XL arch, 64², B 4, 5B UNet)",
-            steps / t,
-            peak,
-            step_s / unet_s,
-            f"{res.samples_per_ray[0]:.0f} → {res.samples_per_ray[1]:.1f}",
-        ]
-    )
     parts = {k: round(v / steps, 4) for k, v in res.seconds.items()}
+    rows.append(
+        {
+            "stage": "coarse (IF-I-XL arch, 64², B 4, 5B UNet)",
+            "steps_per_s": steps / t,
+            "ms_per_step": 1000 * step_s,
+            "peak_gib": peak,
+            "ratio": step_s / unet_s,
+            "unet_ms": 1000 * unet_s,
+            "samples_per_ray": f"{res.samples_per_ray[0]:.0f} → {res.samples_per_ray[1]:.1f}",
+            "parts": parts,
+        }
+    )
     print(f"coarse parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s")
     prior = unet = None  # free the IF weights before the SD ones
     if cuda:
@@ -314,15 +327,30 @@ def cuda_bench(steps: int, tiny: bool) -> None:
         unet_s = _timed(
             lambda: sd.predict_noise(z.repeat(3, 1, 1, 1), torch.full((3,), 300, device=dev), e), sync
         )
-    rows.append(["refine (SD 2.1-base arch, 512², B 1, 3B UNet)", steps / t, peak, (t / steps) / unet_s, "-"])
     parts = {k: round(v / steps, 4) for k, v in out["ref"].seconds.items()}
+    rows.append(
+        {
+            "stage": "refine (SD 2.1-base arch, 512², B 1, 3B UNet)",
+            "steps_per_s": steps / t,
+            "ms_per_step": 1000 * t / steps,
+            "peak_gib": peak,
+            "ratio": (t / steps) / unet_s,
+            "unet_ms": 1000 * unet_s,
+            "samples_per_ray": "-",
+            "parts": parts,
+        }
+    )
     print(
         f"refine parts, s/step (device-synchronised): {parts}; UNet alone {unet_s:.4f} s; "
         f"mesh {len(out['ref'].faces)} faces"
     )
     print(_row(["stage", "steps/s", "peak GiB", "step ÷ UNet", "samples/ray"]))
-    for name, rate, mem, ratio, spr in rows:
-        print(f"{name:<48} | {rate:8.2f} | {mem:8.2f} | {ratio:8.2f} | {spr}")
+    for r in rows:
+        print(
+            f"{r['stage']:<48} | {r['steps_per_s']:8.2f} | {r['peak_gib']:8.2f} | {r['ratio']:8.2f} | "
+            f"{r['samples_per_ray']}"
+        )
+    return rows
 
 
 def dataclasses_replace(obj, **kw):

@@ -1,6 +1,6 @@
 """Benchmark of the texture task: steps/s and seconds per stage, CSD vs SDS colour adherence, CUDA scale.
 
-    python bench/texture.py [--steps 60] [--adherence-steps 200] [--cpu-only] [--skip-adherence]
+    python bench/texture.py [--steps 60] [--adherence-steps 200] [--cpu-only] [--skip-adherence] [--scaling]
 
 Prints tables; asserts nothing. Cases:
 1. CPU, the bundled toy prior and a tiny Stable Diffusion (engine.priors.tiny) on Spot: steps/s and the time
@@ -9,11 +9,15 @@ Prints tables; asserts nothing. Cases:
    "a {colour} sphere": views (of 8) whose mean hue is in the colour family, and mean saturation.
 3. CUDA only: full-size Stable Diffusion 1.5 + depth ControlNet architectures with random fp16 weights at 512²
    renders (random text embeddings stand in for CLIP): steps/s, peak memory, and step time ÷ UNet+ControlNet time.
+4. `--scaling`: the toy prior's step time against mesh faces (tori, 1 k → 1 M), bake time against
+   texture size (512 → 4096) and step time against batch size (1, 2, 4, 8) — `scaling_rows`, which
+   bench/gpu_check.py runs with the SD 1.5 + depth ControlNet architecture on CUDA.
 Baseline named in the ratio column: the UNet(+ControlNet) forward inside the same step (target ≤ 1.5).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -26,11 +30,12 @@ import trimesh
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from csd_blender.protocol.jobs import TextureParams  # noqa: E402
-from engine.mesh import load_mesh  # noqa: E402
-from engine.priors import load_prior  # noqa: E402
-from engine.tasks.texture import make_texture_job, result_views, run_texture  # noqa: E402
-from texture_stats import in_family, mean_hue, object_mask  # noqa: E402
+from texture_stats import in_family, mean_hue, object_mask
+
+from csd_blender.protocol.jobs import TextureParams
+from engine.mesh import load_mesh
+from engine.priors import load_prior
+from engine.tasks.texture import make_texture_job, result_views, run_texture
 
 STAGES = ("render", "to_model_space", "unet", "backward", "optimiser", "bake")
 
@@ -49,6 +54,88 @@ def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def torus(faces: int) -> dict:
+    """Texture-job arrays of a torus grid with 4·r² ≈ `faces` triangles (r rings of 2r quads) and its own UVs.
+
+    Args:
+        faces: the wanted face count (1 000 → 1 024, 10 000 → 10 000, 100 000 → 99 856, 1 000 000 exactly).
+    """
+    r = max(2, round(math.sqrt(faces / 4)))
+    c = 2 * r
+    i, j = np.meshgrid(np.arange(c + 1), np.arange(r + 1), indexing="xy")       # (r+1, c+1) grid with seams
+    u, v = i / c, j / r
+    phi, theta = 2 * np.pi * u, 2 * np.pi * v
+    rad = 1.0 + 0.4 * np.cos(theta)
+    verts = np.stack([rad * np.cos(phi), rad * np.sin(phi), 0.4 * np.sin(theta)], -1).reshape(-1, 3)
+    idx = np.arange((r + 1) * (c + 1)).reshape(r + 1, c + 1)
+    a, b, cc, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
+    tri = np.concatenate([np.stack([a, b, cc], -1).reshape(-1, 3), np.stack([a, cc, d], -1).reshape(-1, 3)])
+    uv = np.stack([u, v], -1).reshape(-1, 2)
+    return {"vertices": verts.astype(np.float32), "faces": tri.astype(np.int32),
+            "uvs": uv[tri].astype(np.float32)}
+
+
+def scaling_rows(prior, *, faces=(1_000, 10_000, 100_000, 1_000_000), sizes=(512, 1024, 2048, 4096),
+                 batches=(1, 2, 4, 8), steps: int = 5, base_batch: int | None = None,
+                 render_size: int | None = None, device: str = "cpu") -> list[dict]:
+    """How a texture job's cost grows: step time against faces, bake time against texture size, step time
+    against batch.
+
+    Args:
+        prior: the prior (toy on the CPU, SD 1.5 + depth ControlNet in bench/gpu_check.py).
+        faces: torus face counts for the faces axis (Spot's 5.9 k faces for the other two axes).
+        sizes: texture (bake) sizes.
+        batches: batch sizes.
+        steps: steps per job (after a one-step warm-up job at each faces/batch point).
+        base_batch: the batch of the faces and texture axes (default the smallest of `batches`).
+        render_size: render size (None: the prior's).
+        device: "cpu" or "cuda".
+
+    Returns:
+        rows with axis ("faces", "texture", "batch"), value, batch, ms_step (optimisation loop wall per step;
+        NaN on the texture axis), render_ms (host clock), bake_s and peak_gib (NaN on the CPU).
+    """
+    base = base_batch or min(batches)
+    cuda = device.startswith("cuda")
+
+    def job(arrays: dict, batch: int, texture_size: int, n_steps: int) -> dict:
+        p = TextureParams(prompt="a red sphere", steps=n_steps, batch_size=batch, texture_size=texture_size,
+                          render_size=render_size, device=device, progress_every=n_steps, preview_size=64)
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        st = run_texture(make_texture_job(p, arrays), prior=prior).stats
+        return {"batch": batch, "ms_step": 1000 * st["loop_seconds"] / st["steps_run"],
+                "render_ms": 1000 * st["seconds_per_stage"]["render"] / st["steps_run"],
+                "bake_s": st["seconds_per_stage"]["bake"],
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")}
+
+    rows, smallest = [], min(sizes)
+    for n in faces:
+        arrays = torus(n)
+        job(arrays, base, smallest, 1)
+        rows.append({"axis": "faces", "value": len(arrays["faces"]), **job(arrays, base, smallest, steps)})
+    for size in sizes:  # one step each: only the bake depends on the texture size
+        rows.append({"axis": "texture", "value": size, **job(_spot(), base, size, 1),
+                     "ms_step": float("nan"), "render_ms": float("nan")})
+    for b in batches:
+        job(_spot(), b, smallest, 1)
+        rows.append({"axis": "batch", "value": b, **job(_spot(), b, smallest, steps)})
+    return rows
+
+
+def print_scaling(rows: list[dict]) -> None:
+    print("\n## Texture job scaling (faces: tori; texture and batch: Spot)\n")
+    print("| axis | value | batch | ms/step | render ms | bake s | peak GiB |")
+    print("|---|---|---|---|---|---|---|")
+    def fmt(value: float, spec: str) -> str:
+        return "—" if np.isnan(value) else format(value, spec)
+
+    for r in rows:
+        print(f"| {r['axis']} | {r['value']:,} | {r['batch']} | {fmt(r['ms_step'], '.1f')} | "
+              f"{fmt(r['render_ms'], '.1f')} | {r['bake_s']:.2f} | {fmt(r['peak_gib'], '.2f')} |")
 
 
 def speed_row(label: str, prior, arrays: dict, steps: int, **params) -> dict:
@@ -134,7 +221,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--skip-adherence", action="store_true")
+    parser.add_argument("--scaling", action="store_true", help="also the faces / texture size / batch tables")
+    parser.add_argument("--scaling-only", action="store_true", help="only the scaling tables")
     args = parser.parse_args()
+    if args.scaling or args.scaling_only:
+        rows = scaling_rows(load_prior("toy", device="cpu"), base_batch=4)
+        print_scaling(rows)
+        if args.scaling_only:
+            return
     rows = []
     toy = load_prior("toy", device="cpu")
     rows.append(speed_row("toy prior, Spot, batch 4, 64² render", toy, _spot(), args.steps, texture_size=512))

@@ -1,0 +1,109 @@
+"""GPU readiness: the GPU check's dry run on the CPU, and the step loop's host-sync savings are exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from engine.guidance import PromptEmbeddings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_dry_run_writes_every_section_to_its_table_and_json(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "GPU_CHECK_BUDGET_S": "400"}
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--dry-run", str(tmp_path / "no-wheels"), str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((out / "gpu_check.json").read_text())
+    assert data["dry_run"] is True and not data["skipped"] and not data["errors"]
+    assert {r["section"] for r in data["rows"]} == {"texture", "sd21", "if", "generate", "edit"}
+    texture = {(r["batch"], r["compile"]): r for r in data["rows"] if r["section"] == "texture"}
+    assert set(texture) == {(1, "off"), (4, "off"), (1, "on")}
+    for r in texture.values():
+        assert r["ms_step"] > 0 and r["fwd_ms"] > 0 and r["ratio"] == r["ms_step"] / r["fwd_ms"]
+        assert r["unet_batch"] in (2 * r["batch"], 3 * r["batch"])  # (cond, null[, neg]) × B in one call
+        assert all(
+            r[k] >= 0 for k in ("render_ms", "encode_ms", "guidance_ms", "backward_ms", "optimiser_ms")
+        )
+    assert {
+        r["stage"] if "stage" in r else r["case"].split()[1]
+        for r in data["rows"]
+        if r["section"] == "generate"
+    } == {"coarse", "refine"}
+    assert {r["axis"] for r in data["scaling"]} == {"faces", "texture", "batch"}
+    assert "skipped" in data["tests"]["summary"] and data["tests"]["returncode"] == 0
+    md = (out / "gpu_check.md").read_text()
+    assert "DRY RUN" in md and md.count("| texture, SD 1.5 + depth CN") == 3
+    assert "| case | B | compile | ms/step |" in proc.stdout  # the table is printed too
+
+
+def test_neg_is_null_is_compared_once_and_with_cond_keeps_the_answer(monkeypatch):
+    null, neg = torch.zeros(1, 4, 8), torch.ones(1, 4, 8)
+    calls = []
+    real_equal = torch.equal
+    monkeypatch.setattr(torch, "equal", lambda a, b: calls.append(1) or real_equal(a, b))
+    p = PromptEmbeddings(cond=torch.randn(1, 4, 8), null=null, neg=neg)
+    assert p.neg_is_null() is False and p.neg_is_null() is False and len(calls) == 1
+    q = p.with_cond(torch.randn(2, 4, 8))
+    assert q.neg_is_null() is False and len(calls) == 1 and q.cond.shape[0] == 2
+    same = PromptEmbeddings(cond=null, null=null, neg=null.clone())
+    assert same.neg_is_null() is True and len(calls) == 2
+    # dataclasses.replace of the negative recomputes instead of trusting a stale answer
+    assert dataclasses.replace(same, neg=neg).neg_is_null() is False and len(calls) == 3
+
+
+def test_hash_grid_int32_corner_arithmetic_gives_the_int64_indices():
+    from engine.fields.hashgrid import HashGrid, IndexPlan, hashgrid_indices
+
+    x = torch.rand(4000, 3, generator=torch.Generator().manual_seed(0))
+    x[:8] = torch.tensor([0.0, 1.0]).repeat(12)[:24].view(8, 3)  # the cube's corners: the largest coordinates
+    for log2_size, max_res in ((15, 256), (19, 2048)):
+        grid = HashGrid(3, 12, 2, log2_size, 16, (max_res / 16) ** (1 / 11), backend="torch")
+        plan = grid._plan
+        assert plan.int32_math and plan.groups[0][2] is False and plan.groups[-1][2] is True
+        layout = (grid._scales, grid._res, grid._sizes, grid._offsets, grid._hashed)
+        fast, w_fast = hashgrid_indices(x, *layout, plan)
+        wide, w_wide = hashgrid_indices(x, *layout, dataclasses.replace(plan, int32_math=False))
+        assert fast.dtype == wide.dtype == torch.int32
+        assert torch.equal(fast, wide) and torch.equal(w_fast, w_wide)
+        assert torch.equal(hashgrid_indices(x, *layout)[0], fast)  # the plan read back from the tensors
+    # 4096 vertices per axis at T = 19: corner × (prime mod 2^19) can pass 2^31, so the plan keeps int64 math
+    wide_grid = HashGrid(3, 16, 2, 19, 16, (4096 / 16) ** (1 / 15), backend="torch")
+    assert wide_grid._plan.small and not wide_grid._plan.int32_math
+    assert IndexPlan.from_layout([4097], [1 << 19], [0], [True], 3).int32_math is False
+
+
+def test_shade_field_with_one_visibility_read_matches_masked_assignment():
+    from engine.render.surface import SurfaceHits, shade_field
+
+    g = torch.Generator().manual_seed(1)
+    mask = torch.rand(2, 5, 6, generator=g) > 0.5
+    points = torch.rand(2, 5, 6, 3, generator=g) * mask[..., None]
+    background = torch.rand(2, 3, generator=g)
+    weight = torch.randn(3, 3, generator=g, requires_grad=True)
+    hits = SurfaceHits(rast=torch.zeros(2, 5, 6, 4), mask=mask, points=points)
+    image = shade_field(lambda p: torch.sigmoid(p @ weight), hits, background)
+    expected = background[:, None, None, :].expand(2, 5, 6, 3).clone()
+    expected[mask] = torch.sigmoid(points[mask] @ weight)
+    assert torch.equal(image, expected)
+    (grad,) = torch.autograd.grad(image.square().sum(), weight)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), weight)
+    torch.testing.assert_close(grad, grad_expected)
+    empty = SurfaceHits(rast=hits.rast, mask=torch.zeros_like(mask), points=points)
+    blank = shade_field(lambda p: torch.sigmoid(p @ weight), empty, background)
+    assert not blank.requires_grad and torch.equal(blank, background[:, None, None, :].expand(2, 5, 6, 3))
