@@ -94,8 +94,9 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, executor: Any, max_retr
         batch_file: recorded in the summary.
         invalid_lines: lines skipped with --skip-invalid, recorded in the summary.
         quiet: no progress bar.
-        on_event: called as (event, job, info) with event "started" (info: slot, attempt), "done", "failed",
-            "worker_died" (info: reason) — for tests and tools.
+        on_event: called as (event, job, info) with event "started" (info: slot, attempt), "done" or "failed"
+            once its files are written (info: error, seconds in the worker, worker), "worker_died" (info:
+            reason) — for tests and tools.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +147,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, executor: Any, max_retr
                 _record(out_dir, job, entry, outcome)
                 finished += 1
                 failed += entry.status == "failed"
-                emit(entry.status, job, {"error": entry.error})
+                emit(entry.status, job, {"error": entry.error, "seconds": outcome.seconds, "worker": entry.worker})
                 summary.write(summary_path)
             bar.show(finished, len(busy), failed, retried)
     except BaseException:
