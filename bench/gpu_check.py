@@ -591,8 +591,16 @@ def texture_job(plan: CheckPlan, prior, mesh: dict, batch: int, steps: int, prof
     return run_texture(make_texture_job(p, arrays), prior=prior, profile=profile).stats
 
 
-def texture_row(plan: CheckPlan, prior, mesh: dict, batch: int, compiled: bool) -> dict:
-    """Warm-up job, timed job (ms/step, peak memory, the last UNet call replayed alone), profiled job (stages)."""
+def texture_row(plan: CheckPlan, prior, mesh: dict, batch: int, variant: str) -> dict:
+    """Warm-up job, timed job (ms/step, peak memory, the last UNet call replayed alone), profiled job (stages).
+
+    Args:
+        plan: sizes and device.
+        prior: the SD 1.5 + depth ControlNet prior (its UNet compiled, or its tiny encoder set, per `variant`).
+        mesh: texture-job arrays.
+        batch: views per step.
+        variant: "eager", "tiny VAE" or "compile".
+    """
     texture_job(plan, prior, mesh, batch, plan.warmup)
     reset_peak(plan.device)
     rec = ForwardRecorder(prior)
@@ -606,11 +614,13 @@ def texture_row(plan: CheckPlan, prior, mesh: dict, batch: int, compiled: bool) 
     prof = texture_job(plan, prior, mesh, batch, plan.profile_steps, profile=True)
     per = {k: 1000 * v / prof["steps_run"] for k, v in prof["seconds_per_stage"].items()}
     ms = 1000 * st["loop_seconds"] / st["steps_run"]
+    encoder = " + TAESD-arch encoder" if variant == "tiny VAE" else ""
     return {
         "section": "texture",
-        "case": f"texture, SD 1.5 + depth CN ({prior.sizes}), Spot, {plan.render}²",
+        "variant": variant,
+        "case": f"texture, SD 1.5 + depth CN ({prior.sizes}){encoder}, Spot, {plan.render}²",
         "batch": batch,
-        "compile": "on" if compiled else "off",
+        "compile": "on" if variant == "compile" else "off",
         "ms_step": ms,
         "fwd_ms": fwd,
         "ratio": ms / fwd,
@@ -627,30 +637,56 @@ def texture_row(plan: CheckPlan, prior, mesh: dict, batch: int, compiled: bool) 
     }
 
 
+def tiny_encoder(plan: CheckPlan):
+    """A random-weight AutoencoderTiny: the TAESD architecture (diffusers' defaults), tiny widths in the dry run."""
+    from diffusers import AutoencoderTiny
+
+    kw = {}
+    if plan.dry_run:
+        kw = {
+            "encoder_block_out_channels": (8,) * 4,
+            "decoder_block_out_channels": (8,) * 4,
+            "num_encoder_blocks": (1,) * 4,
+            "num_decoder_blocks": (1,) * 4,
+        }
+    with torch.device(plan.device):
+        return AutoencoderTiny(**kw)
+
+
 def texture_section(plan: CheckPlan, budget: Budget, report: Report, prior, mesh: dict) -> None:
-    """Texture rows for every batch, compile off then on (`torch.compile` of the UNet only)."""
+    """Texture rows: eager for every batch, then with a TAESD-architecture encoder (the `tiny_vae` option), then
+    with `torch.compile` of the UNet (each compiled batch size is one compilation)."""
+    from engine.priors.base import prepare_unet
+
     eager = prior.unet
-    for compiled in (False, True):
-        if compiled:
+    variants = (
+        ("eager", plan.batches),
+        ("tiny VAE", plan.compile_batches),
+        ("compile", plan.compile_batches),
+    )
+    for variant, batches in variants:
+        if variant == "compile":
             prior.unet = torch.compile(eager, backend=plan.compile_backend)
+        elif variant == "tiny VAE":
+            prior.encoder = prepare_unet(tiny_encoder(plan), plan.device, plan.dtype)
         try:
-            for batch in plan.compile_batches if compiled else plan.batches:
-                need = plan.compile_cost_s if compiled else (45.0 if not plan.dry_run else 2.0)
+            for batch in batches:
+                need = plan.compile_cost_s if variant == "compile" else (45.0 if not plan.dry_run else 2.0)
                 if not budget.allows(need):
-                    report.skip(f"texture B={batch} compile {'on' if compiled else 'off'} (budget)")
+                    report.skip(f"texture B={batch} {variant} (budget)")
                     continue
                 try:
-                    report.add(texture_row(plan, prior, mesh, batch, compiled))
-                except Exception as exc:  # a compiler failure is a finding, not the end
-                    if not compiled:
+                    report.add(texture_row(plan, prior, mesh, batch, variant))
+                except Exception as exc:  # a compiler or encoder failure is a finding, not the end
+                    if variant == "eager":
                         raise
-                    report.errors[f"texture B={batch} compile on"] = "".join(traceback.format_exception(exc))[
+                    report.errors[f"texture B={batch} {variant}"] = "".join(traceback.format_exception(exc))[
                         -3000:
                     ]
                     report.write()
         finally:
-            prior.unet = eager
-            if compiled:
+            prior.unet, prior.encoder = eager, None
+            if variant == "compile":
                 torch._dynamo.reset()
 
 

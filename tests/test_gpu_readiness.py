@@ -32,8 +32,9 @@ def test_gpu_check_dry_run_writes_every_section_to_its_table_and_json(tmp_path):
     data = json.loads((out / "gpu_check.json").read_text())
     assert data["dry_run"] is True and not data["skipped"] and not data["errors"]
     assert {r["section"] for r in data["rows"]} == {"texture", "sd21", "if", "generate", "edit"}
-    texture = {(r["batch"], r["compile"]): r for r in data["rows"] if r["section"] == "texture"}
-    assert set(texture) == {(1, "off"), (4, "off"), (1, "on")}
+    texture = {(r["batch"], r["variant"]): r for r in data["rows"] if r["section"] == "texture"}
+    assert set(texture) == {(1, "eager"), (4, "eager"), (1, "tiny VAE"), (1, "compile")}
+    assert texture[1, "compile"]["compile"] == "on" and texture[1, "tiny VAE"]["compile"] == "off"
     for r in texture.values():
         assert r["ms_step"] > 0 and r["fwd_ms"] > 0 and r["ratio"] == r["ms_step"] / r["fwd_ms"]
         assert r["unet_batch"] in (2 * r["batch"], 3 * r["batch"])  # (cond, null[, neg]) × B in one call
@@ -48,7 +49,7 @@ def test_gpu_check_dry_run_writes_every_section_to_its_table_and_json(tmp_path):
     assert {r["axis"] for r in data["scaling"]} == {"faces", "texture", "batch"}
     assert "skipped" in data["tests"]["summary"] and data["tests"]["returncode"] == 0
     md = (out / "gpu_check.md").read_text()
-    assert "DRY RUN" in md and md.count("| texture, SD 1.5 + depth CN") == 3
+    assert "DRY RUN" in md and md.count("| texture, SD 1.5 + depth CN") == 4 and "TAESD-arch encoder" in md
     assert "| case | B | compile | ms/step |" in proc.stdout  # the table is printed too
 
 
@@ -107,3 +108,27 @@ def test_shade_field_with_one_visibility_read_matches_masked_assignment():
     empty = SurfaceHits(rast=hits.rast, mask=torch.zeros_like(mask), points=points)
     blank = shade_field(lambda p: torch.sigmoid(p @ weight), empty, background)
     assert not blank.requires_grad and torch.equal(blank, background[:, None, None, :].expand(2, 5, 6, 3))
+
+
+def test_a_tiny_vae_encodes_renders_instead_of_the_vae(tmp_path, monkeypatch):
+    import pytest
+
+    from engine.errors import RequestError
+    from engine.priors import load_prior
+    from engine.priors.tiny import save_tiny_sd, save_tiny_taesd
+
+    sd, taesd = save_tiny_sd(tmp_path / "sd"), save_tiny_taesd(tmp_path / "taesd")
+    full = load_prior(str(sd), cache_dir=tmp_path / "cache")
+    fast = load_prior(str(sd), cache_dir=tmp_path / "cache", tiny_vae=str(taesd))
+    assert fast is not full and fast.encoder is not None and full.encoder is None
+    rgb = torch.rand(2, 3, fast.resolution, fast.resolution, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(fast.vae, "encode", lambda *a, **k: pytest.fail("the full VAE encoded the render"))
+    x = rgb.clone().requires_grad_()
+    z = fast.to_model_space(x)
+    assert z.shape == full.to_model_space(rgb).shape and z.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(z, fast.encoder.encode(rgb * 2 - 1).latents)
+    z.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(RequestError, match="pixel prior"):
+        load_prior("toy", tiny_vae=str(taesd))

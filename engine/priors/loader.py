@@ -84,6 +84,7 @@ def _build(
     controlnets: Sequence[str],
     controlnet_scales: Any,
     cache_dir: str | Path | None,
+    tiny_vae: str | None = None,
 ) -> Prior:
     import diffusers
     import transformers
@@ -110,6 +111,9 @@ def _build(
     cache = EmbeddingCache(f"{key}|{dtype}", cache_dir)
     text = PromptEncoder(source, encoder_class, tokenizer, cache, device, dtype)
     if family != "sd":
+        if tiny_vae:
+            raise RequestError("tiny_vae", f"model {model!r} is a pixel prior; a tiny VAE needs Stable "
+                               "Diffusion")
         if controlnets:
             raise RequestError(
                 "controlnets", f"model {model!r} is a pixel prior; ControlNets need Stable Diffusion 1.5"
@@ -135,6 +139,7 @@ def _build(
             scales_for(names, controlnet_scales),
             unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1),
         )
+    encoder = load_component(diffusers.AutoencoderTiny, tiny_vae, None, dtype=dtype) if tiny_vae else None
     return StableDiffusionPrior(
         name=model,
         unet=unet,
@@ -144,6 +149,7 @@ def _build(
         device=device,
         dtype=dtype,
         controlnet=stack,
+        encoder=encoder,
     )
 
 
@@ -154,6 +160,7 @@ def load_prior(
     controlnet_scales: Sequence[float] | Mapping[str, float] | None = None,
     dtype: str | torch.dtype | None = None,
     cache_dir: str | Path | None = None,
+    tiny_vae: str | None = None,
 ) -> Prior:
     """Load (or reuse) a diffusion prior.
 
@@ -166,6 +173,9 @@ def load_prior(
         controlnet_scales: one scale per ControlNet (default 1.0 each).
         dtype: weight dtype; default float16 on CUDA, float32 on CPU.
         cache_dir: text-embedding cache folder (default `$CSD_CACHE_DIR/embeddings` or ~/.cache/csd-blender/embeddings).
+        tiny_vae: hub id or folder of a diffusers AutoencoderTiny (madebyollin/taesd for SD 1.x/2.x) that
+            encodes renders instead of the VAE: faster, lower fidelity (Stable Diffusion only; previews keep
+            the VAE).
 
     Raises:
         ModelMissingError: the weights are not available (the message says how to provide them).
@@ -178,11 +188,11 @@ def load_prior(
     scales = tuple(
         sorted(scales_for([parse_controlnet_spec(c)[0] for c in controlnets], controlnet_scales).items())
     )
-    key = (model, str(dev), dt, controlnets, scales, str(cache_dir))
+    key = (model, str(dev), dt, controlnets, scales, str(cache_dir), tiny_vae)
     prior = _PRIORS.get(key)
     if prior is None:
         logger.info("loading prior %r on %s (%s), controlnets=%s", model, dev, dt, controlnets)
-        prior = _build(model, dev, dt, controlnets, controlnet_scales, cache_dir)
+        prior = _build(model, dev, dt, controlnets, controlnet_scales, cache_dir, tiny_vae)
         _PRIORS[key] = prior
     return prior
 

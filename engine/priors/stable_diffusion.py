@@ -25,6 +25,10 @@ class StableDiffusionPrior(Prior):
         device, dtype: placement and weight dtype.
         controlnet: optional ControlNet stack (SD 1.5).
         latent_mode: "sample" (posterior sample, the official code) or "mean".
+        encoder: optional fast approximate encoder for `to_model_space` (diffusers AutoencoderTiny, e.g.
+            madebyollin/taesd for SD 1.x/2.x): a much cheaper encode with gradient at lower fidelity (its latents
+            approximate the VAE's posterior mean, so the guidance sees a slightly different image); `decode`
+            keeps the full VAE.
     """
 
     family = "sd"
@@ -42,6 +46,7 @@ class StableDiffusionPrior(Prior):
         dtype: torch.dtype,
         controlnet: ControlNetStack | None = None,
         latent_mode: str = "sample",
+        encoder: Any | None = None,
     ):
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         super().__init__(
@@ -62,6 +67,14 @@ class StableDiffusionPrior(Prior):
         if latent_mode not in ("sample", "mean"):
             raise ValueError(f"latent_mode must be 'sample' or 'mean', got {latent_mode!r}")
         self.latent_mode = latent_mode
+        self.encoder = None
+        if encoder is not None:
+            if encoder.config.latent_channels != self.channels:
+                raise ValueError(
+                    f"encoder makes {encoder.config.latent_channels}-channel latents, "
+                    f"the UNet takes {self.channels}"
+                )
+            self.encoder = prepare_unet(encoder, device, dtype)
 
     @property
     def controlnet_scales(self) -> dict[str, float]:
@@ -69,13 +82,18 @@ class StableDiffusionPrior(Prior):
         return self.controlnet.scales if self.controlnet is not None else {}
 
     def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(B, 3, H, W) RGB in [0, 1] → (B, 4, R/8, R/8) float32 latents, differentiable through the VAE encoder.
+        """(B, 3, H, W) RGB in [0, 1] → (B, 4, R/8, R/8) float32 latents, differentiable through the encoder.
+
+        The VAE's encoder, or the tiny `encoder` when one is set.
 
         Args:
             rgb: the render.
             generator: for the posterior sample.
         """
         x = self.signed_image(rgb)
+        if self.encoder is not None:  # AutoencoderTiny: latents already in the UNet's (scaled) space
+            z = self.encoder.encode(x.to(self.dtype)).latents
+            return (z * self.encoder.config.scaling_factor).float()
         dist = self.vae.encode(x.to(self.dtype)).latent_dist
         z = dist.sample(generator=generator) if self.latent_mode == "sample" else dist.mean
         return ((z - self.shift_factor) * self.scaling_factor).float()

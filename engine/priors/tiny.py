@@ -166,6 +166,23 @@ def save_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0) 
     return folder
 
 
+def save_tiny_taesd(folder: Path, seed: int = 2) -> Path:
+    """A tiny AutoencoderTiny (TAESD layout) matching the tiny SD VAE: downsampling 2, 4 latent channels.
+
+    Args:
+        folder: destination (created; the model files sit at its top, as in madebyollin/taesd).
+        seed: torch seed for the random weights.
+    """
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                    num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
+                    upsampling_scaling_factor=2).save_pretrained(folder)
+    return folder
+
+
 def save_tiny_controlnet(sd_folder: Path, out: Path, seed: int = 1) -> Path:
     """A ControlNetModel made from the tiny SD UNet (`ControlNetModel.from_unet`), with random zero-conv weights.
 
