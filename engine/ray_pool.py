@@ -170,7 +170,7 @@ class RayPool(threading.Thread):
                 command = None
             try:
                 if command is not None and command[0] == "stop":
-                    self._stop()
+                    self._stop_actors()
                     return
                 if command is not None:
                     self._command(command)
@@ -181,7 +181,7 @@ class RayPool(threading.Thread):
 
     def _command(self, command: tuple) -> None:
         if command[0] == "job":
-            self._start(command[1])
+            self._start_job(command[1])
         elif command[0] == "release":
             _, identity, msg_id = command
             try:
@@ -193,7 +193,7 @@ class RayPool(threading.Thread):
                 reply = ErrorReply.from_exception(internal_error(exc, "release on the Ray pool"))
             self.outbox.append(Outgoing(identity, reply, msg_id))
 
-    def _start(self, record: JobRecord) -> None:
+    def _start_job(self, record: JobRecord) -> None:
         slot = next(i for i in range(self.slots) if i not in self.busy)  # the server never sends more
         record.status = {"job_id": record.job_id, "task": record.spec.name, "stage": "starting", "worker": slot}
         ref = self.actors[slot].run.remote(record.job_id, record.spec.name, record.params, record.arrays)
@@ -219,7 +219,7 @@ class RayPool(threading.Thread):
             for message in messages:
                 self._forward(busy.record, message, slot)
             if busy.ref in ready:
-                self._finish(slot, busy)
+                self._finish_job(slot, busy)
 
     def _forward(self, record: JobRecord, message: Message, slot: int) -> None:
         if isinstance(message, Progress):
@@ -228,7 +228,7 @@ class RayPool(threading.Thread):
                              "worker": slot}
         self.outbox.append(Outgoing(record.identity, message, record.job_id))
 
-    def _finish(self, slot: int, busy: _Busy) -> None:
+    def _finish_job(self, slot: int, busy: _Busy) -> None:
         del self.busy[slot]
         record = busy.record
         try:
@@ -240,21 +240,21 @@ class RayPool(threading.Thread):
             logger.warning("the Ray actor running job %s died: %s", record.job_id, str(exc).splitlines()[0][:300])
             final = ErrorReply.from_exception(
                 internal_error(exc, f"job {record.job_id}: its Ray worker died"), record.job_id)
-            self._replace(slot)
+            self._replace_actor(slot)
         except Exception as exc:  # noqa: BLE001 - a job's end always reaches its client
             final = ErrorReply.from_exception(internal_error(exc, f"job {record.job_id} on Ray"), record.job_id)
         logger.info("job %s on Ray actor %d ended (%s) after %.1f s", record.job_id, slot,
                     getattr(final, "MSG_TYPE", "?"), time.monotonic() - busy.started)
         self.outbox.append(Outgoing(record.identity, final, record.job_id, finished=record.job_id))
 
-    def _replace(self, slot: int) -> None:
+    def _replace_actor(self, slot: int) -> None:
         try:
             self.ray.kill(self.actors[slot], no_restart=True)
         except Exception as exc:  # noqa: BLE001 - already gone
             logger.debug("killing a dead actor: %s", exc)
         self.actors[slot] = self._actor_cls.remote(*self._actor_args)
 
-    def _stop(self) -> None:
+    def _stop_actors(self) -> None:
         for actor in self.actors:
             try:
                 self.ray.kill(actor, no_restart=True)

@@ -117,7 +117,10 @@ class RayActors:
         if not self._running:
             time.sleep(min(timeout_s, 0.05))
             return []
-        ready, _ = self.ray.wait(list(self._running), num_returns=len(self._running), timeout=timeout_s)
+        refs = list(self._running)
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout_s)  # back as soon as one job ends
+        if ready and len(refs) > 1:
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)  # and every other that has ended
         done: list[tuple[int, JobOutcome | WorkerLost]] = []
         for ref in ready:
             slot = self._running.pop(ref)

@@ -128,7 +128,7 @@ def _argv(line: int, task: str, subparser: argparse.ArgumentParser, fields: dict
                 argv += [flag, item]
         elif value is None:
             continue  # the command's default
-        elif isinstance(value, (dict, list)) or (isinstance(value, bool) and action.type is not None):
+        elif isinstance(value, (dict, list, bool)):
             raise BatchFileError(line, f"{key}: must be a single value, got {value!r}")
         elif dest in INPUT_FILES:
             argv += [flag, str((base / str(value)).resolve())]
