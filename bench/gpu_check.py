@@ -112,9 +112,9 @@ class CheckPlan:
             torch.float16,
             render=512,
             texture=1024,
-            steps=20,
+            steps=15,
             warmup=3,
-            profile_steps=8,
+            profile_steps=6,
             repeats=10,
             fit_steps=150,
         )
