@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("CSD_CACHE_DIR", tempfile.mkdtemp(prefix="csd-test-cache-"))
@@ -20,3 +22,15 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # the protocol tests run without torch
     pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test of a run of Ray test modules (`USES_RAY = True`; their fixtures are torn down by then),
+    shut the local Ray runtime down so its processes do not idle through the rest of the suite."""
+    yield
+    if getattr(item.module, "USES_RAY", False) and not (nextitem is not None
+                                                          and getattr(nextitem.module, "USES_RAY", False)):
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()

@@ -10,23 +10,25 @@ import time
 
 import pytest
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 
 from batch_jobs import PROMPTS, texture_hashes, write_batch
+from ray_runtime import local_ray
 
 from engine.batch.driver import run_batch
 from engine.batch.executors import InProcess, RayActors
 from engine.batch.jobs import read_jobs
 
+USES_RAY = True  # conftest.py keeps the runtime (tests/ray_runtime.py) for the next Ray module
+
 
 @pytest.fixture(scope="module")
 def executor():
     """Two one-CPU actors on a local two-CPU Ray runtime, shared by the module's tests (start-up is slow)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    local_ray()
     actors = RayActors("local", gpus_per_job=0, cpus_per_job=1)
     yield actors
     actors.close()
-    ray.shutdown()
 
 
 def test_six_jobs_on_two_workers_match_the_jobs_run_one_by_one(tmp_path, executor):

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 
+from ray_runtime import local_ray
 from test_server import ARRAYS, params
 
 from csd_blender.client import EngineClient, JobResult
@@ -18,6 +19,7 @@ from csd_blender.protocol import messages as m
 from engine.server import EngineServer, ServerConfig
 
 TOKEN = "ray-pool-test-token-0123456789"
+USES_RAY = True  # conftest.py shuts the shared runtime (tests/ray_runtime.py) down after the last Ray module
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def server():
     from engine.cli import load_registries
 
     load_registries()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    local_ray()
     engine = EngineServer(ServerConfig(bind="tcp://127.0.0.1:0", token=TOKEN, ray_address="local",
                                        gpus_per_worker=0, cpus_per_worker=1))
     engine.bind()
@@ -36,7 +38,6 @@ def server():
     yield engine
     engine.request_stop()
     thread.join(30)
-    ray.shutdown()
     assert codes == [0]
 
 
