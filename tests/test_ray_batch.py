@@ -50,26 +50,29 @@ def test_six_jobs_on_two_workers_match_the_jobs_run_one_by_one(tmp_path, executo
 
 
 def test_a_job_whose_worker_is_killed_is_retried_and_no_other_job_is_lost(tmp_path, executor):
-    path = write_batch(tmp_path, [{"seed": 1, "steps": 60}, {"seed": 2}, {"seed": 3}])
+    # the long job starts last, on a warm actor; killed, it is retried on the other warm actor (the dead one's
+    # replacement is still starting)
+    path = write_batch(tmp_path, [{"seed": 2}, {"seed": 3}, {"seed": 1, "steps": 100}])
     jobs, _ = read_jobs(path)
     events: list[tuple[str, int]] = []
     killed: list[int] = []
 
     def kill_soon(slot: int) -> None:
-        pid = executor.worker_pid(slot)  # the actor is up: the job runs (loads the prior, then steps)
-        time.sleep(0.8)  # 60 steps take ~2.5 s on a warm actor
+        pid = executor.worker_pid(slot)  # the actor is up and runs the job
+        time.sleep(0.5)  # 100 steps take ~4 s on a warm actor on the dev box: the job is under way
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 
     def on_event(event, job, info):
         events.append((event, job.line))
-        if event == "started" and job.line == 1 and info["attempt"] == 1:
+        if event == "started" and job.line == 3 and info["attempt"] == 1:
             threading.Thread(target=kill_soon, args=(info["slot"],), daemon=True).start()
 
     summary = run_batch(jobs, tmp_path / "out", executor, max_retries=2, quiet=True, on_event=on_event)
-    assert killed and ("worker_died", 1) in events, events
+    assert killed and ("worker_died", 3) in events, events
     by_line = {j.line: j for j in summary.jobs}
-    assert by_line[1].status == "done" and by_line[1].attempts == 2 and len(by_line[1].worker_deaths) == 1
-    assert "Actor" in by_line[1].worker_deaths[0], by_line[1].worker_deaths
-    assert all(by_line[n].status == "done" and by_line[n].attempts == 1 for n in (2, 3))
+    assert by_line[3].status == "done" and by_line[3].attempts == 2 and len(by_line[3].worker_deaths) == 1
+    assert "Actor" in by_line[3].worker_deaths[0], by_line[3].worker_deaths
+    assert not by_line[3].prior_loaded  # the retry ran on a warm actor, not on the dead one's cold replacement
+    assert all(by_line[n].status == "done" and by_line[n].attempts == 1 for n in (1, 2))
     assert len(texture_hashes(tmp_path / "out")) == 3

@@ -116,11 +116,12 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, executor: Any, max_retr
     summary.write(summary_path)
     emit = on_event or (lambda event, job, info: None)
     busy: dict[int, BatchJob] = {}
+    cold: set[int] = set()  # slots whose worker was replaced: it still has to start and load its prior
     finished = failed = retried = 0
     bar = _Bar(len(todo), quiet)
     try:
         while todo or busy:
-            for slot in range(executor.slots):
+            for slot in sorted(range(executor.slots), key=lambda s: s in cold):  # warm workers first
                 if slot not in busy and todo:
                     job = todo.popleft()
                     entry = entries[job.job_id]
@@ -132,9 +133,11 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, executor: Any, max_retr
             for slot, outcome in executor.finished(0.25):
                 job = busy.pop(slot)
                 entry = entries[job.job_id]
+                cold.discard(slot)
                 if isinstance(outcome, WorkerLost):
                     entry.worker_deaths.append(outcome.reason)
                     executor.replace(slot)
+                    cold.add(slot)
                     emit("worker_died", job, {"reason": outcome.reason})
                     if len(entry.worker_deaths) <= max_retries:
                         retried += 1
