@@ -24,6 +24,7 @@ from ..render.rasterize import interpolate
 from ..render.rasterize import texture as sample_texture
 from ..render.surface import SurfaceHits, corner_mesh, hit_surface
 from .base import ProgressEvent
+from .common.optim import field_adam
 from .common.turntable import TURNTABLE_VIEWS
 from .common.views import OrbitRanges, ViewSampler, fixed_views
 
@@ -133,7 +134,7 @@ def fit_field(field_model, original: OriginalObject, p, ranges: OrbitRanges, gen
     device = original.verts.device
     fit_views = ViewSampler(dataclasses.replace(ranges, elevation=FIT_ELEVATION), FIT_RENDER_SIZE, gen)
     check_cams = fixed_views(TURNTABLE_VIEWS, FIT_CHECK_SIZE, elevation=20.0).to(device)
-    opt = torch.optim.Adam(field_model.parameters(), lr=FIT_LR, betas=(0.9, 0.99), eps=1e-15, foreach=True)
+    opt = field_adam(field_model.parameters(), lr=FIT_LR)
     check_texels = original.texel_samples(FIT_CHECK_TEXELS, torch.Generator().manual_seed(p.seed + 2))
     fit_psnr, texel_psnr = fit_psnr_db(field_model, original, check_cams, check_texels)
     steps, stopped = 0, False
