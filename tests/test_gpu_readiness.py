@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 from engine.guidance import PromptEmbeddings
@@ -111,8 +113,6 @@ def test_shade_field_with_one_visibility_read_matches_masked_assignment():
 
 
 def test_a_tiny_vae_encodes_renders_instead_of_the_vae(tmp_path, monkeypatch):
-    import pytest
-
     from engine.errors import RequestError
     from engine.priors import load_prior
     from engine.priors.tiny import save_tiny_sd, save_tiny_taesd
@@ -132,3 +132,35 @@ def test_a_tiny_vae_encodes_renders_instead_of_the_vae(tmp_path, monkeypatch):
     assert x.grad is not None and x.grad.abs().sum() > 0
     with pytest.raises(RequestError, match="pixel prior"):
         load_prior("toy", tiny_vae=str(taesd))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_texture_job_with_a_controlnet_and_a_tiny_vae_runs_on_cuda_in_fp16(tmp_path):
+    import trimesh
+
+    from csd_blender.protocol.jobs import TextureParams
+    from engine.priors import load_prior
+    from engine.priors.tiny import save_tiny_controlnet, save_tiny_sd, save_tiny_taesd
+    from engine.tasks.texture import make_texture_job, run_texture
+
+    sd = save_tiny_sd(tmp_path / "sd")
+    cn, taesd = save_tiny_controlnet(sd, tmp_path / "cn"), save_tiny_taesd(tmp_path / "taesd")
+    m = trimesh.creation.icosphere(subdivisions=3)
+    arrays = {"vertices": m.vertices.astype(np.float32), "faces": m.faces.astype(np.int32)}
+    for tiny_vae in (None, str(taesd)):
+        prior = load_prior(
+            str(sd),
+            device="cuda",
+            controlnets=[f"depth={cn}"],
+            cache_dir=tmp_path / "cache",
+            tiny_vae=tiny_vae,
+        )
+        assert prior.dtype == torch.float16 and prior.controlnets == ("depth",)
+        p = TextureParams(
+            prompt="a red sphere", steps=3, batch_size=2, texture_size=64, device="cuda", progress_every=3
+        )
+        result = run_texture(make_texture_job(p, arrays), prior=prior, profile=True)
+        assert result.stats["device"].startswith("cuda") and result.stats["steps_run"] == 3
+        assert np.isfinite(result.texture).all() and result.stats["loop_seconds"] > 0
+        assert all(v >= 0 for v in result.stats["seconds_per_stage"].values())
