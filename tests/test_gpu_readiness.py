@@ -49,7 +49,8 @@ def test_gpu_check_dry_run_writes_every_section_to_its_table_and_json(tmp_path):
         if r["section"] == "generate"
     } == {"coarse", "refine"}
     assert {r["axis"] for r in data["scaling"]} == {"faces", "texture", "batch"}
-    assert "skipped" in data["tests"]["summary"] and data["tests"]["returncode"] == 0
+    summary = data["tests"]["summary"]  # skipped on a CPU, passed on a CUDA machine
+    assert data["tests"]["returncode"] == 0 and ("skipped" in summary or "passed" in summary)
     md = (out / "gpu_check.md").read_text()
     assert "DRY RUN" in md and md.count("| texture, SD 1.5 + depth CN") == 4 and "TAESD-arch encoder" in md
     assert "| case | B | compile | ms/step |" in proc.stdout  # the table is printed too
