@@ -102,16 +102,16 @@ def comparison(prior, steps: int, seeds: tuple[int, ...]) -> None:
 
 
 def cuda_rows(steps: int) -> list[dict]:
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from guidance import SD15_UNET, SD15_VAE  # the published SD 1.5 configs (see bench/guidance.py)
 
     from engine.priors.stable_diffusion import StableDiffusionPrior
+    from engine.priors.tiny import sd_ddim_scheduler
 
     dev, dt = torch.device("cuda"), torch.float16
     prior = StableDiffusionPrior(
         name="sd15-arch", unet=UNet2DConditionModel(**SD15_UNET), vae=AutoencoderKL(**SD15_VAE),
-        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                clip_sample=False, set_alpha_to_one=False),
+        scheduler=sd_ddim_scheduler(),
         text=None, device=dev, dtype=dt)
     prior.encode_prompts = lambda prompts: torch.randn(len(prompts), 77, 768, device=dev)  # no CLIP weights
     rows = []

@@ -146,7 +146,7 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
         unet_ms, samples_per_ray, parts (device-synchronised seconds per step by part).
     """
     sys.path.insert(0, str(REPO / "bench"))
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from guidance import IF_I_XL_UNET, SD15_VAE
 
     from engine.fields.density_field import DensityFieldConfig
@@ -154,6 +154,7 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
     from engine.guidance.views import VIEWS
     from engine.priors.pixel import PixelPrior
     from engine.priors.stable_diffusion import StableDiffusionPrior
+    from engine.priors.tiny import sd_ddim_scheduler
     from engine.tasks.generate_coarse import CoarseConfig, run_coarse
     from engine.tasks.generate_refine import RefineConfig, run_refine
 
@@ -269,13 +270,7 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
         name="sd21-base-arch",
         unet=unet,
         vae=vae,
-        scheduler=DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-        ),
+        scheduler=sd_ddim_scheduler(),
         text=None,
         device=dev,
         dtype=dt,

@@ -452,11 +452,12 @@ def build_sd(
         prediction_type: the scheduler's "epsilon" or "v_prediction".
         name: the prior's name.
     """
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
     from engine.priors.base import prepare_unet
     from engine.priors.controlnet import ControlNetStack
     from engine.priors.stable_diffusion import StableDiffusionPrior
+    from engine.priors.tiny import sd_ddim_scheduler
 
     with torch.device(plan.device):
         unet = UNet2DConditionModel(**unet_cfg)
@@ -479,14 +480,7 @@ def build_sd(
         text=None,
         device=plan.device,
         dtype=plan.dtype,
-        scheduler=DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            prediction_type=prediction_type,
-        ),
+        scheduler=sd_ddim_scheduler(prediction_type),
     )
     fake_text(prior, unet_cfg["cross_attention_dim"])
     prior.sizes = sizes

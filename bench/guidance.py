@@ -224,23 +224,18 @@ def cpu_cases(steps: int, tmp: Path) -> list[dict]:
 
 
 def cuda_cases(steps: int) -> list[dict]:
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
     from engine.priors.controlnet import ControlNetStack
     from engine.priors.pixel import PixelPrior
     from engine.priors.stable_diffusion import StableDiffusionPrior
+    from engine.priors.tiny import sd_ddim_scheduler
 
     dev, dt = torch.device("cuda"), torch.float16
     rows = []
     unet = UNet2DConditionModel(**SD15_UNET)
     vae = AutoencoderKL(**SD15_VAE)
-    sched = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-    )
+    sched = sd_ddim_scheduler()
     emb = lambda d: torch.randn(1, 77, d, device=dev)  # noqa: E731 - random text embeddings (no text encoder)
     prompts = PromptEmbeddings(cond=emb(768), null=emb(768), neg=emb(768))
     for with_cn in (False, True):

@@ -188,7 +188,9 @@ def adherence(steps: int, seeds: tuple[int, ...]) -> None:
 
 
 def cuda_rows(steps: int) -> list[dict]:
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    from engine.priors.tiny import sd_ddim_scheduler
 
     sys.path.insert(0, str(REPO / "bench"))
     from guidance import SD15_UNET, SD15_VAE  # the published SD 1.5 configs (see bench/guidance.py)
@@ -201,8 +203,7 @@ def cuda_rows(steps: int) -> list[dict]:
     net = ControlNetModel.from_unet(unet)
     prior = StableDiffusionPrior(
         name="sd15-arch+depth", unet=unet, vae=AutoencoderKL(**SD15_VAE),
-        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                clip_sample=False, set_alpha_to_one=False),
+        scheduler=sd_ddim_scheduler(),
         text=None, device=dev, dtype=dt,
         controlnet=ControlNetStack({"depth": net.to(dev, dt).eval().requires_grad_(False)}, {"depth": 1.0}, 512))
     prior.controlnets = ("depth",)

@@ -126,6 +126,18 @@ def tiny_vae():
     )
 
 
+def sd_ddim_scheduler(prediction_type: str = "epsilon"):
+    """Stable Diffusion 1.x / 2.x's DDIM scheduler settings (scaled-linear betas 0.00085 → 0.012).
+
+    Args:
+        prediction_type: "epsilon" (SD 1.5, 2.1-base) or "v_prediction" (SD 2.1 768).
+    """
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, prediction_type=prediction_type)
+
+
 def save_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0) -> Path:
     """A tiny Stable-Diffusion-layout folder (unet, vae, CLIP text encoder, tokenizer, DDIM scheduler).
 
@@ -134,7 +146,6 @@ def save_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0) 
         prediction_type: "epsilon" or "v_prediction" (written into the scheduler config).
         seed: torch seed for the random weights.
     """
-    from diffusers import DDIMScheduler
 
     torch.manual_seed(seed)
     folder = Path(folder)
@@ -144,14 +155,7 @@ def save_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0) 
     tiny_vae().save_pretrained(folder / "vae")
     tiny_clip_text_encoder(len(tok)).save_pretrained(folder / "text_encoder")
     tok.save_pretrained(folder / "tokenizer")
-    DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        prediction_type=prediction_type,
-    ).save_pretrained(folder / "scheduler")
+    sd_ddim_scheduler(prediction_type).save_pretrained(folder / "scheduler")
     _write_index(
         folder,
         "StableDiffusionPipeline",
