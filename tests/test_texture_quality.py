@@ -106,8 +106,9 @@ def _views_in_family(colour: str, guidance: str, overrides: dict, seed: int) -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("colour", COLOURS)
 def test_csd_follows_the_colour_at_least_as_well_as_sds(colour):
-    """The paper's claim at equal steps, over three seeds: CSD's views in the colour family ≥ SDS's (scale 21,
-    threestudio IF's 20)."""
-    csd = sum(_views_in_family(colour, "csd-toy", {}, seed) for seed in (0, 1, 2))
-    sds = sum(_views_in_family(colour, "sds-sd", {"guidance_scale": 21.0}, seed) for seed in (0, 1, 2))
-    assert csd >= sds, f"a {colour} sphere: CSD {csd}/24 views in family, SDS {sds}/24"
+    """The paper's claim at equal steps, over two seeds: CSD's views in the colour family ≥ SDS's (scale 21,
+    threestudio IF's 20). Two seeds, not three: every seed of both was 8/8 with the v2 prior, and the suite's
+    budget is tight."""
+    csd = sum(_views_in_family(colour, "csd-toy", {}, seed) for seed in (0, 1))
+    sds = sum(_views_in_family(colour, "sds-sd", {"guidance_scale": 21.0}, seed) for seed in (0, 1))
+    assert csd >= sds, f"a {colour} sphere: CSD {csd}/16 views in family, SDS {sds}/16"
