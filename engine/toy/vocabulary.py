@@ -12,8 +12,8 @@ COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[floa
     "green": ((100.0, 140.0), (0.62, 0.92), (0.45, 0.80)),
     "blue": ((214.0, 236.0), (0.65, 0.92), (0.62, 0.95)),
     "yellow": ((49.0, 58.0), (0.78, 0.96), (0.85, 1.00)),
-    "orange": ((27.0, 36.0), (0.80, 0.96), (0.88, 1.00)),
-    "purple": ((274.0, 298.0), (0.55, 0.85), (0.45, 0.80)),
+    "orange": ((23.0, 34.0), (0.80, 0.96), (0.88, 1.00)),
+    "purple": ((268.0, 292.0), (0.55, 0.85), (0.45, 0.80)),
     "white": ((0.0, 360.0), (0.00, 0.05), (0.90, 1.00)),
     "black": ((0.0, 360.0), (0.00, 0.15), (0.04, 0.15)),
 }
@@ -25,8 +25,8 @@ def _centre(name: str) -> tuple[float, float, float]:
 
 
 COLOURS: dict[str, tuple[float, float, float]] = {name: _centre(name) for name in COLOUR_HSV}
-# the second colour of every pattern: white, light grey, dark grey (light grey only on white and black; see
-# dataset.sample_neutral)
+# the second colour of every pattern, for every colour: white, light grey, dark grey (the one that would vanish is
+# skipped for white and black; see dataset.sample_neutral)
 NEUTRALS: dict[str, float] = {"white": 0.95, "light grey": 0.72, "dark grey": 0.20}
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus", "capsule")
