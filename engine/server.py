@@ -11,7 +11,8 @@ at a time, instead of the worker thread; the loop, the protocol, the checks and 
 
 Clients are told apart by the `session` of their request headers (by their connection when they send none):
 a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
-cancelled. A request carrying the admin token sees and cancels every job.
+cancelled. A request carrying the admin token sees and cancels every job; when an admin token is set, only it
+may shut the engine down.
 """
 
 from __future__ import annotations
@@ -529,6 +530,12 @@ class EngineServer:
                 )
             self.worker.commands.put(("release", identity, reply_to))
         elif isinstance(message, Shutdown):
+            if self._admin_token and not admin:  # a shared engine: one artist must not stop everyone's jobs
+                raise ProtocolError(
+                    ErrorCode.UNAUTHORIZED,
+                    "shutdown of a shared engine (started with an admin token) needs the admin token; "
+                    "cancel your own jobs instead, or ask whoever runs the engine",
+                )
             self._begin_shutdown(f"requested by client session {header.session[:12] or '?'}")
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"{message.MSG_TYPE!r} is not a request")

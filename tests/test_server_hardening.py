@@ -370,6 +370,27 @@ def test_finding5_clients_see_and_cancel_only_their_own_jobs(server):
         assert all(isinstance(e, m.Cancelled) for e in finals.values()), finals
 
 
+def test_only_the_admin_token_shuts_a_shared_engine_down():
+    started = _start()
+    server, thread, codes = started
+    try:
+        with EngineClient(server.endpoint, TOKEN) as artist:
+            artist.connect(timeout_s=10)
+            artist.shutdown()
+            refused = _first(artist, m.ErrorReply)
+            assert refused.code == ErrorCode.UNAUTHORIZED.value and "admin token" in refused.message
+            assert artist.status().others_running == 0  # still serving
+        assert thread.is_alive()
+        with EngineClient(server.endpoint, ADMIN) as admin:
+            admin.connect(timeout_s=10)
+            admin.shutdown()
+        thread.join(30)
+        assert codes == [0] and not thread.is_alive()
+    finally:
+        if thread.is_alive():
+            _stop(*started)
+
+
 def _events_until_accepted(client, job, timeout_s=10.0):
     deadline = time.monotonic() + timeout_s
     while True:
