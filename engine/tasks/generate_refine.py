@@ -9,6 +9,7 @@ Adam. With `geometry=False` (`--refine texture`) the surface is extracted once a
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -239,7 +240,7 @@ def run_refine(
         steps_run = step + 1
         if steps_run % progress_every == 0 or steps_run == cfg.steps:
             emit(ProgressEvent.during("refine", steps_run, cfg.steps, float(g.raw_loss), t_start, t_loop,
-                                      lambda: preview_png(field_model, verts.detach(), faces, preview_size)))
+                                      functools.partial(preview_png, field_model, verts.detach(), faces, preview_size)))
     with torch.no_grad():
         verts, faces = geom() if fixed is None else fixed
         if faces.shape[0] == 0:  # fall back to the initial surface
