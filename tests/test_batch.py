@@ -99,3 +99,21 @@ def test_a_bad_mesh_fails_alone_and_a_rerun_redoes_only_unfinished_jobs(tmp_path
     assert f"--out {out / by_line[3].job_id} " in record["command"]  # what the single-job command would say
     assert not by_line[4].prior_loaded  # the worker's prior is reused between jobs
     assert not list(out.glob(".*partial"))
+
+
+def test_a_job_out_of_memory_is_recorded_with_the_settings_to_lower(tmp_path, monkeypatch):
+    from engine.batch import jobs as batch_jobs
+    from engine.batch.worker import BatchWorker
+
+    path = write_batch(tmp_path, [{"seed": 1}])
+    jobs, _ = read_jobs(path)
+    real = batch_jobs.task_commands()
+
+    def out_of_memory(args, write_dir=None):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    fake = {**real, "texture": batch_jobs.TaskCommand(real["texture"].params, out_of_memory)}
+    monkeypatch.setattr("engine.batch.worker.task_commands", lambda: fake)
+    outcome = BatchWorker().run(jobs[0], str(tmp_path / "out"))
+    assert not outcome.ok and outcome.error["code"] == "out_of_memory"
+    assert "batch_size" in outcome.error["message"] and "Tried to allocate" in outcome.error["detail"]

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csd_blender.protocol.errors import ErrorCode, ProtocolError
+from csd_blender.protocol.errors import ProtocolError
 
 from .jobs import BatchJob, task_commands
 
@@ -78,26 +78,27 @@ class BatchWorker:
             job: a parsed batch job.
             out: the folder the results will live in (recorded in job.json's command).
         """
+        from ..device_info import resolve_device
         from ..errors import internal_error
         from ..priors.loader import loaded_priors
-        from ..worker import free_device_memory, is_out_of_memory
+        from ..worker import free_device_memory, is_out_of_memory, oom_error
 
         t0 = time.perf_counter()
         before = {id(p) for p in loaded_priors()}
         outcome = JobOutcome(job.job_id, False, worker=self.name)
         logger.info("batch job %s (line %d) started on %s", job.job_id, job.line, self.name)
+        command, args = task_commands()[job.task], job.namespace(out)
         try:
             with tempfile.TemporaryDirectory(prefix="csd-batch-") as scratch:
-                task_commands()[job.task].run_files(job.namespace(out), write_dir=scratch)
+                command.run_files(args, write_dir=scratch)
                 outcome.files = {p.name: p.read_bytes() for p in sorted(Path(scratch).iterdir()) if p.is_file()}
             outcome.ok = True
         except ProtocolError as exc:  # bad mesh, bad prompt for the prior, missing model, …
             outcome.error = _error_record(exc)
         except Exception as exc:  # noqa: BLE001 - one job's failure never ends the worker
-            if is_out_of_memory(exc):
-                line = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                outcome.error = {"code": ErrorCode.OUT_OF_MEMORY.value, "message": f"out of memory: {line}",
-                                 "field": None}
+            if is_out_of_memory(exc):  # the server's message: which settings to lower, at their values
+                outcome.error = _error_record(oom_error(command.params(args), resolve_device(args.device), job.task))
+                outcome.error["detail"] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             else:  # the batch's owner runs the workers: the error's own line is theirs to read
                 outcome.error = _error_record(internal_error(exc, f"batch job {job.job_id}"))
                 outcome.error["detail"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
