@@ -195,7 +195,7 @@ class EngineServer:
                                   config.cpus_per_worker, config.progress_hz)
         else:
             self.worker = Worker(config.device, self.outbox, config.progress_hz)
-        self.slots: int = getattr(self.worker, "slots", 1)  # jobs that run at once
+        self.slots: int = self.worker.slots  # jobs that run at once
         self.jobs: dict[str, JobRecord] = {}  # pending and running, by job id
         self.pending: deque[JobRecord] = deque()
         self.active: dict[str, JobRecord] = {}  # running, in start order
@@ -548,7 +548,7 @@ class EngineServer:
             for r in self.active.values() if admin or r.owner == owner
         ]
         queue = [r.job_id for r in self.pending if admin or r.owner == owner]
-        pool = {"kind": getattr(self.worker, "kind", "local"), "workers": self.slots, "busy": len(self.active),
+        pool = {"kind": self.worker.kind, "workers": self.slots, "busy": len(self.active),
                 "queued": len(self.pending)}
         return StatusReply(
             mine[0] if mine else None, queue, self.worker.loaded_priors, self.config.device,

@@ -123,6 +123,9 @@ class Worker(threading.Thread):
         progress_hz: at most this many progress events per second per job (events with a preview always go).
     """
 
+    slots = 1  # jobs that run at once (engine.ray_pool.RayPool: one per actor)
+    kind = "local"  # what status reports as the pool's kind
+
     def __init__(self, device: str, outbox: deque, progress_hz: float = 5.0):
         super().__init__(name="csd-engine-worker", daemon=True)
         self.device = device
