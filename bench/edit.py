@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from edit_stats import layout_correlation, striped_texture, uv_sphere, views_in_family
 
-from csd_blender.protocol.edit_params import EditParams
+from csd_blender.protocol.params import EditParams
 from engine.mesh import Mesh, load_mesh, load_texture_image
 from engine.priors import load_prior
 from engine.tasks.common.turntable import mesh_turntable

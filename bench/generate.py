@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO)]
 
 import torch
 
-from csd_blender.protocol.generate_params import GenerateParams
+from csd_blender.protocol.params import GenerateParams
 from engine.tasks.generate import make_generate_job, run_generate
 
 

@@ -568,7 +568,7 @@ def texture_job(plan: CheckPlan, prior, mesh: dict, batch: int, steps: int, prof
         steps: optimisation steps.
         profile: device-synchronised stage clocks.
     """
-    from csd_blender.protocol.jobs import TextureParams
+    from csd_blender.protocol.params import TextureParams
     from engine.tasks.texture import make_texture_job, run_texture
 
     p = TextureParams(
@@ -744,7 +744,7 @@ def generate_section(plan: CheckPlan, report: Report) -> None:
 
 def edit_section(plan: CheckPlan, report: Report, sd, mesh: dict) -> None:
     """One edit job (fit, then Eq. 11 steps) with the SD 1.5 architecture (no ControlNet), batch 1."""
-    from csd_blender.protocol.edit_params import EditParams
+    from csd_blender.protocol.params import EditParams
     from engine.priors.stable_diffusion import StableDiffusionPrior
     from engine.tasks.edit import make_edit_job, run_edit
 

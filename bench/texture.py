@@ -32,7 +32,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from texture_stats import in_family, mean_hue, object_mask
 
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from engine.mesh import load_mesh
 from engine.priors import load_prior
 from engine.tasks.texture import make_texture_job, result_views, run_texture

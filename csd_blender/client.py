@@ -207,9 +207,9 @@ class EngineClient:
         """Send a job; return its id (the submit's msg_id). Progress and the result arrive through `poll()`.
 
         Args:
-            task: a task name (protocol.jobs.TASK_NAMES).
+            task: a task name (protocol.params.TASK_NAMES).
             params: a params dataclass (e.g. TextureParams) or a plain dict.
-            arrays: name -> numpy array (see protocol.jobs.ARRAY_SPECS).
+            arrays: name -> numpy array (see protocol.params.ARRAY_SPECS).
         """
         if dataclasses.is_dataclass(params) and not isinstance(params, type):
             params = params.to_dict() if hasattr(params, "to_dict") else dataclasses.asdict(params)

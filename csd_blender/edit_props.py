@@ -6,7 +6,7 @@ import random
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .protocol.edit_params import PRESERVE_RANGE, STRENGTH_RANGE, EditParams
+from .protocol.params import PRESERVE_RANGE, STRENGTH_RANGE, EditParams
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few edit steps: a quick look"),

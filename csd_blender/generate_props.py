@@ -6,8 +6,8 @@ import random
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .protocol.generate_params import FACE_BUDGET_RANGE, GenerateParams
-from .protocol.jobs import MAX_PROMPT_CHARS
+from .protocol.params import FACE_BUDGET_RANGE, GenerateParams
+from .protocol.params import MAX_PROMPT_CHARS
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few steps on both stages: a quick look"),

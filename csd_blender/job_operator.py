@@ -52,8 +52,8 @@ class JobRequest:
 
     Args:
         task: protocol task name ("texture", ...).
-        params: the task's validated parameter dataclass (protocol.jobs) or its dict.
-        arrays: name -> numpy array sent as raw frames (shapes as in protocol.jobs.ARRAY_SPECS).
+        params: the task's validated parameter dataclass (protocol.params) or its dict.
+        arrays: name -> numpy array sent as raw frames (shapes as in protocol.params.ARRAY_SPECS).
         target: name of the object the job is for ("" when it makes a new one); shown in the UI.
         data: anything apply() needs later (e.g. convert.MeshArrays); the base never looks at it.
     """

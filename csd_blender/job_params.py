@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from .protocol.errors import ProtocolError
-from .protocol.jobs import TextureParams, split_controlnet_spec
+from .protocol.params import TextureParams, split_controlnet_spec
 
 # Custom property names on results (image, material, object).
 PARAMS_KEY = "csd_params"             # the request as sent (JSON), seed included: re-running it reproduces

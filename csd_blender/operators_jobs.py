@@ -19,7 +19,7 @@ from .engine_session import SESSION
 from .job_operator import JobRefused, JobRequest, ModalJobOperator, run_synchronously  # noqa: F401
 from .operators_engine import redraw_ui
 from .protocol.errors import ProtocolError
-from .protocol.jobs import MAX_PROMPT_CHARS
+from .protocol.params import MAX_PROMPT_CHARS
 
 log = logging.getLogger(__name__)
 

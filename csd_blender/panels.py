@@ -17,7 +17,7 @@ from .operators_engine import start_block_reason
 from .operators_jobs import batch_block_reason, selected_meshes, texture_block_reason
 from .paths import PACKAGE
 from .protocol import presets
-from .protocol.jobs import MAX_PROMPT_CHARS
+from .protocol.params import MAX_PROMPT_CHARS
 from .uv_choice import draw_uvs
 
 CATEGORY = "CSD"

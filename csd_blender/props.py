@@ -6,7 +6,7 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, P
                        StringProperty)
 
 from . import result_props
-from .protocol.jobs import MAX_PROMPT_CHARS, TEXTURE_SIZE_RANGE
+from .protocol.params import MAX_PROMPT_CHARS, TEXTURE_SIZE_RANGE
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few steps and a small texture: a quick look"),

@@ -17,7 +17,7 @@ from typing import Any, get_type_hints
 import numpy as np
 
 from csd_blender.protocol.codec import is_text
-from csd_blender.protocol.jobs import check_prompt
+from csd_blender.protocol.params import check_prompt
 
 from .errors import EngineError, RequestError
 from .validate import check_rig

@@ -49,7 +49,7 @@ def add_edit_parser(subparsers) -> None:
 
 
 def _params_from_args(args: argparse.Namespace):
-    from csd_blender.protocol.edit_params import EditParams
+    from csd_blender.protocol.params import EditParams
 
     return EditParams(
         target_prompt=args.target, edit_prompt=args.edit, strength=args.strength, omega2=args.omega2,

@@ -77,7 +77,7 @@ def _add_generate_options(p: argparse.ArgumentParser, demo: bool = False) -> Non
 
 
 def _params_from_args(args: argparse.Namespace):
-    from csd_blender.protocol.generate_params import GenerateParams
+    from csd_blender.protocol.params import GenerateParams
 
     return GenerateParams(
         prompt=args.prompt,

@@ -70,7 +70,7 @@ def split_controlnet_arg(text: str) -> list[str]:
     Args:
         text: the option's value.
     """
-    from csd_blender.protocol.jobs import CONTROLNET_KINDS
+    from csd_blender.protocol.params import CONTROLNET_KINDS
 
     kinds = "|".join(CONTROLNET_KINDS)
     parts = re.split(rf",\s*(?=(?:{kinds})\s*(?:=|,|$))", text)
@@ -78,7 +78,7 @@ def split_controlnet_arg(text: str) -> list[str]:
 
 
 def _params_from_args(args: argparse.Namespace):
-    from csd_blender.protocol.jobs import TextureParams
+    from csd_blender.protocol.params import TextureParams
 
     return TextureParams(
         prompt=args.prompt, negative_prompt=args.negative, model=args.model,

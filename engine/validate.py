@@ -1,4 +1,4 @@
-"""Wire arrays to numpy, checked against csd_blender.protocol.jobs.ARRAY_SPECS (and a camera rig against the mesh)
+"""Wire arrays to numpy, checked against csd_blender.protocol.params.ARRAY_SPECS (and a camera rig against the mesh)
 before any work starts."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from csd_blender.protocol.errors import ErrorCode
-from csd_blender.protocol.jobs import ARRAY_SPECS, MAX_CAMERAS, MAX_FACES, MAX_VERTICES
+from csd_blender.protocol.params import ARRAY_SPECS, MAX_CAMERAS, MAX_FACES, MAX_VERTICES
 from csd_blender.protocol.messages import Array
 
 from .errors import EngineError, RequestError

@@ -78,7 +78,8 @@ def test_protocol_imports_with_bpy_zmq_numpy_and_torch_blocked():
         for name in ("bpy", "zmq", "numpy", "torch"):
             sys.modules[name] = None          # any import of them now raises ImportError
         import csd_blender.protocol as p
-        from csd_blender.protocol import codec, jobs, limits, messages, errors
+        from csd_blender.protocol import codec, params, limits, messages, errors
+        from csd_blender.protocol.params import base, edit, generate, texture
         frames, header = codec.encode(p.Submit("texture", {"prompt": "x"},
                                                {"faces": p.Array("int32", (1, 3), bytes(12))}), token="t")
         _, msg = codec.decode(frames)
@@ -138,7 +139,7 @@ def test_the_scanners_catch_what_they_look_for(tmp_path):
 
 
 def test_protocol_task_and_guidance_names_match_the_engine_registries():
-    from csd_blender.protocol.jobs import GUIDANCE_NAMES, TASK_NAMES
+    from csd_blender.protocol.params import GUIDANCE_NAMES, TASK_NAMES
     from engine.cli import load_registries
     from engine.registry import GUIDANCE, TASKS
 

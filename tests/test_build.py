@@ -71,7 +71,7 @@ def test_render_manifest_round_trips():
     ("sub/tests", True, True),
     ("old.zip", False, True),
     ("client.py", False, False),
-    ("protocol/jobs.py", False, False),
+    ("protocol/params/__init__.py", False, False),
     ("tests.py", False, False),        # "tests/" is a directory pattern: a file named tests.py ships
 ])
 def test_exclude_patterns(path, is_dir, excluded):
@@ -114,7 +114,7 @@ def test_linux_zip_layout(linux_zip):
         manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
     assert build.zip_problems(names) == []
     # the extension root is the package: manifest beside __init__.py, sub-packages below
-    assert "__init__.py" in names and "protocol/jobs.py" in names
+    assert "__init__.py" in names and "protocol/params/__init__.py" in names
     assert not any(n.startswith("csd_blender/") for n in names)
     assert not any("__pycache__" in n or n.startswith("tests/") or n.endswith((".pyc", ".orig"))
                    or n.startswith(".") for n in names)
@@ -179,6 +179,6 @@ def test_zip_carries_the_engine_wheel_of_this_checkout_outside_blender_wheels(li
             inner = wheel.namelist()
     # Blender installs the manifest's wheels into its own Python: the engine (torch) must never be one of them
     assert not any("csd_blender_engine" in w for w in manifest["wheels"])
-    assert "engine/server.py" in inner and "csd_blender/protocol/jobs.py" in inner
+    assert "engine/server.py" in inner and "csd_blender/protocol/params/__init__.py" in inner
     assert "engine/assets/toy_prior/model_index.json" in inner
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in inner)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from edit_stats import layout_correlation, striped_texture, uv_sphere, views_in_family
 
-from csd_blender.protocol.edit_params import EditParams, check_edit_arrays
+from csd_blender.protocol.params import EditParams, check_edit_arrays
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from engine.errors import CancelledError
 from engine.images import decode_png, save_png

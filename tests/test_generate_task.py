@@ -15,7 +15,7 @@ import trimesh
 from texture_stats import in_family, mean_hue, object_mask
 
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
-from csd_blender.protocol.generate_params import GenerateParams
+from csd_blender.protocol.params import GenerateParams
 from engine.errors import CancelledError
 from engine.mesh import Mesh, normalize
 from engine.mesh.cleanup import non_manifold_edges

@@ -140,7 +140,7 @@ def test_a_tiny_vae_encodes_renders_instead_of_the_vae(tmp_path, monkeypatch):
 def test_texture_job_with_a_controlnet_and_a_tiny_vae_runs_on_cuda_in_fp16(tmp_path):
     import trimesh
 
-    from csd_blender.protocol.jobs import TextureParams
+    from csd_blender.protocol.params import TextureParams
     from engine.priors import load_prior
     from engine.priors.tiny import save_tiny_controlnet, save_tiny_sd, save_tiny_taesd
     from engine.tasks.texture import make_texture_job, run_texture

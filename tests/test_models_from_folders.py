@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from csd_blender.protocol.errors import ProtocolError
-from csd_blender.protocol.jobs import TextureParams, split_controlnet_spec
+from csd_blender.protocol.params import TextureParams, split_controlnet_spec
 from engine.cli_jobs import split_controlnet_arg
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 
 from csd_blender.protocol import codec, messages as m
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from csd_blender.protocol.limits import Limits
 
 

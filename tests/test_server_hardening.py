@@ -302,7 +302,7 @@ def test_finding3_a_rig_that_sees_the_mesh_runs(client):
 
 
 def test_max_cameras_is_the_limit(server, dealer):
-    from csd_blender.protocol.jobs import MAX_CAMERAS
+    from csd_blender.protocol.params import MAX_CAMERAS
     from engine.validate import check_rig
 
     check_rig({**ARRAYS, **_rig(MAX_CAMERAS)})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from engine.priors import load_prior
 from engine.tasks.texture import make_texture_job, result_views, run_texture
 from engine.cli_jobs import DEMO_MESH as SPOT

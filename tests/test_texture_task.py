@@ -12,7 +12,7 @@ import pytest
 import trimesh
 
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from engine.errors import CancelledError
 from engine.images import decode_png
 from engine.mesh import load_mesh

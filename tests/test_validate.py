@@ -157,7 +157,7 @@ def test_insane_intrinsics_are_refused_naming_the_camera(row, match):
 
 
 def test_rig_shapes_counts_and_matrices():
-    from csd_blender.protocol.jobs import MAX_CAMERAS
+    from csd_blender.protocol.params import MAX_CAMERAS
     from engine.validate import check_rig
 
     with pytest.raises(ProtocolError, match="at least one camera"):

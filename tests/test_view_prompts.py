@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import trimesh
 
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from engine.guidance.views import view_names, view_prompt
 from engine.priors import load_prior
 from engine.priors.tiny import save_tiny_sd

@@ -3,10 +3,10 @@
 from .errors import ErrorCode, ProtocolError
 
 __all__ = ["ErrorCode", "ProtocolError"]
-from .jobs import ARRAY_SPECS, GUIDANCE_NAMES, PARAMS, TASK_NAMES, TextureParams
-from .generate_params import GenerateParams
+from .params import ARRAY_SPECS, GUIDANCE_NAMES, PARAMS, TASK_NAMES, EditParams, GenerateParams, TextureParams
 
-__all__ += ["ARRAY_SPECS", "GUIDANCE_NAMES", "PARAMS", "TASK_NAMES", "TextureParams", "GenerateParams"]
+__all__ += ["ARRAY_SPECS", "GUIDANCE_NAMES", "PARAMS", "TASK_NAMES", "EditParams", "GenerateParams", "TextureParams"]
+from .codec import Header, check_version, decode, decode_body, decode_header, encode, new_id
 from .limits import DTYPE_SIZES, REPLY_LIMITS, REQUEST_LIMITS, Limits
 from .messages import (
     MESSAGE_TYPES,
@@ -31,23 +31,23 @@ from .messages import (
     StatusReply,
     Submit,
 )
-from .codec import Header, check_version, decode, decode_body, decode_header, encode, new_id
 
 __all__ += [
     "DTYPE_SIZES",
-    "REPLY_LIMITS",
-    "REQUEST_LIMITS",
-    "Limits",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "PROTOCOL_VERSION_STR",
+    "REPLY_LIMITS",
+    "REQUEST_LIMITS",
     "Accepted",
     "Array",
     "Cancel",
     "Cancelled",
     "ErrorReply",
+    "Header",
     "Hello",
     "HelloReply",
+    "Limits",
     "Message",
     "Ping",
     "Pong",
@@ -59,7 +59,6 @@ __all__ += [
     "Status",
     "StatusReply",
     "Submit",
-    "Header",
     "check_version",
     "decode",
     "decode_body",

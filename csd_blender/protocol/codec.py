@@ -12,8 +12,9 @@ import math
 import numbers
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_ID_CHARS, MAX_TOKEN_CHARS, REQUEST_LIMITS, Limits

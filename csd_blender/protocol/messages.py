@@ -160,7 +160,7 @@ class Message:
         return content, packer.arrays
 
     @classmethod
-    def from_wire(cls, content: dict, unpacker: _Unpacker) -> "Message":
+    def from_wire(cls, content: dict, unpacker: _Unpacker) -> Message:
         hints = get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(content) - set(fields))
@@ -315,7 +315,7 @@ class ErrorReply(Message):
     @classmethod
     def from_exception(
         cls, exc: ProtocolError, job_id: str | None = None, traceback: str = ""
-    ) -> "ErrorReply":
+    ) -> ErrorReply:
         """The reply for `exc`; its message and field become one line of printable text (a client's own
         newlines, control characters and lone surrogates are escaped)."""
         field = None if exc.field is None else _one_line(exc.field)

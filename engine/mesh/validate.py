@@ -6,7 +6,7 @@ import logging
 import numpy as np
 
 from csd_blender.protocol.errors import ErrorCode
-from csd_blender.protocol.jobs import MAX_FACES, MAX_VERTICES
+from csd_blender.protocol.params import MAX_FACES, MAX_VERTICES
 from engine.errors import MeshError
 from engine.mesh.types import Mesh
 

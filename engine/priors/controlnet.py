@@ -24,13 +24,13 @@ DEFAULT_CONTROLNET_IDS = {
 def parse_controlnet_spec(spec: str) -> tuple[str, str]:
     """ "depth" → ("depth", default id); "depth=/path/or/hub-id" → ("depth", that model).
 
-    The syntax is the protocol's (`csd_blender.protocol.jobs.split_controlnet_spec`), so what the add-on and the
+    The syntax is the protocol's (`csd_blender.protocol.params.split_controlnet_spec`), so what the add-on and the
     command line accept is what loads here.
 
     Args:
         spec: a condition name, optionally with `=model`.
     """
-    from csd_blender.protocol.jobs import split_controlnet_spec
+    from csd_blender.protocol.params import split_controlnet_spec
 
     try:
         name, source = split_controlnet_spec(spec)

@@ -61,7 +61,7 @@ class TaskSpec:
 
     Args:
         name: task name, equal to the protocol's task name.
-        params_cls: the protocol dataclass of its parameters (csd_blender.protocol.jobs).
+        params_cls: the protocol dataclass of its parameters (csd_blender.protocol.params).
         make_job: (params, arrays: dict[str, np.ndarray]) -> job; validates arrays, raises EngineError.
         run: (job, prior, progress, should_stop) -> result.
         pack_result: result -> (meta: JSON-able dict, arrays: dict[str, np.ndarray]).

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from csd_blender.protocol.edit_params import EditParams, check_edit_arrays
+from csd_blender.protocol.params import EditParams, check_edit_arrays
 from csd_blender.protocol.errors import ErrorCode
 
 from ..device_info import resolve_device

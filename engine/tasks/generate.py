@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from csd_blender.protocol.generate_params import GenerateParams
+from csd_blender.protocol.params import GenerateParams
 
 from ..device_info import resolve_device
 from ..errors import EngineError, ErrorCode, RequestError

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 
 from ..device_info import resolve_device
 from ..errors import CancelledError, RequestError

@@ -18,7 +18,7 @@ import zmq
 from csd_blender.client import array_from_wire, array_to_wire
 from csd_blender.protocol import codec
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from csd_blender.protocol.limits import REQUEST_LIMITS
 from csd_blender.protocol.messages import (PROTOCOL_VERSION_STR, Accepted, Cancel, Cancelled, ErrorReply,
                                            Hello, HelloReply, Ping, Pong, Progress, Release, Released, Result,

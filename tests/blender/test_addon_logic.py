@@ -12,7 +12,7 @@ import pytest
 
 from csd_blender import engine_session, interpreter_check, job_params
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
-from csd_blender.protocol.jobs import TextureParams
+from csd_blender.protocol.params import TextureParams
 from fake_zmq_engine import FakeEngine
 
 

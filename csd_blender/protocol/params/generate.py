@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .jobs import MAX_STEPS, QUALITY_PRESETS, TEXTURE_SIZE_RANGE, _check_range, _fail, _Params, check_prompt
+from .base import MAX_STEPS, QUALITY_PRESETS, TEXTURE_SIZE_RANGE, Params, check_prompt, check_range, fail
 
 REFINE_MODES = ("geometry", "texture", "none")
 FACE_BUDGET_RANGE = (500, 500_000)
@@ -13,7 +13,7 @@ TET_RESOLUTION_RANGE = (8, 256)
 
 
 @dataclass
-class GenerateParams(_Params):
+class GenerateParams(Params):
     """Text to mesh: a coarse NeRF (stage "coarse"), a DMTet mesh refinement (stage "refine"), then a bake.
 
     No arrays travel with it. The result is a new mesh in Blender's frame (Z up, centred at the origin, its
@@ -55,44 +55,44 @@ class GenerateParams(_Params):
         for name in ("model", "refine_model"):
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > 512 or (name == "model" and not value.strip()):
-                raise _fail(name, "must be 'toy', a hub id or a local folder path")
+                raise fail(name, "must be 'toy', a hub id or a local folder path")
         if self.quality not in QUALITY_PRESETS:
-            raise _fail("quality", f"must be one of {', '.join(QUALITY_PRESETS)}, got {self.quality!r}")
+            raise fail("quality", f"must be one of {', '.join(QUALITY_PRESETS)}, got {self.quality!r}")
         if self.refine not in REFINE_MODES:
-            raise _fail("refine", f"must be one of {', '.join(REFINE_MODES)}, got {self.refine!r}")
+            raise fail("refine", f"must be one of {', '.join(REFINE_MODES)}, got {self.refine!r}")
         for name in ("steps_coarse", "steps_refine"):
             value = getattr(self, name)
             if value is not None and not (0 <= value <= MAX_STEPS):
-                raise _fail(name, f"must be in [0, {MAX_STEPS}], got {value}")
+                raise fail(name, f"must be in [0, {MAX_STEPS}], got {value}")
         if self.steps_coarse == 0:
-            raise _fail("steps_coarse", "must be > 0: the mesh comes from the coarse stage")
+            raise fail("steps_coarse", "must be > 0: the mesh comes from the coarse stage")
         if self.batch_size is not None and not (1 <= self.batch_size <= 64):
-            raise _fail("batch_size", f"must be in [1, 64], got {self.batch_size}")
+            raise fail("batch_size", f"must be in [1, 64], got {self.batch_size}")
         for name in ("coarse_size", "refine_size"):
             value = getattr(self, name)
             if value is not None and not (16 <= value <= 1024):
-                raise _fail(name, f"must be in [16, 1024], got {value}")
+                raise fail(name, f"must be in [16, 1024], got {value}")
         if self.samples_per_ray is not None and not (8 <= self.samples_per_ray <= 1024):
-            raise _fail("samples_per_ray", f"must be in [8, 1024], got {self.samples_per_ray}")
+            raise fail("samples_per_ray", f"must be in [8, 1024], got {self.samples_per_ray}")
         lo, hi = TET_RESOLUTION_RANGE
         if self.tet_resolution is not None and not (lo <= self.tet_resolution <= hi):
-            raise _fail("tet_resolution", f"must be in [{lo}, {hi}], got {self.tet_resolution}")
+            raise fail("tet_resolution", f"must be in [{lo}, {hi}], got {self.tet_resolution}")
         if self.isosurface_threshold is not None:
-            _check_range("isosurface_threshold", self.isosurface_threshold, 1e-3, 1e4)
+            check_range("isosurface_threshold", self.isosurface_threshold, 1e-3, 1e4)
         lo, hi = FACE_BUDGET_RANGE
         if not (lo <= self.face_budget <= hi):
-            raise _fail("face_budget", f"must be in [{lo}, {hi}], got {self.face_budget}")
+            raise fail("face_budget", f"must be in [{lo}, {hi}], got {self.face_budget}")
         lo, hi = TEXTURE_SIZE_RANGE
         if self.texture_size is not None and not (lo <= self.texture_size <= hi):
-            raise _fail("texture_size", f"must be in [{lo}, {hi}], got {self.texture_size}")
-        _check_range("size", self.size, 1e-3, 1e4)
-        _check_range("learning_rate", self.learning_rate, 1e-6, 1.0)
+            raise fail("texture_size", f"must be in [{lo}, {hi}], got {self.texture_size}")
+        check_range("size", self.size, 1e-3, 1e4)
+        check_range("learning_rate", self.learning_rate, 1e-6, 1.0)
         if not (0 <= self.seed < 2**63):
-            raise _fail("seed", f"must be in [0, 2^63), got {self.seed}")
+            raise fail("seed", f"must be in [0, 2^63), got {self.seed}")
         if not (1 <= self.progress_every <= MAX_STEPS):
-            raise _fail("progress_every", f"must be in [1, {MAX_STEPS}], got {self.progress_every}")
+            raise fail("progress_every", f"must be in [1, {MAX_STEPS}], got {self.progress_every}")
         if not (16 <= self.preview_size <= 1024):
-            raise _fail("preview_size", f"must be in [16, 1024], got {self.preview_size}")
+            raise fail("preview_size", f"must be in [16, 1024], got {self.preview_size}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise _fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+            raise fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         return self

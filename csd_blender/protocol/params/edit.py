@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import ErrorCode, ProtocolError
-from .jobs import TextureParams, _check_range, _fail, _Params, check_prompt
+from ..errors import ErrorCode, ProtocolError
+from .base import Params, check_prompt, check_range, fail
+from .texture import TextureParams
 
 STRENGTH_RANGE = (0.0, 4.0)          # ω1: pull towards the target prompt
 OMEGA2_RANGE = (0.0, 4.0)            # ω2: push away from the edit prompt
@@ -33,7 +34,7 @@ EDIT_ARRAY_SPECS: dict[str, tuple[str, tuple, bool]] = {
 
 
 @dataclass
-class EditParams(_Params):
+class EditParams(Params):
     """Parameters of an edit job (Eq. 11): δ = ω1·(ε(y_target) − ε(∅)) − ω2·(ε(y_edit) − ε(∅)).
 
     With ω1 = ω2 the null branch cancels and δ = ε(y_target) − ε(y_edit): only what differs between the two
@@ -84,18 +85,18 @@ class EditParams(_Params):
         check_prompt("target_prompt", self.target_prompt, allow_empty=False)
         check_prompt("edit_prompt", self.edit_prompt, allow_empty=False)
         if " ".join(self.target_prompt.lower().split()) == " ".join(self.edit_prompt.lower().split()):
-            raise _fail("edit_prompt", "must differ from target_prompt (the edit is the difference between "
+            raise fail("edit_prompt", "must differ from target_prompt (the edit is the difference between "
                                        "them); describe what the object is now", ErrorCode.BAD_PROMPT)
-        _check_range("strength", self.strength, *STRENGTH_RANGE)
-        _check_range("omega2", self.omega2, *OMEGA2_RANGE)
+        check_range("strength", self.strength, *STRENGTH_RANGE)
+        check_range("omega2", self.omega2, *OMEGA2_RANGE)
         if self.strength == 0 and self.omega2 == 0:
-            raise _fail("strength", "strength and omega2 are both 0: nothing would be edited")
-        _check_range("preserve", self.preserve, *PRESERVE_RANGE)
-        _check_range("fit_psnr", self.fit_psnr, *FIT_PSNR_RANGE)
+            raise fail("strength", "strength and omega2 are both 0: nothing would be edited")
+        check_range("preserve", self.preserve, *PRESERVE_RANGE)
+        check_range("fit_psnr", self.fit_psnr, *FIT_PSNR_RANGE)
         if isinstance(self.fit_max_steps, bool) or not (0 <= self.fit_max_steps <= 100_000):
-            raise _fail("fit_max_steps", f"must be in [0, 100000], got {self.fit_max_steps}")
+            raise fail("fit_max_steps", f"must be in [0, 100000], got {self.fit_max_steps}")
         if not isinstance(self.guidance, str) or not self.guidance.strip():
-            raise _fail("guidance", "must be a guidance preset name")
+            raise fail("guidance", "must be a guidance preset name")
         self.as_texture_params().validate()
         return self
 
