@@ -2,12 +2,38 @@
 
 Every image shows one primitive (sphere, cube, cylinder, cone, torus, capsule) whose surface carries a 3D pattern
 (plain, striped, checkered, dotted) in one of eight colours (each a hue / saturation / value region, drawn anew per
-image) with a neutral second colour (white, light grey or dark grey for every colour), over a light random
-background, from a random orbit view in the ranges the tasks sample. Half the images are shaded (ambient +
-Lambertian light), the rest flat-lit (albedo only, as the texture task renders); a share are grey and textureless
-(captioned without a colour or pattern), as text to mesh renders geometry. Captions have the form
-"a {colour} {pattern} {shape}" with random word dropout and a share of empty captions for classifier-free guidance.
-`python -m engine.toy.dataset --sheet out.png` writes a contact sheet.
+image) with a neutral second colour (white, light grey or dark grey; light grey only on white and black objects),
+over a light random background, from a random orbit view: 75 % in the tasks' ranges (elevation −10…50°), 25 % from
+above (elevation 55…85°, so "overhead" is learnt). Half the images are shaded (ambient + Lambertian light), the
+rest flat-lit (albedo only, as the texture task renders); a share are grey and textureless (captioned without a
+colour or pattern), as text to mesh renders geometry.
+
+Captions have the form "a {colour} {pattern} {shape}, {view} view" with random word dropout and a share of empty
+captions for classifier-free guidance. The view word comes from `engine.guidance.views.view_names` on the image's
+camera, the function the tasks use (threestudio's thresholds: overhead above 60° elevation; front / back within 45°
+of azimuth 0 / 180°, azimuth 0 = camera on −Y); half the captions carry it. The object is spun at random about Z,
+so front / side / back say nothing about a (Z-symmetric) primitive and the model learns to ignore them, while
+overhead vs the rest changes the silhouette (a cylinder or cone seen from above is round) and is learnt.
+
+Artefact words: `DatasetConfig.degraded` of the images (22 %) are spoilt procedurally in one or two (25 %) of the
+ways the official CSD negative prompt names, and only those images carry the words ("oversaturated color, ugly,
+tiling, low quality, noisy"; never on clean images):
+  - oversaturated color: saturation pushed to ~1 and brightness up; the neutral (grey / white) parts and random
+    soft patches take hues near the complement of the object's hue — CSD's own artefact (magenta stripes on green);
+  - ugly (our choice): blotchy smears of random, wrong, saturated colours (2–5 soft-edged, partly elongated blobs
+    at 55–90 % opacity) over object and background;
+  - tiling: a crop of the image repeated 2×2 (or 2×1 / 1×2) so the object is cut at the tile borders, often with a
+    visible seam line;
+  - low quality: down-sampled to 6–12 px and up again (blocky or blurry), sometimes posterised;
+  - noisy: Gaussian pixel noise (σ 0.06–0.18, partly per-channel colour noise).
+A degraded image's caption is its object caption with the artefact phrases appended in the official order
+("a red striped cube, oversaturated color"; its view words are dropped where they would exceed the token limit),
+the phrases alone (30 %), or the whole official negative prompt (15 %, so that the prompt the tasks use as a
+negative means "any of these artefacts"); the classifier-free empty caption stays empty.
+Every caption tokenises to at most `model.MAX_TOKENS` words with the toy tokenizer, which turns commas into spaces
+("a red cube, front view" → a / red / cube / front / view) at training and at use alike.
+`python -m engine.toy.dataset --sheet out.png` writes a contact sheet (each tile's caption and its view, elevation
+and artefacts in out.txt).
 """
 from __future__ import annotations
 
@@ -15,6 +41,7 @@ import argparse
 import colorsys
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +50,11 @@ import torch
 import torch.nn.functional as F
 import trimesh
 
-from ..render.cameras import orbit_cameras
+from ..guidance.views import view_names, view_prompt
+from ..render.cameras import orbit_from_angles
 from ..render.rasterize import interpolate, rasterize
-
-from .vocabulary import COLOUR_HSV, NEUTRALS, PATTERNS, SHAPES
+from .model import MAX_TOKENS
+from .vocabulary import ARTEFACTS, COLOUR_HSV, NEGATIVE_PROMPT, NEUTRALS, PATTERNS, SHAPES
 
 logger = logging.getLogger("engine.toy.dataset")
 GREY = "grey"  # label of the textureless grey renders (not a vocabulary word)
@@ -44,7 +72,14 @@ class DatasetConfig:
         flat: share of flat-lit (albedo only) renders; the rest are shaded.
         grey: share of grey, textureless, shaded renders (captioned "a {shape}" or "").
         elevation_deg, distance, fov_deg: orbit camera ranges (the texture and generate tasks' defaults).
+        overhead: share of cameras drawn from `overhead_elevation_deg` instead of `elevation_deg`.
+        overhead_elevation_deg: elevation range of those cameras (threestudio's "overhead" starts at 60°).
+        view_words: probability that a (non-empty) caption carries ", {view} view".
         scale: object scale range (the primitive's longest side is 1 at scale 1).
+        degraded: share of images spoilt by one or two artefacts (build_dataset) and captioned with their words.
+        two_artefacts: probability that a degraded image gets two artefacts rather than one.
+        artefact_only: probability that a degraded image's caption is its artefact phrases alone.
+        negative_caption: probability that a degraded image's caption is the whole official negative prompt.
     """
 
     size: int = 32
@@ -56,9 +91,16 @@ class DatasetConfig:
     flat: float = 0.45
     grey: float = 0.08
     elevation_deg: tuple[float, float] = (-10.0, 50.0)
+    overhead: float = 0.25
+    overhead_elevation_deg: tuple[float, float] = (55.0, 85.0)
+    view_words: float = 0.5
     distance: tuple[float, float] = (1.5, 2.0)
     fov_deg: tuple[float, float] = (40.0, 60.0)
     scale: tuple[float, float] = (0.8, 1.1)
+    degraded: float = 0.22
+    two_artefacts: float = 0.25
+    artefact_only: float = 0.3
+    negative_caption: float = 0.15
 
 
 def sample_colour(name: str, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -69,17 +111,14 @@ def sample_colour(name: str, rng: np.random.Generator) -> tuple[float, float, fl
 
 
 def sample_neutral(name: str, rng: np.random.Generator) -> tuple[float, float, float]:
-    """The second colour of a pattern on colour `name`: white, light or dark grey (the same set for every colour,
-    minus the one that would vanish on white or black), with a little jitter.
+    """The second colour of a pattern on colour `name`: white, light or dark grey for the chromatic colours, light
+    grey only for white and black, with a little jitter.
 
-    Known weakness (measured, see README): white with dark-grey stripes and black with white stripes are the same
-    half-and-half picture, so the prior confuses "white" with "black". A from-scratch 10 000-step run on data with
-    light grey only for both (and orange at 27-36°, purple at 274-298°) lifted DDIM white 8 → 14, orange 10 → 16,
-    purple 14 → 16 of 16, but its CSD textures on Spot were less clean (green 0.98 → 0.64, blue 0.76 → 0.68 in
-    family or neutral), so the bundled weights and this code stay at v2 (README "Limitations").
+    v2 gave white dark-grey and black white patterns, the same half-and-half picture, so that prior confused
+    "white" with "black" (issue 9's note: light grey only for both, with orange at 27-36° and purple at 274-298°,
+    lifted DDIM white 8 → 14, orange 10 → 16, purple 14 → 16 of 16 in a from-scratch run).
     """
-    skip = {"white": "white", "black": "dark grey"}.get(name)
-    options = [k for k in NEUTRALS if k != skip]
+    options = ["light grey"] if name in ("white", "black") else list(NEUTRALS)
     v = NEUTRALS[options[int(rng.integers(len(options)))]] + rng.uniform(-0.04, 0.04)
     return (float(np.clip(v, 0, 1)),) * 3
 
@@ -111,23 +150,35 @@ def primitive(shape: str) -> trimesh.Trimesh:
     return _unit(mesh)
 
 
-def caption(colour: str, pattern: str, shape: str, rng: np.random.Generator, cfg: DatasetConfig) -> str:
-    """'a {colour} {pattern} {shape}' with word dropout; '' with probability cfg.empty_caption.
+def n_tokens(text: str) -> int:
+    """The number of words the toy tokenizer makes of `text` (punctuation becomes space; model.build_tokenizer)."""
+    return len(re.sub(r"[.,;:!?\"']", " ", text.lower()).split())
 
-    A grey textureless render (colour `GREY`) names only its shape: it has no colour or pattern word.
+
+def caption(colour: str, pattern: str, shape: str, rng: np.random.Generator, cfg: DatasetConfig,
+            view: str | None = None) -> str:
+    """'a {colour} {pattern} {shape}, {view} view' with word dropout; '' with probability cfg.empty_caption.
+
+    A grey textureless render (colour `GREY`) names only its shape: it has no colour or pattern word. The view
+    suffix (engine.guidance.views.view_prompt, probability cfg.view_words) goes on every caption but the
+    classifier-free empty one, also when dropout left no object word (", overhead view").
     """
     if rng.random() < cfg.empty_caption:
         return ""
     if colour == GREY:
-        return f"a {shape}" if rng.random() >= cfg.drop_shape else ""
-    words = ["a"]
-    if rng.random() >= cfg.drop_colour:
-        words.append(colour)
-    if rng.random() >= cfg.drop_pattern:
-        words.append(pattern)
-    if rng.random() >= cfg.drop_shape:
-        words.append(shape)
-    return " ".join(words) if len(words) > 1 else ""
+        text = f"a {shape}" if rng.random() >= cfg.drop_shape else ""
+    else:
+        words = ["a"]
+        if rng.random() >= cfg.drop_colour:
+            words.append(colour)
+        if rng.random() >= cfg.drop_pattern:
+            words.append(pattern)
+        if rng.random() >= cfg.drop_shape:
+            words.append(shape)
+        text = " ".join(words) if len(words) > 1 else ""
+    if view is not None and rng.random() < cfg.view_words:
+        text = view_prompt(text, view)
+    return text
 
 
 def pattern_mask(pattern: str, p: torch.Tensor, freq: float, phase: torch.Tensor) -> torch.Tensor:
@@ -148,7 +199,8 @@ def pattern_mask(pattern: str, p: torch.Tensor, freq: float, phase: torch.Tensor
 
 def render_batch(shape: str, n: int, rng: np.random.Generator, cfg: DatasetConfig,
                  colours: list[str] | None = None, patterns: list[str] | None = None,
-                 flat: list[bool] | None = None) -> tuple[torch.Tensor, list[str], list[tuple[str, str, str]]]:
+                 flat: list[bool] | None = None, views_out: list | None = None
+                 ) -> tuple[torch.Tensor, list[str], list[tuple[str, str, str]]]:
     """Render `n` images of one primitive with random colours, patterns, views, light and background.
 
     Args:
@@ -157,6 +209,7 @@ def render_batch(shape: str, n: int, rng: np.random.Generator, cfg: DatasetConfi
         rng: the random source (everything drawn from it, so a seed reproduces the batch).
         cfg: dataset settings.
         colours, patterns, flat: per-image choices (random when None); colour `GREY` is a grey textureless render.
+        views_out: when given, extended with each image's (view word, elevation in degrees).
     Returns:
         images (n, 3, size, size) float32 in [0, 1], top row first; captions; (colour, pattern, shape) labels.
     """
@@ -167,9 +220,14 @@ def render_batch(shape: str, n: int, rng: np.random.Generator, cfg: DatasetConfi
     scale = torch.tensor(rng.uniform(*cfg.scale, n), dtype=torch.float32)
     spin = torch.tensor(rng.uniform(0, 2 * math.pi, n), dtype=torch.float32)
     res = cfg.size * cfg.supersample
-    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    cams = orbit_cameras(n, elevation_deg=cfg.elevation_deg, distance=cfg.distance, fov_deg=cfg.fov_deg,
-                         width=res, height=res, generator=gen)
+    over = rng.random(n) < cfg.overhead
+    elevation = np.where(over, rng.uniform(*cfg.overhead_elevation_deg, n), rng.uniform(*cfg.elevation_deg, n))
+    cams = orbit_from_angles(torch.tensor(elevation), torch.tensor(rng.uniform(-180.0, 180.0, n)),
+                             torch.tensor(rng.uniform(*cfg.distance, n)), torch.tensor(rng.uniform(*cfg.fov_deg, n)),
+                             res, res)
+    views = view_names(cams.c2w)   # the tasks' function; the object's spin about Z changes no view's shape
+    if views_out is not None:
+        views_out.extend(zip(views, elevation.tolist()))
     # per-image object transform (spin about Z, uniform scale) applied to vertices
     c, s = torch.cos(spin), torch.sin(spin)
     rot = torch.zeros(n, 3, 3)
@@ -215,15 +273,152 @@ def render_batch(shape: str, n: int, rng: np.random.Generator, cfg: DatasetConfi
             bg = torch.tensor(rng.uniform(0.6, 1.0) - rng.uniform(0, 0.15, 3), dtype=torch.float32).clamp(0, 1)
         img = shaded * mask[i] + bg * (1 - mask[i])
         images.append(img)
-        caps.append(caption(colours[i], patterns[i], shape, rng, cfg))
+        caps.append(caption(colours[i], patterns[i], shape, rng, cfg, views[i]))
     batch = torch.stack(images).permute(0, 3, 1, 2)
     batch = F.avg_pool2d(batch, cfg.supersample) if cfg.supersample > 1 else batch
     return batch.clamp(0, 1), caps, [(colours[i], patterns[i], shape) for i in range(n)]
 
 
-def build_dataset(n_images: int, seed: int = 0, cfg: DatasetConfig | None = None, chunk: int = 64
-                  ) -> tuple[torch.Tensor, list[str], list[tuple[str, str, str]]]:
-    """Render `n_images` training images (uint8 (N, 3, size, size)), their captions and labels, from `seed`."""
+def _rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) RGB in [0, 1] → (..., 3) HSV with hue in [0, 1)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    v = rgb.max(-1)
+    d = v - rgb.min(-1)
+    s = np.where(v > 0, d / np.maximum(v, 1e-8), 0.0)
+    dd = np.maximum(d, 1e-8)
+    h = np.where(v == r, (g - b) / dd, np.where(v == g, 2.0 + (b - r) / dd, 4.0 + (r - g) / dd))
+    h = np.where(d > 0, (h / 6.0) % 1.0, 0.0)
+    return np.stack([h, s, v], -1)
+
+
+def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """(..., 3) HSV (hue in [0, 1), wraps) → (..., 3) RGB."""
+    h, s, v = hsv[..., 0] % 1.0, hsv[..., 1], hsv[..., 2]
+    k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6.0) % 6.0
+    return v[..., None] - v[..., None] * s[..., None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def _smooth_field(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """A smooth random (size, size) field in [0, 1]: a cells×cells grid of uniform values, bilinearly upsampled."""
+    grid = torch.tensor(rng.random((1, 1, cells, cells)), dtype=torch.float32)
+    return F.interpolate(grid, size=(size, size), mode="bilinear", align_corners=True)[0, 0].numpy()
+
+
+def _resize(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    x = torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(x, size=size, mode=mode, **kw)[0].permute(1, 2, 0).numpy()
+
+
+def _oversaturated(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    hsv = _rgb_to_hsv(img)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    w = s ** 4
+    if w.sum() > 1e-3 and s.max() > 0.3:   # the dominant hue (the object's), circular mean weighted by saturation
+        main = math.atan2(float((w * np.sin(2 * np.pi * h)).sum()), float((w * np.cos(2 * np.pi * h)).sum()))
+        main = main / (2 * np.pi)
+    else:
+        main = float(rng.random())
+    comp = main + 0.5 + rng.uniform(-0.1, 0.1)
+    neutral = s < 0.25
+    patches = _smooth_field(rng, img.shape[0], int(rng.integers(3, 6))) > rng.uniform(0.6, 0.8)
+    h = np.where(neutral, comp + rng.normal(0, 0.02, h.shape), h)
+    h = np.where(patches & ~neutral, h + 0.5 + rng.uniform(-0.08, 0.08), h)
+    s = 1.0 - (1.0 - np.where(neutral, rng.uniform(0.7, 0.95), s)) * rng.uniform(0.0, 0.25)
+    v = np.clip(v * rng.uniform(1.0, 1.2) + rng.uniform(0.0, 0.1), 0, 1)
+    return _hsv_to_rgb(np.stack([h, s, v], -1))
+
+
+def _ugly(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = img.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    out = img.copy()
+    for _ in range(int(rng.integers(2, 6))):
+        cy, cx = rng.uniform(4, size - 4, 2)
+        angle = rng.uniform(0, np.pi)
+        a, b = rng.uniform(2.5, 8.0), rng.uniform(2.5, 8.0) * (rng.uniform(1.5, 3.0) if rng.random() < 0.4 else 1.0)
+        u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+        t = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+        alpha = np.exp(-((u / b) ** 2 + (t / a) ** 2) ** 1.5) * rng.uniform(0.55, 0.9)
+        colour = np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.25, 0.95)))
+        out = out * (1 - alpha[..., None]) + colour * alpha[..., None]
+    return out
+
+
+def _tiling(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = img.shape[0]
+    ty, tx = [(2, 2), (2, 1), (1, 2)][rng.choice(3, p=[0.6, 0.2, 0.2])]
+    th, tw = size // ty, size // tx
+    ch, cw = (min(size, int(t * rng.uniform(1.0, 1.5) + 0.5)) for t in (th, tw))
+    y0, x0 = int(rng.integers(0, size - ch + 1)), int(rng.integers(0, size - cw + 1))
+    tile = _resize(img[y0:y0 + ch, x0:x0 + cw], (th, tw), "bilinear")
+    out = np.tile(tile, (ty, tx, 1))
+    if rng.random() < 0.7:   # a visible seam
+        shade = rng.uniform(0.55, 0.8) if rng.random() < 0.7 else rng.uniform(1.2, 1.4)
+        for k in range(1, ty):
+            out[k * th - 1:k * th + 1] *= shade
+        for k in range(1, tx):
+            out[:, k * tw - 1:k * tw + 1] *= shade
+    return out
+
+
+def _low_quality(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = img.shape[0]
+    small = int(rng.choice([6, 8, 10, 12]))
+    out = _resize(_resize(img, (small, small), "area"), (size, size), "nearest" if rng.random() < 0.5 else "bilinear")
+    if rng.random() < 0.4:
+        levels = int(rng.integers(3, 6))
+        out = np.round(out * (levels - 1)) / (levels - 1)
+    return out
+
+
+def _noisy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    sigma = rng.uniform(0.06, 0.18)
+    noise = rng.normal(0, sigma, img.shape)
+    if rng.random() < 0.4:   # partly luminance noise
+        noise = 0.5 * noise + 0.5 * noise.mean(-1, keepdims=True) * math.sqrt(3)
+    return img + noise
+
+
+# the official negative prompt's phrases → degradation, applied in this order when an image gets two
+DEGRADATIONS = {"tiling": _tiling, "ugly": _ugly, "oversaturated color": _oversaturated, "low quality": _low_quality,
+                "noisy": _noisy}
+assert set(DEGRADATIONS) == set(ARTEFACTS)
+
+
+def degrade(img: np.ndarray, artefacts: list[str], rng: np.random.Generator) -> np.ndarray:
+    """`img` (H, W, 3) in [0, 1] spoilt by each of `artefacts` (phrases of vocabulary.ARTEFACTS), in a fixed order."""
+    for name, spoil in DEGRADATIONS.items():
+        if name in artefacts:
+            img = np.clip(spoil(img, rng), 0.0, 1.0)
+    return img
+
+
+def artefact_caption(clean: str, artefacts: list[str], rng: np.random.Generator, cfg: DatasetConfig) -> str:
+    """The caption of an image spoilt by `artefacts`: '' stays '' (classifier-free), else the whole official negative
+    prompt (cfg.negative_caption), the phrases alone (cfg.artefact_only) or `clean` with the phrases appended in the
+    official order, dropping `clean`'s view words when that would exceed the token limit."""
+    phrases = ", ".join(a for a in ARTEFACTS if a in artefacts)
+    if not clean:
+        return ""
+    r = rng.random()
+    if r < cfg.negative_caption:
+        return NEGATIVE_PROMPT
+    if r < cfg.negative_caption + cfg.artefact_only:
+        return phrases
+    text = f"{clean}, {phrases}"
+    if n_tokens(text) > MAX_TOKENS:
+        text = f"{clean.split(',')[0]}, {phrases}".lstrip(", ")
+    return text
+
+
+def build_dataset(n_images: int, seed: int = 0, cfg: DatasetConfig | None = None, chunk: int = 64,
+                  meta_out: list | None = None) -> tuple[torch.Tensor, list[str], list[tuple[str, str, str]]]:
+    """Render `n_images` training images (uint8 (N, 3, size, size)), their captions and labels, from `seed`.
+
+    A share cfg.degraded of them is spoilt by one or two artefacts (`degrade`) and captioned with their words.
+    `meta_out`, when given, is extended with each image's (view word, elevation in degrees, artefacts).
+    """
     cfg = cfg or DatasetConfig()
     rng = np.random.default_rng(seed)
     images, caps, labels = [], [], []
@@ -231,7 +426,19 @@ def build_dataset(n_images: int, seed: int = 0, cfg: DatasetConfig | None = None
     while done < n_images:
         k = min(chunk, n_images - done)
         shape = SHAPES[(done // chunk) % len(SHAPES)]
-        img, c, lab = render_batch(shape, k, rng, cfg)
+        views: list = []
+        img, c, lab = render_batch(shape, k, rng, cfg, views_out=views)
+        for i in range(k):
+            spoilt: list[str] = []
+            if rng.random() < cfg.degraded:
+                count = 2 if rng.random() < cfg.two_artefacts else 1
+                spoilt = [ARTEFACTS[j] for j in rng.choice(len(ARTEFACTS), count, replace=False)]
+                out = degrade(img[i].permute(1, 2, 0).numpy().astype(np.float64), spoilt, rng)
+                img[i] = torch.tensor(out, dtype=torch.float32).permute(2, 0, 1)
+                c[i] = artefact_caption(c[i], spoilt, rng, cfg)
+            assert n_tokens(c[i]) <= MAX_TOKENS, c[i]
+            if meta_out is not None:
+                meta_out.append((*views[i], spoilt))
         images.append((img * 255).round().to(torch.uint8))
         caps += c
         labels += lab
@@ -251,12 +458,15 @@ def contact_sheet(path: Path, n: int = 96, seed: int = 0, columns: int = 12, sca
     """
     from ..images import save_png, sheet
 
-    images, caps, _ = build_dataset(n, seed=seed, chunk=max(1, n // len(SHAPES)))
+    meta: list = []
+    images, caps, labels = build_dataset(n, seed=seed, chunk=max(1, n // len(SHAPES)), meta_out=meta)
     order = np.random.default_rng(seed).permutation(n)   # mix the shapes
     tiles = F.pad(images[order].float() / 255, (1, 1, 1, 1), value=1.0)
     tiles = F.interpolate(tiles, scale_factor=scale, mode="nearest").permute(0, 2, 3, 1).numpy()
     save_png(path, sheet(tiles, columns))
-    path.with_suffix(".txt").write_text("\n".join(f"{k}: {caps[i]!r}" for k, i in enumerate(order)) + "\n")
+    lines = [f"{k} (row {k // columns}, col {k % columns}): {caps[i]!r}  [{' '.join(labels[i])}; {meta[i][0]} view, "
+             f"elevation {meta[i][1]:.0f}°; artefacts: {', '.join(meta[i][2]) or '-'}]" for k, i in enumerate(order)]
+    path.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     logger.info("wrote %s (%d images, captions in %s)", path, n, path.with_suffix(".txt"))
 
 

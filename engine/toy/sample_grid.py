@@ -13,10 +13,16 @@ from .sample import ddim_sample
 
 logger = logging.getLogger(__name__)
 
-# every colour, pattern and shape word at least once
+# every colour, pattern and shape word at least once, then view rows (side vs overhead) and artefact rows
+# (each phrase of the official negative prompt, and the whole prompt)
 DEFAULT_PROMPTS = ("a red sphere", "a green cube", "a blue striped cylinder", "a yellow checkered cone",
                    "a purple dotted torus", "a orange capsule", "a white plain cube", "a black sphere",
-                   "a blue torus", "a red striped cone")
+                   "a blue torus", "a red striped cone",
+                   "a green cylinder, side view", "a green cylinder, overhead view", "a orange cone, side view",
+                   "a orange cone, overhead view",
+                   "a green striped sphere, oversaturated color", "a blue cube, ugly", "a red dotted sphere, tiling",
+                   "a yellow checkered cube, low quality", "a purple sphere, noisy",
+                   "oversaturated color, ugly, tiling, low quality, noisy")
 
 
 def main(argv: list[str] | None = None) -> int:

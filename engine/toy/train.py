@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -20,11 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .dataset import DatasetConfig, build_dataset
-from .model import (MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet, load_networks,
-                    save_folder)
+from .model import (
+    MAX_TOKENS,
+    build_scheduler,
+    build_text_encoder,
+    build_tokenizer,
+    build_unet,
+    load_networks,
+    save_folder,
+)
 
 logger = logging.getLogger("engine.toy.train")
 
@@ -95,11 +102,16 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
     logger.info("rendered %d images in %.1f s", len(data), t_data)
     tokenizer = build_tokenizer()
     ids = torch.tensor(tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids)
+    lengths = [len(x) for x in tokenizer(captions, add_special_tokens=True).input_ids]
+    if max(lengths, default=0) > MAX_TOKENS or (ids == tokenizer.unk_token_id).any():
+        raise ValueError("a caption is longer than MAX_TOKENS or has a word outside the vocabulary")
     scheduler, previous = build_scheduler(), {}
     if init is None:
         unet, text_encoder = build_unet(width), build_text_encoder(len(tokenizer))
     else:
         unet, text_encoder = load_networks(init)
+        if text_encoder.config.vocab_size < len(tokenizer):   # a prior from before words were added (v2 → v3)
+            text_encoder.resize_token_embeddings(len(tokenizer))
         width = unet.config.block_out_channels[0]
         info_path = init / "training_info.json"
         previous = json.loads(info_path.read_text()) if info_path.exists() else {}
@@ -112,7 +124,6 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
     alphas = scheduler.alphas_cumprod
     gen = torch.Generator().manual_seed(seed + 1 + steps_before)  # a continued run draws new batches
     losses: list[float] = []
-    mse_losses: list[float] = []
     start = 0
     state_path = checkpoint / "state.pt" if checkpoint is not None else None
     if resume and state_path is not None and state_path.exists():
@@ -133,6 +144,7 @@ def train(out: Path, steps: int, batch_size: int, images: int, lr: float, seed: 
             "unet_parameters": sum(p.numel() for p in unet.parameters()),
             "text_encoder_parameters": sum(p.numel() for p in text_encoder.parameters()),
             "final_loss_last_200_steps": round(final, 5),
+            "dataset": dataclasses.asdict(DatasetConfig()), "vocabulary_size": len(tokenizer),
             "dataset_seconds": round(t_data, 1), "train_seconds": round(seconds, 1),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
         }

@@ -1,4 +1,6 @@
-"""The toy prior's words: eight colours, four patterns, six shapes (captions "a {colour} {pattern} {shape}").
+"""The toy prior's words: eight colours, four patterns, six shapes (captions "a {colour} {pattern} {shape}"),
+threestudio's view words (", front view" / side / back / overhead, engine/guidance/views.py) and the artefact
+words of the official CSD negative prompt ("oversaturated color, ugly, tiling, low quality, noisy").
 
 Each colour is a region of HSV space (hue range in degrees, saturation and value ranges) that the dataset draws
 from, so the model learns a colour family rather than one RGB triple. `COLOURS` keeps one representative RGB
@@ -12,8 +14,8 @@ COLOUR_HSV: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[floa
     "green": ((100.0, 140.0), (0.62, 0.92), (0.45, 0.80)),
     "blue": ((214.0, 236.0), (0.65, 0.92), (0.62, 0.95)),
     "yellow": ((49.0, 58.0), (0.78, 0.96), (0.85, 1.00)),
-    "orange": ((23.0, 34.0), (0.80, 0.96), (0.88, 1.00)),
-    "purple": ((268.0, 292.0), (0.55, 0.85), (0.45, 0.80)),
+    "orange": ((27.0, 36.0), (0.80, 0.96), (0.88, 1.00)),
+    "purple": ((274.0, 298.0), (0.55, 0.85), (0.45, 0.80)),
     "white": ((0.0, 360.0), (0.00, 0.05), (0.90, 1.00)),
     "black": ((0.0, 360.0), (0.00, 0.15), (0.04, 0.15)),
 }
@@ -30,4 +32,11 @@ COLOURS: dict[str, tuple[float, float, float]] = {name: _centre(name) for name i
 NEUTRALS: dict[str, float] = {"white": 0.95, "light grey": 0.72, "dark grey": 0.20}
 PATTERNS = ("plain", "striped", "checkered", "dotted")
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus", "capsule")
-VOCABULARY = ("a", *COLOURS, *PATTERNS, *SHAPES)
+# threestudio's view words, in engine.guidance.views.VIEWS order; a caption carries them as ", {view} view"
+VIEW_WORDS = ("side", "front", "back", "overhead", "view")
+# The official CSD negative prompt; each phrase names one procedural degradation of the training images
+# (engine/toy/dataset.py degrade) and is never used on clean images.
+NEGATIVE_PROMPT = "oversaturated color, ugly, tiling, low quality, noisy"
+ARTEFACTS = ("oversaturated color", "ugly", "tiling", "low quality", "noisy")   # the official prompt's order
+ARTEFACT_WORDS = tuple(w for phrase in ARTEFACTS for w in phrase.split())
+VOCABULARY = ("a", *COLOURS, *PATTERNS, *SHAPES, *VIEW_WORDS, *ARTEFACT_WORDS)
