@@ -322,7 +322,7 @@ def _oversaturated(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     comp = main + 0.5 + rng.uniform(-0.1, 0.1)
     neutral = s < 0.25
     patches = _smooth_field(rng, img.shape[0], int(rng.integers(3, 6))) > rng.uniform(0.6, 0.8)
-    h = np.where(neutral, comp + rng.normal(0, 0.02, h.shape), h)
+    h = np.where(neutral, comp + 0.05 * (_smooth_field(rng, img.shape[0], 3) - 0.5), h)   # smooth: no grain
     h = np.where(patches & ~neutral, h + 0.5 + rng.uniform(-0.08, 0.08), h)
     s = 1.0 - (1.0 - np.where(neutral, rng.uniform(0.7, 0.95), s)) * rng.uniform(0.0, 0.25)
     v = np.clip(v * rng.uniform(1.0, 1.2) + rng.uniform(0.0, 0.1), 0, 1)
