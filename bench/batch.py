@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from engine.batch.driver import run_batch
 from engine.batch.executors import InProcess, RayActors
 from engine.batch.jobs import read_jobs
-from engine.cli_jobs import DEMO_MESH
+from engine.commands.texture import DEMO_MESH
 
 PROMPTS = ("a red sphere", "a blue sphere", "a green striped sphere", "a yellow cube", "a blue striped sphere",
            "a red striped cube", "a green sphere", "a yellow striped sphere")

@@ -106,7 +106,7 @@ def cuda_rows(steps: int) -> list[dict]:
     from guidance import SD15_UNET, SD15_VAE  # the published SD 1.5 configs (see bench/guidance.py)
 
     from engine.priors.stable_diffusion import StableDiffusionPrior
-    from engine.priors.tiny import sd_ddim_scheduler
+    from engine.testing.tiny_models import sd_ddim_scheduler
 
     dev, dt = torch.device("cuda"), torch.float16
     prior = StableDiffusionPrior(

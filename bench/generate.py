@@ -151,10 +151,11 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
 
     from engine.fields.density_field import DensityFieldConfig
     from engine.guidance import PromptEmbeddings, build_guidance
+    from engine.guidance.view_prompts import ViewPrompts
     from engine.guidance.views import VIEWS
     from engine.priors.pixel import PixelPrior
     from engine.priors.stable_diffusion import StableDiffusionPrior
-    from engine.priors.tiny import sd_ddim_scheduler
+    from engine.testing.tiny_models import sd_ddim_scheduler
     from engine.tasks.generate_coarse import CoarseConfig, run_coarse
     from engine.tasks.generate_refine import RefineConfig, run_refine
 
@@ -191,8 +192,8 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
     )
     d_text = if_cfg["encoder_hid_dim"]
     emb = lambda: torch.randn(1, 77, d_text, device=dev)
-    prompts = PromptEmbeddings(cond=emb(), null=emb(), neg=emb())
-    views = {v: emb() for v in VIEWS}
+    prompts = ViewPrompts.from_embeddings(PromptEmbeddings(cond=emb(), null=emb(), neg=emb()),
+                                          {v: emb() for v in VIEWS})
     size, batch = prior.resolution, 4
     samples = 512 if not tiny else 32
     cfg = CoarseConfig(
@@ -216,7 +217,6 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
         g,
         prompts,
         prompts,
-        views,
         gen,
         ngen,
         0,
@@ -229,7 +229,7 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
     out = {}
     t = _timed(
         lambda: out.update(
-            res=run_coarse(cfg, prior, g, prompts, prompts, views, gen, ngen, 0, emit, stop, 0.0, 10**9, 64)
+            res=run_coarse(cfg, prior, g, prompts, prompts, gen, ngen, 0, emit, stop, 0.0, 10**9, 64)
         ),
         sync,
     )
@@ -276,12 +276,11 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
         dtype=dt,
     )
     d_text = sd_cfg["cross_attention_dim"]
-    sd_prompts = PromptEmbeddings(
-        cond=torch.randn(1, 77, d_text, device=dev),
-        null=torch.randn(1, 77, d_text, device=dev),
-        neg=torch.randn(1, 77, d_text, device=dev),
+    sd_prompts = ViewPrompts.from_embeddings(
+        PromptEmbeddings(cond=torch.randn(1, 77, d_text, device=dev), null=torch.randn(1, 77, d_text, device=dev),
+                         neg=torch.randn(1, 77, d_text, device=dev)),
+        {v: torch.randn(1, 77, d_text, device=dev) for v in VIEWS},
     )
-    sd_views = {v: torch.randn(1, 77, d_text, device=dev) for v in VIEWS}
     rsize = 512 if not tiny else 64
     rcfg = RefineConfig(
         steps=steps,
@@ -304,7 +303,6 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
                 g2,
                 sd_prompts,
                 sd_prompts,
-                sd_views,
                 gen,
                 ngen,
                 emit,

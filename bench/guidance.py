@@ -4,7 +4,7 @@ per step, steps/s and, on CUDA, peak memory. Prints a table; asserts nothing.
     python bench/guidance.py [--steps 20] [--cpu-only]
 
 CPU cases: the toy prior (engine/assets/toy_prior when present, else a randomly initialised folder of the same
-architecture from engine.toy.model) and a tiny Stable Diffusion (engine.priors.tiny) with and without two ControlNets.
+architecture from engine.toy.model) and a tiny Stable Diffusion (engine.testing.tiny_models) with and without two ControlNets.
 CUDA cases (only when CUDA is present): Stable Diffusion 1.5 and DeepFloyd IF-I-XL architectures with random fp16
 weights, batch 1 and 4; configs are written out below with their provenance.
 """
@@ -151,13 +151,13 @@ def toy_folder(tmp: Path) -> tuple[str, str]:
         )
         return str(tmp / "toy"), "toy-size pixel prior (random)"
     except Exception:  # noqa: BLE001 - fall back to the tiny toy layout if the toy module changes
-        from engine.priors.tiny import save_tiny_toy
+        from engine.testing.tiny_models import save_tiny_toy
 
         return str(save_tiny_toy(tmp / "toy")), "tiny toy-layout prior (random)"
 
 
 def cpu_cases(steps: int, tmp: Path) -> list[dict]:
-    from engine.priors.tiny import save_tiny_controlnet, save_tiny_sd
+    from engine.testing.tiny_models import save_tiny_controlnet, save_tiny_sd
 
     rows = []
     model, label = toy_folder(tmp)
@@ -229,7 +229,7 @@ def cuda_cases(steps: int) -> list[dict]:
     from engine.priors.controlnet import ControlNetStack
     from engine.priors.pixel import PixelPrior
     from engine.priors.stable_diffusion import StableDiffusionPrior
-    from engine.priors.tiny import sd_ddim_scheduler
+    from engine.testing.tiny_models import sd_ddim_scheduler
 
     dev, dt = torch.device("cuda"), torch.float16
     rows = []

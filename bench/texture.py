@@ -3,7 +3,7 @@
     python bench/texture.py [--steps 60] [--adherence-steps 200] [--cpu-only] [--skip-adherence] [--scaling]
 
 Prints tables; asserts nothing. Cases:
-1. CPU, the bundled toy prior and a tiny Stable Diffusion (engine.priors.tiny) on Spot: steps/s and the time
+1. CPU, the bundled toy prior and a tiny Stable Diffusion (engine.testing.tiny_models) on Spot: steps/s and the time
    per stage (render, to-model-space, UNet, backward, optimiser, bake) from the task's own stats.
 2. CSD (csd-toy) vs SDS (diffusers scale 21 = threestudio IF's 20) at equal steps and seeds on a sphere with
    "a {colour} sphere": views (of 8) whose mean hue is in the colour family, and mean saturation.
@@ -190,7 +190,7 @@ def adherence(steps: int, seeds: tuple[int, ...]) -> None:
 def cuda_rows(steps: int) -> list[dict]:
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
-    from engine.priors.tiny import sd_ddim_scheduler
+    from engine.testing.tiny_models import sd_ddim_scheduler
 
     sys.path.insert(0, str(REPO / "bench"))
     from guidance import SD15_UNET, SD15_VAE  # the published SD 1.5 configs (see bench/guidance.py)
@@ -234,7 +234,7 @@ def main() -> None:
     toy = load_prior("toy", device="cpu")
     rows.append(speed_row("toy prior, Spot, batch 4, 64² render", toy, _spot(), args.steps, texture_size=512))
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.priors.tiny import save_tiny_sd
+        from engine.testing.tiny_models import save_tiny_sd
 
         sd = load_prior(str(save_tiny_sd(Path(tmp) / "tiny_sd")), device="cpu")
         rows.append(speed_row("tiny SD (random), Spot, batch 1", sd, _spot(), args.steps, prompt="a red sphere",

@@ -1,5 +1,5 @@
-"""`python -m engine …`: the engine's command line (see engine/cli.py)."""
+"""`python -m engine …`: the engine's command line (see engine/cli/main.py)."""
 
-from engine.cli import main
+from .cli.main import main
 
 raise SystemExit(main())

@@ -7,13 +7,13 @@ extension is not built (reference/render_perf.md §0).
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=None)
+@cache
 def nvdiffrast() -> ModuleType | None:
     """`nvdiffrast.torch` when importable and CUDA is available, else None."""
     try:
@@ -29,7 +29,7 @@ def nvdiffrast() -> ModuleType | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def tinycudann() -> ModuleType | None:
     """`tinycudann` when importable and CUDA is available, else None."""
     try:

@@ -1,7 +1,8 @@
 """String-keyed registries (TASKS, GUIDANCE): `@REG.register("name")` at import; a duplicate name is an error."""
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

@@ -140,7 +140,7 @@ def test_the_scanners_catch_what_they_look_for(tmp_path):
 
 def test_protocol_task_and_guidance_names_match_the_engine_registries():
     from csd_blender.protocol.params import GUIDANCE_NAMES, TASK_NAMES
-    from engine.cli import load_registries
+    from engine.tasks import load_registries
     from engine.registry import GUIDANCE, TASKS
 
     load_registries()  # what `python -m engine serve` registers

@@ -179,6 +179,6 @@ def test_zip_carries_the_engine_wheel_of_this_checkout_outside_blender_wheels(li
             inner = wheel.namelist()
     # Blender installs the manifest's wheels into its own Python: the engine (torch) must never be one of them
     assert not any("csd_blender_engine" in w for w in manifest["wheels"])
-    assert "engine/server.py" in inner and "csd_blender/protocol/params/__init__.py" in inner
+    assert "engine/serve/server.py" in inner and "csd_blender/protocol/params/__init__.py" in inner
     assert "engine/assets/toy_prior/model_index.json" in inner
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in inner)

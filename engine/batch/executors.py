@@ -67,7 +67,7 @@ class RayActors:
     """`workers` Ray actors running BatchWorker, each holding its priors between jobs.
 
     Args:
-        address: "local", "auto" or a cluster address (engine.ray_support.connect).
+        address: "local", "auto" or a cluster address (engine.serve.ray_support.connect).
         workers: actors to start (None: as many as the cluster's GPUs/CPUs allow).
         gpus_per_job: GPUs each actor reserves (a job runs on its actor's GPU; 0 on CPU clusters).
         cpus_per_job: CPUs each actor reserves; also its torch thread count.
@@ -78,7 +78,7 @@ class RayActors:
 
     def __init__(self, address: str, workers: int | None = None, gpus_per_job: float = 1.0,
                  cpus_per_job: float = 1.0, max_jobs: int | None = None):
-        from ..ray_support import connect, pool_size, worker_lost_errors
+        from ..serve.ray_support import connect, pool_size, worker_lost_errors
 
         self.ray, self._owns_ray = connect(address)
         try:

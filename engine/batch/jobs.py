@@ -3,7 +3,7 @@
 `{"task": "texture", "mesh": "ball.obj", "prompt": "a red sphere", "steps": 20, "seed": 3}` is
 `python -m engine texture --mesh ball.obj --prompt "a red sphere" --steps 20 --seed 3 --out DIR/<job id>`:
 the keys are the command's option names (`texture_size` or `texture-size`), parsed by the command's own argparse
-parser, then validated by the protocol's parameter checks and the server's (`engine.admission.check_params`).
+parser, then validated by the protocol's parameter checks and the server's (`engine.serve.admission.check_params`).
 The job id is a hash of the resolved options and of the input files' bytes, so an unchanged job keeps its id.
 """
 
@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from csd_blender.protocol.errors import ProtocolError
+
+from ..commands import edit, generate, texture
+from ..commands.common import JobCommand
 
 # options a batch line may not set: the batch decides where results go, and workers draw no bars
 BATCH_OWNED = ("out", "quiet", "help")
@@ -42,41 +44,17 @@ class _RaisingParser(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-@dataclass(frozen=True)
-class TaskCommand:
-    """How a CLI task runs as a batch job.
-
-    Args:
-        params: args -> the protocol params dataclass (the command's own conversion).
-        run_files: (args, write_dir) -> {kind: path}; the command's file writer.
-    """
-
-    params: Callable[[argparse.Namespace], Any]
-    run_files: Callable[..., dict]
-
-
-def task_commands() -> dict[str, TaskCommand]:
-    """The CLI commands a batch line may name: texture, edit, generate."""
-    from .. import cli_edit, cli_generate, cli_jobs
-
-    return {
-        "texture": TaskCommand(cli_jobs._params_from_args, cli_jobs.run_texture_files),
-        "edit": TaskCommand(cli_edit._params_from_args, cli_edit.run_edit_files),
-        "generate": TaskCommand(cli_generate._params_from_args, cli_generate.run_generate_files),
-    }
+def task_commands() -> dict[str, JobCommand]:
+    """The job commands a batch line may name: texture, edit, generate."""
+    return {command.name: command for command in (texture.COMMAND, edit.COMMAND, generate.COMMAND)}
 
 
 def command_parser() -> argparse.ArgumentParser:
     """A parser with the texture, edit and generate subcommands exactly as `python -m engine` registers them."""
-    from ..cli_edit import add_edit_parser
-    from ..cli_generate import add_generate_parser
-    from ..cli_jobs import add_texture_parser
-
     parser = _RaisingParser(prog="python -m engine", add_help=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    add_texture_parser(sub)
-    add_edit_parser(sub)
-    add_generate_parser(sub)
+    for command in task_commands().values():
+        command.add_parser(sub)
     return parser
 
 
@@ -159,9 +137,9 @@ def parse_line(line_no: int, text: str, parser: argparse.ArgumentParser | None =
         BatchFileError: bad JSON, no or an unknown task, an unknown option, a value the command or the
             server's parameter checks refuse (the protocol's code and field in the message).
     """
-    from ..admission import check_params
-    from ..cli import load_registries
     from ..registry import TASKS
+    from ..serve.admission import check_params
+    from ..tasks import load_registries
 
     parser = parser or command_parser()
     try:

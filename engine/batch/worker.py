@@ -57,7 +57,7 @@ class BatchWorker:
     """
 
     def __init__(self, torch_threads: int | None = None):
-        from ..cli import load_registries
+        from ..tasks import load_registries
 
         if torch_threads:
             import torch
@@ -81,7 +81,7 @@ class BatchWorker:
         from ..device_info import resolve_device
         from ..errors import internal_error
         from ..priors.loader import loaded_priors
-        from ..worker import free_device_memory, is_out_of_memory, oom_error
+        from ..serve.local_worker import free_device_memory, is_out_of_memory, oom_error
 
         t0 = time.perf_counter()
         before = {id(p) for p in loaded_priors()}

@@ -1,6 +1,8 @@
-"""Neural fields: hash-grid encoding (torch = tiny-cuda-nn formulas), MLPs, the texture field."""
-from engine.fields.hashgrid import HashGrid, level_layout, n_hashgrid_params
-from engine.fields.mlp import MLP
-from engine.fields.texture_field import TextureField, TextureFieldConfig
+"""Neural fields: the hash-grid encoding (tiny-cuda-nn's formulas in torch; tinycudann when importable), MLPs,
+the texture field, the NeRF density field, the DMTet grid and the environment background. May import
+_optional and errors; nothing above."""
+from .hashgrid import HashGrid, level_layout, n_hashgrid_params
+from .mlp import MLP
+from .texture_field import TextureField, TextureFieldConfig
 
-__all__ = ["HashGrid", "MLP", "TextureField", "TextureFieldConfig", "level_layout", "n_hashgrid_params"]
+__all__ = ["MLP", "HashGrid", "TextureField", "TextureFieldConfig", "level_layout", "n_hashgrid_params"]

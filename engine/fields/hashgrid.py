@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from engine import _optional
+from .. import _optional
 
 logger = logging.getLogger(__name__)
 
@@ -270,12 +270,12 @@ class _WeightedGather(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, table: Tensor, idx: Tensor, w: Tensor) -> Tensor:
         ctx.save_for_backward(table, idx, w)
         return F.embedding_bag(idx, table, per_sample_weights=w, mode="sum")
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):  # noqa: D102
+    def backward(ctx, grad_out: Tensor):
         table, idx, w = ctx.saved_tensors
         grad_table = grad_w = None
         if ctx.needs_input_grad[0]:

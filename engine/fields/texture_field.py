@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from engine.fields.hashgrid import HashGrid
-from engine.fields.mlp import MLP
+from .hashgrid import HashGrid
+from .mlp import MLP
 
 
 @dataclass

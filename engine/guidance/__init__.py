@@ -1,21 +1,23 @@
-"""Score-distillation guidance: CSD (paper Eq. 10/11), SDS, schedules and presets."""
+"""Score-distillation guidance: CSD (paper Eq. 10/11), SDS, Perp-Neg, schedules, presets, branch planning and the
+view-dependent prompt embeddings every task asks for. May import priors/ (the Prior interface), the registry and
+errors; never tasks/ or anything above."""
 
-from engine.guidance.base import GuidanceConfig, GuidanceOutput, ScoreGuidance
-from engine.guidance.csd import CSDConfig, CSDGuidance
-from engine.guidance.plan import BranchPlan, Coefficients, PromptEmbeddings, plan_branches
-from engine.guidance.presets import PRESETS, auto_preset, build_guidance, get_preset, preset_names
-from engine.guidance.schedule import Schedule
-from engine.guidance.sds import SDSConfig, SDSGuidance
-from engine.guidance.weighting import postprocess_grad, timestep_weight
+from .base import GuidanceConfig, GuidanceOutput, ScoreGuidance
+from .csd import CSDConfig, CSDGuidance
+from .plan import BranchPlan, Coefficients, PromptEmbeddings, plan_branches
+from .presets import PRESETS, auto_preset, build_guidance, get_preset, preset_names
+from .schedule import Schedule
+from .sds import SDSConfig, SDSGuidance
+from .weighting import postprocess_grad, timestep_weight
 
 __all__ = [
+    "PRESETS",
     "BranchPlan",
     "CSDConfig",
     "CSDGuidance",
     "Coefficients",
     "GuidanceConfig",
     "GuidanceOutput",
-    "PRESETS",
     "PromptEmbeddings",
     "SDSConfig",
     "SDSGuidance",

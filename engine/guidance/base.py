@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.errors import RequestError
-from engine.guidance.perp_neg import perp_neg_term
-from engine.guidance.plan import (Coefficients, PromptEmbeddings, combine, ensure_branches, evaluate_branches,
-                                  plan_branches)
-from engine.guidance.schedule import Schedule, ScheduleSpec
-from engine.guidance.weighting import GRAD_MODES, WEIGHTINGS, postprocess_grad, timestep_weight
+from ..errors import RequestError
+from .perp_neg import perp_neg_term
+from .plan import Coefficients, PromptEmbeddings, combine, ensure_branches, evaluate_branches, plan_branches
+from .schedule import Schedule, ScheduleSpec
+from .weighting import GRAD_MODES, WEIGHTINGS, postprocess_grad, timestep_weight
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.priors.base import Prior
+    from ..priors.base import Prior
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class GuidanceConfig:
         """
         return Schedule.parse(getattr(self, field), f"guidance.{field}")
 
-    def scaled(self, total_steps: int) -> "GuidanceConfig":
+    def scaled(self, total_steps: int) -> GuidanceConfig:
         """A copy whose step-based breakpoints are rescaled from `reference_steps` to `total_steps`.
 
         Args:
@@ -98,7 +98,7 @@ class GuidanceConfig:
         specs = {f: self.schedule(f).scaled(factor).to_spec() for f in self.schedule_fields}
         return dataclasses.replace(self, reference_steps=total_steps, **specs)
 
-    def replace(self, **overrides) -> "GuidanceConfig":
+    def replace(self, **overrides) -> GuidanceConfig:
         """A validated copy with some fields replaced; unknown names raise RequestError.
 
         Args:
@@ -174,7 +174,7 @@ class ScoreGuidance:
 
     def __call__(
         self,
-        prior: "Prior",
+        prior: Prior,
         x: Tensor,
         prompts: PromptEmbeddings,
         step: int,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from engine.guidance.base import GuidanceConfig, ScoreGuidance
-from engine.guidance.plan import Coefficients
-from engine.guidance.schedule import ScheduleSpec
-from engine.registry import GUIDANCE
+from ..registry import GUIDANCE
+from .base import GuidanceConfig, ScoreGuidance
+from .plan import Coefficients
+from .schedule import ScheduleSpec
 
 
 @dataclass(frozen=True)

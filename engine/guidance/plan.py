@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from engine.errors import EngineError, ErrorCode
+from ..errors import EngineError, ErrorCode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.priors.base import Prior
+    from ..priors.base import Prior
 
 BRANCHES = ("cond", "neg", "null")
 
@@ -44,8 +45,8 @@ class PromptEmbeddings:
 
     @classmethod
     def from_prompts(
-        cls, prior: "Prior", prompt: str | list[str], negative_prompt: str = ""
-    ) -> "PromptEmbeddings":
+        cls, prior: Prior, prompt: str | list[str], negative_prompt: str = ""
+    ) -> PromptEmbeddings:
         """Encode `prompt` (one string, or one per batch element), the negative prompt and "" with `prior`.
 
         Args:
@@ -75,7 +76,7 @@ class PromptEmbeddings:
                 self.neg.shape == self.null.shape and bool(torch.equal(self.neg, self.null)))
         return self.same_neg_null
 
-    def with_cond(self, cond: Tensor) -> "PromptEmbeddings":
+    def with_cond(self, cond: Tensor) -> PromptEmbeddings:
         """A copy with other positive embeddings (per-view prompts each step), keeping the neg/null answer.
 
         Args:
@@ -185,7 +186,7 @@ def repeat_control(control: Mapping[str, Tensor] | None, batch_size: int, k: int
 
 
 def evaluate_branches(
-    prior: "Prior",
+    prior: Prior,
     plan: BranchPlan,
     x_t: Tensor,
     t: Tensor,

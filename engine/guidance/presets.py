@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
-from engine.errors import RequestError
-from engine.guidance.base import GuidanceConfig, ScoreGuidance
-from engine.guidance.csd import CSDConfig
-from engine.guidance.sds import SDSConfig
-from engine.registry import GUIDANCE
+from ..errors import RequestError
+from ..registry import GUIDANCE
+from .base import GuidanceConfig, ScoreGuidance
+from .csd import CSDConfig
+from .sds import SDSConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.priors.base import Prior
+    from ..priors.base import Prior
 
 OFFICIAL_NEGATIVE_PROMPT = "oversaturated color, ugly, tiling, low quality, noisy"
 TOY_DEFAULT_STEPS = 400
@@ -111,7 +111,7 @@ def get_preset(name: str) -> GuidanceConfig:
         ) from None
 
 
-def auto_preset(prior: "Prior") -> str:
+def auto_preset(prior: Prior) -> str:
     """The preset `guidance="auto"` means for a prior: csd-toy, csd-if (pixel) or csd-sd-refine (latent).
 
     Args:
@@ -124,7 +124,7 @@ def auto_preset(prior: "Prior") -> str:
 
 
 def build_guidance(
-    name_or_config: Union[str, GuidanceConfig], total_steps: int | None = None, **overrides
+    name_or_config: str | GuidanceConfig, total_steps: int | None = None, **overrides
 ) -> ScoreGuidance:
     """A guidance object from a preset name or a config.
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
-from engine.errors import RequestError
+from ..errors import RequestError
 
 ScheduleSpec = Union[float, int, Sequence[float]]
 
@@ -37,7 +38,7 @@ class Schedule:
         return self.start_value == self.end_value
 
     @classmethod
-    def parse(cls, spec: ScheduleSpec | "Schedule", field: str = "schedule") -> "Schedule":
+    def parse(cls, spec: ScheduleSpec | Schedule, field: str = "schedule") -> Schedule:
         """Build a schedule from a number, a 3-list `[start, end, end_step]` or a 4-list.
 
         Args:
@@ -87,7 +88,7 @@ class Schedule:
         frac = max(min(1.0, frac), 0.0)
         return self.start_value + (self.end_value - self.start_value) * frac
 
-    def scaled(self, factor: float) -> "Schedule":
+    def scaled(self, factor: float) -> Schedule:
         """The same schedule with its step breakpoints multiplied by `factor` (end_step stays > start_step).
 
         Args:

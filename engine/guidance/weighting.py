@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from engine.errors import RequestError
+from ..errors import RequestError
 
 WEIGHTINGS = ("uniform", "sds", "fantasia3d")
 GRAD_MODES = ("none", "unit_l2", "clamp")

@@ -10,16 +10,16 @@ first (row 0 <-> v = 1), while the rasterizer's row 0 is v ~ 0.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.mesh.types import Mesh
-from engine.render.rasterize import interpolate, rasterize
+from ..render.rasterize import interpolate, rasterize
+from .types import Mesh
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
         img, filled = _dilate_once(img, filled)
     logger.info("baked %dx%d texture: %.1f%% covered, %.1f%% after padding", size, size,
                 100.0 * coverage.float().mean().item(), 100.0 * filled.float().mean().item())
-    flip = lambda t: torch.flip(t, dims=[0]).cpu().numpy()  # noqa: E731 - raster row 0 is v ~ 0
+    flip = lambda t: torch.flip(t, dims=[0]).cpu().numpy()
     return BakeResult(flip(img).astype(np.float32), flip(coverage), flip(filled))
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.mesh.axes import from_world
-from engine.mesh.io import save_png, to_uint8
-from engine.mesh.types import Mesh
+from .axes import from_world
+from .io import save_png, to_uint8
+from .types import Mesh
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import MeshError
-from engine.images import save_png, to_uint8  # noqa: F401 - re-exported for engine.mesh users
-from engine.mesh.axes import file_up_axis, to_world
-from engine.mesh.types import Mesh
-from engine.mesh.validate import validate_mesh
+from ..errors import MeshError
+from ..images import save_png, to_uint8  # noqa: F401 - re-exported for engine.mesh users
+from .axes import file_up_axis, to_world
+from .types import Mesh
+from .validate import validate_mesh
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def load_mesh(path: str | Path, up: str = "z") -> Mesh:
     try:
         # maintain_order must stay False: with True, trimesh keeps OBJ vertex order and loses seam UVs
         loaded = trimesh.load(str(p), process=False)
-    except Exception as exc:  # noqa: BLE001 - any parser failure means "not a readable mesh"
+    except Exception as exc:
         raise MeshError(f"could not read {p.name} as {ext[1:].upper()}: not a valid mesh file",
                         detail=f"{type(exc).__name__}: {exc}") from exc
     parts = [g for g in _parts(loaded) if len(g.faces) > 0]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import MeshError
+from ..errors import MeshError
 
 
 def _is_placeholder(image) -> bool:
@@ -34,7 +34,7 @@ def load_base_color(path: str | Path) -> np.ndarray | None:
     """
     import trimesh
 
-    from engine.mesh.io import _parts
+    from .io import _parts
 
     try:
         loaded = trimesh.load(str(path), process=False)

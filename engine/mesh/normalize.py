@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import MeshError
-from engine.mesh.types import Mesh
+from ..errors import MeshError
+from .types import Mesh
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.mesh.types import Mesh
+from .types import Mesh
 
 
 def winding_numbers(mesh: Mesh, points: np.ndarray, chunk: int = 256) -> np.ndarray:

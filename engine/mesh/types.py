@@ -28,7 +28,7 @@ class Mesh:
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
 
-    def with_uvs(self, uvs: np.ndarray | None) -> "Mesh":
+    def with_uvs(self, uvs: np.ndarray | None) -> Mesh:
         """A copy sharing vertices and faces, with `uvs` (F, 3, 2) replaced."""
         return Mesh(self.vertices, self.faces, None if uvs is None else np.asarray(uvs, dtype=np.float32))
 

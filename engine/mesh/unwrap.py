@@ -9,8 +9,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from engine.errors import MeshError
-from engine.mesh.types import Mesh
+from ..errors import MeshError
+from .types import Mesh
 
 logger = logging.getLogger(__name__)
 

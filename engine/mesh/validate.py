@@ -7,8 +7,9 @@ import numpy as np
 
 from csd_blender.protocol.errors import ErrorCode
 from csd_blender.protocol.params import MAX_FACES, MAX_VERTICES
-from engine.errors import MeshError
-from engine.mesh.types import Mesh
+
+from ..errors import MeshError
+from .types import Mesh
 
 logger = logging.getLogger(__name__)
 

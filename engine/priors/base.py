@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.errors import EngineError, ErrorCode
-from engine.priors.text import PromptEncoder
+from ..errors import EngineError, ErrorCode
+from .text import PromptEncoder
 
 logger = logging.getLogger(__name__)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from csd_blender.protocol.errors import ProtocolError
-from engine.errors import EngineError, ErrorCode, RequestError
+
+from ..errors import EngineError, ErrorCode, RequestError
 
 logger = logging.getLogger(__name__)
 

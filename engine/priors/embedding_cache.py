@@ -53,7 +53,7 @@ class EmbeddingCache:
 
     def key(self, prompt: str) -> str:
         """sha256 hex of the model key and the prompt."""
-        return hashlib.sha256(f"{self.model_key}\0{prompt}".encode("utf-8")).hexdigest()
+        return hashlib.sha256(f"{self.model_key}\0{prompt}".encode()).hexdigest()
 
     def path(self, prompt: str) -> Path:
         """The file that holds `prompt`'s embedding."""

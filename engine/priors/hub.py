@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import ModelMissingError
+from ..errors import ModelMissingError
 
 TOY_PRIOR_DIR = Path(__file__).resolve().parent.parent / "assets" / "toy_prior"
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
-from engine import device_info
-from engine.errors import ModelMissingError, RequestError
-from engine.priors.base import Prior, prepare_unet
-from engine.priors.controlnet import ControlNetStack, parse_controlnet_spec, scales_for
-from engine.priors.embedding_cache import EmbeddingCache, folder_fingerprint
-from engine.priors.hub import TOY_PRIOR_DIR, load_component, read_model_index
-from engine.priors.pixel import PixelPrior
-from engine.priors.stable_diffusion import StableDiffusionPrior
-from engine.priors.text import PromptEncoder
+from .. import device_info
+from ..errors import ModelMissingError, RequestError
+from .base import Prior, prepare_unet
+from .controlnet import ControlNetStack, parse_controlnet_spec, scales_for
+from .embedding_cache import EmbeddingCache, folder_fingerprint
+from .hub import TOY_PRIOR_DIR, load_component, read_model_index
+from .pixel import PixelPrior
+from .stable_diffusion import StableDiffusionPrior
+from .text import PromptEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def load_prior(
 def available_priors() -> list[str]:
     """Priors usable without a download: "toy" when its weights exist, then hub ids in the HF cache that have a
     model_index.json (diffusers pipelines), sorted."""
-    from engine.priors.hub import hub_cache_dir
+    from .hub import hub_cache_dir
 
     names = ["toy"] if (TOY_PRIOR_DIR / "model_index.json").is_file() else []
     cache = Path(hub_cache_dir())

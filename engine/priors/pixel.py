@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from engine.priors.base import Prior
-from engine.priors.text import PromptEncoder
+from .base import Prior
+from .text import PromptEncoder
 
 
 class PixelPrior(Prior):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from engine.priors.base import Prior, prepare_unet
-from engine.priors.controlnet import ControlNetStack
-from engine.priors.text import PromptEncoder
+from .base import Prior, prepare_unet
+from .controlnet import ControlNetStack
+from .text import PromptEncoder
 
 
 class StableDiffusionPrior(Prior):

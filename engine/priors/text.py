@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.errors import EngineError, ErrorCode
-from engine.priors.embedding_cache import EmbeddingCache
-from engine.priors.hub import load_component
+from ..errors import EngineError, ErrorCode
+from .embedding_cache import EmbeddingCache
+from .hub import load_component
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from engine import _optional
+from .. import _optional
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ Conventions (DESIGN §3, docs/INTERFACES.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from engine.errors import RequestError
+from ..errors import RequestError
 
 Range = float | tuple[float, float] | Sequence[float]
 
@@ -140,7 +140,7 @@ class Cameras:
         """Camera positions in world space, (B, 3)."""
         return self.c2w[:, :3, 3]
 
-    def to(self, device: torch.device | str) -> "Cameras":
+    def to(self, device: torch.device | str) -> Cameras:
         """Copy to `device`.
 
         Args:
@@ -149,7 +149,7 @@ class Cameras:
         return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
                        self.cy.to(device), self.width, self.height)
 
-    def subset(self, idx: Tensor | Sequence[int] | slice | int) -> "Cameras":
+    def subset(self, idx: Tensor | Sequence[int] | slice | int) -> Cameras:
         """The cameras selected by `idx` (index tensor, list, slice or int).
 
         Args:
@@ -162,7 +162,7 @@ class Cameras:
         return Cameras(self.c2w[idx], self.fx[idx], self.fy[idx], self.cx[idx], self.cy[idx], self.width,
                        self.height)
 
-    def rescaled(self, width: int, height: int) -> "Cameras":
+    def rescaled(self, width: int, height: int) -> Cameras:
         """The same cameras rendering at another resolution, keeping the field of view and principal point.
 
         Pixel edges scale, so centres map as x' = (x + 0.5) * width/W - 0.5.
@@ -176,7 +176,7 @@ class Cameras:
                        (self.cy + 0.5) * sy - 0.5, width, height)
 
     @staticmethod
-    def concat(cameras: Sequence["Cameras"]) -> "Cameras":
+    def concat(cameras: Sequence[Cameras]) -> Cameras:
         """Concatenate batches that share one image size.
 
         Args:
@@ -187,7 +187,7 @@ class Cameras:
         sizes = {(c.width, c.height) for c in cameras}
         if len(sizes) != 1:
             raise ValueError(f"cameras: all batches must share width/height, got {sorted(sizes)}")
-        cat = lambda name: torch.cat([getattr(c, name) for c in cameras])  # noqa: E731
+        cat = lambda name: torch.cat([getattr(c, name) for c in cameras])
         return Cameras(cat("c2w"), cat("fx"), cat("fy"), cat("cx"), cat("cy"), cameras[0].width,
                        cameras[0].height)
 

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.render import _nvdiffrast
-from engine.render._antialias import antialias_torch
-from engine.render._torch_raster import rasterize_torch
+from . import _nvdiffrast
+from ._antialias import antialias_torch
+from ._torch_raster import rasterize_torch
 
 logger = logging.getLogger(__name__)
 

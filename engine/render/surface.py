@@ -3,8 +3,8 @@ and the depth / normal images ControlNets consume. Images come out (B, H, W, C),
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -19,13 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from csd_blender.protocol.params import EditParams, check_edit_arrays
-from csd_blender.protocol.errors import ErrorCode
 
 from ..device_info import resolve_device
-from ..errors import CancelledError, EngineError, RequestError
+from ..errors import CancelledError, RequestError
 from ..fields.texture_field import TextureField, TextureFieldConfig
-from ..guidance import PromptEmbeddings, build_guidance
-from ..guidance.views import VIEWS, view_names, view_prompt
+from ..guidance import build_guidance
+from ..guidance.view_prompts import ViewPrompts
 from ..images import sheet
 from ..mesh import Mesh, normalize, validate_mesh
 from ..registry import TASKS
@@ -98,10 +97,10 @@ def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
     """Validate parameters and arrays into an EditJob (raises a ProtocolError with a specific code).
 
     Args:
-        params: edit parameters (validated again here).
+        params: validated edit parameters (`validate()` runs at the door: the command line and the server's
+            admission; the job trusts them).
         arrays: "vertices" (V, 3), "faces" (F, 3), "uvs" (F, 3, 2), "texture" (H, W, 3|4).
     """
-    params.validate()
     for name in ("vertices", "faces"):
         if name not in arrays:
             raise RequestError(name, "is required")
@@ -127,15 +126,6 @@ def _build_guidance(p: EditParams, steps: int):
     """csd-edit (or the chosen preset) with ω1 = strength, ω2 = omega2; `guidance_overrides` may schedule them."""
     return build_guidance(p.guidance, total_steps=steps, **{"omega1": p.strength, "omega2": p.omega2,
                                                            **p.guidance_overrides})
-
-
-def _encode(prior, field_name: str, prompts: list[str]) -> torch.Tensor:
-    try:
-        return prior.encode_prompts(prompts)
-    except EngineError as exc:
-        if exc.code != ErrorCode.BAD_PROMPT:
-            raise
-        raise EngineError(ErrorCode.BAD_PROMPT, f"{field_name}: {exc.message}", field=field_name) from exc
 
 
 def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
@@ -185,12 +175,8 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     device = prior.device
     p = resolve_params(p, prior.family, prior.resolution)
     guidance = _build_guidance(p, p.steps)
-    view_words = prior.family != "toy"  # the toy prior's vocabulary has no view words
-    cond = {v: _encode(prior, "target_prompt", [view_prompt(p.target_prompt, v) if view_words else p.target_prompt])
-            for v in (VIEWS if view_words else ("",))}
-    neg = {v: _encode(prior, "edit_prompt", [view_prompt(p.edit_prompt, v) if view_words else p.edit_prompt])
-           for v in (VIEWS if view_words else ("",))}
-    null = prior.encode_prompts([""])
+    prompts = ViewPrompts(prior, p.target_prompt, p.edit_prompt, view_dependent=prior.family != "toy",
+                          view_negative=True, fields=("target_prompt", "edit_prompt"))
 
     mesh_n, norm = normalize(job.mesh)
     original = OriginalObject(mesh_n, job.mesh.uvs, job.texture, device)
@@ -214,11 +200,6 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     # --- stage 2: Eq. 11 from the fitted field ---------------------------------------------------------------
     views = ViewSampler(ranges, p.render_size, gen)
 
-    def prompts_for(cams) -> PromptEmbeddings:
-        names = view_names(cams.c2w) if view_words else [""] * len(cams.c2w)
-        return PromptEmbeddings(cond=torch.cat([cond[v] for v in names]), null=null,
-                                neg=torch.cat([neg[v] for v in names]))
-
     opt = field_adam(field_model.parameters(), lr=p.learning_rate)
     unet_calls, last_loss, loss_value, steps_run = 0, None, float("nan"), 0
     t_loop = time.perf_counter()
@@ -232,7 +213,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
                            learning_rate=p.learning_rate, preserve=p.preserve, background=p.background,
                            progress_every=p.progress_every, face_budget=max(len(job.mesh.faces), 5000))
         new_mesh_n, geo_stats = run_geometry_edit(
-            cfg, geom, field_model, prior, guidance, prompts_for, views, original, gen, noise_gen, emit, stop,
+            cfg, geom, field_model, prior, guidance, prompts, views, original, gen, noise_gen, emit, stop,
             t_start, lambda v, f: field_preview_png(field_model, v, f.int(), p.preview_size))
         steps_run, unet_calls, loss_value = geo_stats["steps_run"], geo_stats["unet_calls"], geo_stats["final_loss"]
         timings["geometry"] = time.perf_counter() - t0
@@ -243,14 +224,16 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
             partial = True
             break
         t0 = time.perf_counter()
-        cams = views.sample(p.batch_size).to(device)
+        host_cams = views.sample(p.batch_size)
+        step_prompts = prompts.for_cameras(host_cams.c2w)  # on the host's cameras: no device sync
+        cams = host_cams.to(device)
         hits, target = original.hits(cams)
         bg = solid_backgrounds(p.background, p.batch_size, gen).to(device)
         image = shade_field(field_model, hits, bg)
         t1 = time.perf_counter()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         t2 = time.perf_counter()
-        out = guidance(prior, x, prompts_for(cams), step, generator=noise_gen)
+        out = guidance(prior, x, step_prompts, step, generator=noise_gen)
         loss = out.loss
         if p.preserve > 0:
             with torch.no_grad():
@@ -297,7 +280,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         "seconds": round(time.perf_counter() - t_start, 3),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": p.guidance, "device": str(device), "prior": prior.name,
-        "prior_family": prior.family, "view_prompts": view_words, "dropped_faces": job.dropped_faces,
+        "prior_family": prior.family, "view_prompts": prompts.view_dependent, "dropped_faces": job.dropped_faces,
         "texture_sha256": image_sha256(new_texture), "faces": len(out_mesh.faces),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))

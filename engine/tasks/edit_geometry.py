@@ -80,7 +80,7 @@ def initial_grid(mesh_n: Mesh, resolution: int, device) -> DMTetGeometry:
     return geom.to(device)
 
 
-def run_geometry_edit(cfg: GeometryEdit, geom: DMTetGeometry, field_model, prior, guidance, prompts_for, views,
+def run_geometry_edit(cfg: GeometryEdit, geom: DMTetGeometry, field_model, prior, guidance, prompts, views,
                       original, gen: torch.Generator, noise_gen: torch.Generator, emit, stop, t_start: float,
                       preview) -> tuple[Mesh, dict]:
     """Optimise the grid and the colour field with the edit guidance; return the new surface (normalised frame).
@@ -90,7 +90,7 @@ def run_geometry_edit(cfg: GeometryEdit, geom: DMTetGeometry, field_model, prior
         geom: from `initial_grid`.
         field_model: the fitted colour field (keeps training).
         prior, guidance: the edit's prior and guidance.
-        prompts_for: cameras -> PromptEmbeddings of the batch (view-dependent for real priors).
+        prompts: the job's ViewPrompts (view-dependent for real priors).
         views: a ViewSampler at the render size.
         original: the edit's `OriginalObject` (renders of the input object for the preservation pull).
         gen, noise_gen: CPU generator (views, backgrounds) and the guidance noise generator.
@@ -116,11 +116,13 @@ def run_geometry_edit(cfg: GeometryEdit, geom: DMTetGeometry, field_model, prior
         if faces.shape[0] == 0:
             logger.warning("edit: the surface vanished at step %d; keeping the last mesh", step)
             break
-        cams = views.sample(cfg.batch_size).to(device)
+        host_cams = views.sample(cfg.batch_size)
+        step_prompts = prompts.for_cameras(host_cams.c2w)
+        cams = host_cams.to(device)
         bg = solid_backgrounds(cfg.background, cfg.batch_size, gen).to(device)
         image = render_mesh(albedo, verts, faces, cams, "albedo", bg, True)
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
-        out = guidance(prior, x, prompts_for(cams), step, generator=noise_gen)
+        out = guidance(prior, x, step_prompts, step, generator=noise_gen)
         loss = out.loss + NORMAL_CONSISTENCY * normal_consistency(verts, faces)
         if cfg.preserve > 0:
             with torch.no_grad():

@@ -23,8 +23,8 @@ from csd_blender.protocol.params import GenerateParams
 from ..device_info import resolve_device
 from ..errors import EngineError, ErrorCode, RequestError
 from ..fields.density_field import DensityFieldConfig
-from ..guidance import PromptEmbeddings, build_guidance
-from ..guidance.views import VIEWS, view_prompt
+from ..guidance import build_guidance
+from ..guidance.view_prompts import ViewPrompts
 from ..images import png_bytes, sheet
 from ..mesh import Mesh
 from ..mesh.cleanup import decimate, largest_component, marching_cubes, non_manifold_edges
@@ -78,10 +78,10 @@ def make_generate_job(params: GenerateParams, arrays: dict[str, np.ndarray]) -> 
     """Validate parameters into a GenerateJob; arrays are not accepted.
 
     Args:
-        params: job parameters.
+        params: validated job parameters (`validate()` runs at the door: the command line and the server's
+            admission; the job trusts them).
         arrays: must be empty.
     """
-    params.validate()
     if arrays:
         name = sorted(arrays)[0]
         raise RequestError(name, "the generate task takes no arrays")
@@ -108,17 +108,16 @@ def resolve_generate_params(
     )
 
 
-def _prompt_sets(prior, prompt: str, negative: str, toy: bool):
-    """(albedo prompts, geometry prompts, view word → (1, L, D) view-prompt embeddings or None) for a prior:
-    the toy prior's geometry batches see the shape words only and it has no view words; real priors get
-    view-dependent
-    prompts (with Perp-Neg in the coarse stage)."""
-    prompts = PromptEmbeddings.from_prompts(prior, prompt, negative)
+def _prompt_sets(prior, prompt: str, negative: str, toy: bool) -> tuple[ViewPrompts, ViewPrompts]:
+    """(albedo prompts, geometry prompts) for a prior: the toy prior's geometry batches see the shape words only
+    and it has no view words; real priors get view-dependent prompts (with Perp-Neg in the coarse stage)."""
     if toy:
         from ..toy.vocabulary import SHAPES
 
-        return prompts, PromptEmbeddings.from_prompts(prior, shape_prompt(prompt, SHAPES), negative), None
-    return prompts, prompts, {v: prior.encode_prompts([view_prompt(prompt, v)]) for v in VIEWS}
+        return (ViewPrompts(prior, prompt, negative, view_dependent=False),
+                ViewPrompts(prior, shape_prompt(prompt, SHAPES), negative, view_dependent=False))
+    prompts = ViewPrompts(prior, prompt, negative)
+    return prompts, prompts
 
 
 def _to_output_frame(mesh: Mesh, size: float) -> Mesh:
@@ -177,7 +176,7 @@ def run_generate(
 
     coarse_preset = "csd-toy" if toy else "csd-if"
     coarse_guidance = build_guidance(coarse_preset, total_steps=p.steps_coarse)
-    prompts, geo_prompts, view_conds = _prompt_sets(prior, p.prompt, p.negative_prompt, toy)
+    prompts, geo_prompts = _prompt_sets(prior, p.prompt, p.negative_prompt, toy)
     field_cfg = DensityFieldConfig(
         radius=RADIUS,
         n_levels=q.n_levels,
@@ -201,7 +200,6 @@ def run_generate(
         coarse_guidance,
         prompts,
         geo_prompts,
-        view_conds,
         gen,
         noise_gen,
         seed,
@@ -225,8 +223,8 @@ def run_generate(
         refine_toy = refine_prior.family == "toy"
         refine_preset = "csd-toy" if refine_toy else ("csd-sd-refine" if refine_prior.latent else "csd-if")
         refine_guidance = build_guidance(refine_preset, total_steps=max(p.steps_refine, 1))
-        r_prompts, r_geo, r_views = (
-            (prompts, geo_prompts, view_conds)
+        r_prompts, r_geo = (
+            (prompts, geo_prompts)
             if refine_prior is prior
             else _prompt_sets(refine_prior, p.prompt, p.negative_prompt, refine_toy)
         )
@@ -249,7 +247,6 @@ def run_generate(
             refine_guidance,
             r_prompts,
             r_geo,
-            r_views,
             gen,
             noise_gen,
             emit,

@@ -10,7 +10,6 @@ schedules rescaled to the run length → Adam.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ import torch
 from ..errors import CancelledError
 from ..fields.density_field import DensityField, DensityFieldConfig
 from ..fields.env_background import EnvironmentBackground
-from ..guidance import PromptEmbeddings, Schedule
-from ..guidance.perp_neg import perp_neg_prompts
+from ..guidance import Schedule
+from ..guidance.view_prompts import ViewPrompts
 from ..images import png_bytes
 from ..render.cameras import Cameras
 from ..render.occupancy import OccupancyGrid
@@ -174,9 +173,8 @@ def run_coarse(
     cfg: CoarseConfig,
     prior,
     guidance,
-    prompts: PromptEmbeddings,
-    geometry_prompts: PromptEmbeddings,
-    view_conds: dict | None,
+    prompts: ViewPrompts,
+    geometry_prompts: ViewPrompts,
     gen: torch.Generator,
     noise_gen: torch.Generator,
     seed: int,
@@ -192,9 +190,8 @@ def run_coarse(
         cfg: CoarseConfig.
         prior: a loaded pixel-space Prior.
         guidance: a guidance object built for `cfg.steps`.
-        prompts: embeddings for albedo batches; geometry_prompts: for geometry batches.
-        view_conds: view word → (1, L, D) embedding of the view prompt (real priors: view-dependent prompting
-            with Perp-Neg, used when the guidance's `perpneg_scale` ≠ 0), or None (toy prior).
+        prompts: embeddings for albedo batches; geometry_prompts: for geometry batches (view-dependent ones are
+            interpolated per camera with Perp-Neg's view negatives, used when the guidance's `perpneg_scale` ≠ 0).
         gen: CPU generator for cameras, samples, backgrounds and shading choices.
         noise_gen: generator on the prior's device for the guidance noise.
         seed: seeds the field's initial weights.
@@ -235,7 +232,8 @@ def run_coarse(
         if step % cfg.occupancy_every == 0:
             occupancy.update(field_model.density, gen)
         t1 = clock()
-        cams = views.sample(cfg.batch_size, front_back_only=step < front_back).to(device)
+        host_cams = views.sample(cfg.batch_size, front_back_only=step < front_back)
+        cams = host_cams.to(device)
         shading = choose_shading(step, ambient_only, gen)
         image, out = render_field(
             field_model,
@@ -251,10 +249,8 @@ def run_coarse(
         )
         t2 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
-        step_prompts = geometry_prompts if shading == "geometry" else prompts
-        if view_conds is not None:  # real priors: view-interpolated prompts with Perp-Neg (csd-if.yaml)
-            pos, pn = perp_neg_prompts(view_conds, cams.c2w)
-            step_prompts = dataclasses.replace(step_prompts, cond=pos, perp_neg=pn)
+        # view-interpolated prompts with Perp-Neg (csd-if.yaml) when the prompts are view-dependent
+        step_prompts = (geometry_prompts if shading == "geometry" else prompts).for_cameras(host_cams.c2w, True)
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         sparsity = (out.opacity**2 + 0.01).sqrt().mean()
         loss = g.loss + orient_w(step) * out.orient + sparsity_w(step) * sparsity

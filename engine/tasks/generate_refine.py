@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from ..errors import CancelledError
 from ..fields.density_field import DensityField
 from ..fields.dmtet import DMTetConfig, DMTetGeometry, normal_consistency
-from ..guidance import PromptEmbeddings
-from ..guidance.views import view_names
+from ..guidance.view_prompts import ViewPrompts
 from ..images import png_bytes
 from ..render.cameras import Cameras
 from ..render.rasterize import antialias, interpolate, rasterize
@@ -157,9 +156,8 @@ def run_refine(
     field_model: DensityField,
     prior,
     guidance,
-    prompts: PromptEmbeddings,
-    geometry_prompts: PromptEmbeddings,
-    view_conds: dict | None,
+    prompts: ViewPrompts,
+    geometry_prompts: ViewPrompts,
     gen: torch.Generator,
     noise_gen: torch.Generator,
     emit,
@@ -174,7 +172,7 @@ def run_refine(
         cfg: RefineConfig.
         field_model: the coarse field (its albedo keeps training as the texture).
         prior, guidance: the refine stage's prior and guidance (built for `cfg.steps`).
-        prompts, geometry_prompts, view_conds: as in the coarse stage.
+        prompts, geometry_prompts: as in the coarse stage (view-dependent ones without Perp-Neg).
         gen, noise_gen: CPU generator (cameras, shading, backgrounds) and the guidance noise generator.
         emit, stop, t_start, progress_every, preview_size: progress and cancellation.
 
@@ -209,7 +207,7 @@ def run_refine(
             break
         t1 = clock()
         cams = views.sample(cfg.batch_size)
-        names = None if view_conds is None else view_names(cams.c2w)  # on the host's cameras: no device sync
+        host_c2w = cams.c2w  # view words from the host's cameras: no device sync
         cams = cams.to(device)
         # geometry batches train nothing when the surface is fixed: the texture-only refine renders albedo
         shading = choose_shading(step, 0, gen) if cfg.geometry else "albedo"
@@ -222,9 +220,8 @@ def run_refine(
         image = render_mesh(field_model, verts, faces, cams, shading, bg, cfg.toy, light)
         t2 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
-        step_prompts = geometry_prompts if shading == "geometry" else prompts
-        if view_conds is not None:  # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
-            step_prompts = step_prompts.with_cond(torch.cat([view_conds[v] for v in names]))
+        # view-dependent prompts, no Perp-Neg (csd-sd-refine.yaml)
+        step_prompts = (geometry_prompts if shading == "geometry" else prompts).for_cameras(host_c2w)
         g = guidance(prior, x, step_prompts, step, generator=noise_gen)
         loss = g.loss
         if cfg.geometry and cfg.normal_consistency > 0:

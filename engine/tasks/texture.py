@@ -21,12 +21,13 @@ from csd_blender.protocol.params import TextureParams
 from ..device_info import resolve_device
 from ..errors import CancelledError, RequestError
 from ..fields.texture_field import TextureField, TextureFieldConfig
-from ..guidance import PromptEmbeddings, build_guidance
+from ..guidance import build_guidance
 from ..guidance.presets import auto_preset
-from ..guidance.views import VIEWS, view_names, view_prompt
+from ..guidance.view_prompts import ViewPrompts
 from ..images import png_bytes, sheet
 from ..mesh import Mesh, normalize, validate_mesh
 from ..registry import TASKS
+from ..render.rig import check_rig
 from ..render.surface import depth_and_normal, hit_surface, shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
@@ -89,31 +90,18 @@ def make_texture_job(params: TextureParams, arrays: dict[str, np.ndarray]) -> Te
     """Validate parameters and arrays into a TextureJob (raises EngineError naming the problem).
 
     Args:
-        params: job parameters (validated again here).
+        params: validated job parameters (`validate()` runs at the door: the command line and the server's
+            admission; the job trusts them).
         arrays: "vertices" (V, 3), "faces" (F, 3), optional "uvs" (F, 3, 2), "c2w" (N, 4, 4), "intrinsics" (N, 6).
     """
-    params.validate()
     for name in ("vertices", "faces"):
         if name not in arrays:
             raise RequestError(name, "is required")
     mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays.get("uvs"))
+    check_rig(arrays)
     c2w, intr = arrays.get("c2w"), arrays.get("intrinsics")
-    if (c2w is None) != (intr is None):
-        raise RequestError("c2w" if c2w is None else "intrinsics", "a camera rig needs both c2w and intrinsics")
     if c2w is not None:
-        c2w = np.asarray(c2w, dtype=np.float32)
-        intr = np.asarray(intr, dtype=np.float32)
-        if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or len(c2w) == 0:
-            raise RequestError("c2w", f"must be (N, 4, 4) with N ≥ 1, got {c2w.shape}")
-        if intr.shape != (len(c2w), 6):
-            raise RequestError("intrinsics", f"must be ({len(c2w)}, 6), got {intr.shape}")
-        if not np.isfinite(c2w).all():
-            raise RequestError("c2w", "camera matrices must be finite (found NaN or inf)")
-        if not np.isfinite(intr).all() or (intr[:, [0, 1, 4, 5]] <= 0).any():
-            raise RequestError("intrinsics", "fx, fy, width and height must be finite and > 0")
-        rot = c2w[:, :3, :3].astype(np.float64)
-        if np.abs(np.einsum("nij,nkj->nik", rot, rot) - np.eye(3)).max() > 1e-3:
-            raise RequestError("c2w", "rotation parts must be orthonormal (remove scale from matrix_world)")
+        c2w, intr = np.asarray(c2w, dtype=np.float32), np.asarray(intr, dtype=np.float32)
     return TextureJob(params=params, mesh=mesh, c2w=c2w, intrinsics=intr, dropped_faces=dropped)
 
 
@@ -129,7 +117,7 @@ def resolve_params(params: TextureParams, family: str, resolution: int) -> Textu
     )
 
 
-def result_views(result: "TextureResult", size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
+def result_views(result: TextureResult, size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
     """(views, size, size, 3) turntable renders of a result's baked texture on its (normalised) mesh."""
     return mesh_turntable(result.mesh, result.texture, result.uvs, size=size, views=views)
 
@@ -169,10 +157,8 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     q = quality_for(prior.family, p.quality)
     preset = auto_preset(prior) if p.guidance == "auto" else p.guidance
     guidance = build_guidance(preset, total_steps=p.steps, **p.guidance_overrides)
-    prompts = PromptEmbeddings.from_prompts(prior, p.prompt, p.negative_prompt)
     # View-dependent prompting as in every official CSD config; the toy prior's vocabulary has no view words.
-    view_conds = None if prior.family == "toy" else {
-        v: prior.encode_prompts([view_prompt(p.prompt, v)]) for v in VIEWS}
+    prompts = ViewPrompts(prior, p.prompt, p.negative_prompt, view_dependent=prior.family != "toy")
 
     mesh_n, norm = normalize(job.mesh)
     verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
@@ -204,7 +190,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
             break
         t0 = clock()
         cams = views.sample(p.batch_size)
-        names = None if view_conds is None else view_names(cams.c2w)  # on the host's cameras: no device sync
+        step_prompts = prompts.for_cameras(cams.c2w)  # on the host's cameras: no device sync
         cams = cams.to(device)
         hits = hit_surface(cams, verts, faces)
         image = shade_field(field_model, hits, solid_backgrounds(p.background, p.batch_size, gen).to(device))
@@ -215,8 +201,6 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         t1 = clock()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         t2 = clock()
-        step_prompts = prompts if names is None else prompts.with_cond(
-            torch.cat([view_conds[v] for v in names]))
         out = guidance(prior, x, step_prompts, step, control=control, generator=noise_gen)
         t3 = clock()
         opt.zero_grad(set_to_none=True)
@@ -253,7 +237,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         "loop_seconds": round(loop_seconds, 4),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
-        "prior_family": prior.family, "view_prompts": view_conds is not None, "dropped_faces": job.dropped_faces,
+        "prior_family": prior.family, "view_prompts": prompts.view_dependent, "dropped_faces": job.dropped_faces,
         "texture_sha256": image_sha256(texture),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))

@@ -2,7 +2,7 @@
 
 Headless bpy, the extension installed from its zip, LOCAL engine mode with this test's interpreter.
 Jobs use the trained toy prior (engine/assets/toy_prior) when it is there, else an untrained prior of the same
-layout written by engine.priors.tiny (in a subprocess: torch never enters the Blender process).
+layout written by engine.testing.tiny_models (in a subprocess: torch never enters the Blender process).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def model(session):
     if TOY_PRIOR.exists():
         return ""
     folder = bpy_env.HOME / "tiny_toy"
-    code = f"from engine.priors.tiny import save_tiny_toy; save_tiny_toy({str(folder)!r})"
+    code = f"from engine.testing.tiny_models import save_tiny_toy; save_tiny_toy({str(folder)!r})"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     return str(folder)
 

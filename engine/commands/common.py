@@ -1,0 +1,159 @@
+"""What every job command shares: the progress bar, one `error:` line for bad input, printing the outputs, and
+`JobCommand`, the record that the CLI and batch lines use to run a job on files."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from csd_blender.protocol.errors import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobCommand:
+    """A job command on files, as the CLI registers it and as a batch line runs it.
+
+    Args:
+        name: the command's name (`python -m engine NAME`) and the job's task name.
+        add_parser: registers the command on an argparse subparsers object.
+        params: args -> the protocol params dataclass (not yet validated).
+        run_files: (args, write_dir=None) -> {kind: path}; runs the job and writes its files.
+    """
+
+    name: str
+    add_parser: Callable[[Any], None]
+    params: Callable[[argparse.Namespace], Any]
+    run_files: Callable[..., dict]
+
+
+class ProgressBar:
+    """A tqdm bar on stderr for a job's ProgressEvents (one bar per stage that optimises; other stages as lines).
+
+    Args:
+        desc: label of the bar (the task name; a staged task's stage name is appended).
+        quiet: show nothing.
+        bar_stages: stage names that advance the bar; every other stage prints a line when it starts.
+    """
+
+    def __init__(self, desc: str, quiet: bool = False, bar_stages: tuple[str, ...] = ("optimising",)):
+        self.desc, self.quiet, self.bar_stages = desc, quiet, bar_stages
+        self.bar, self.stage = None, None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if self.quiet:
+            return
+        if event.stage in self.bar_stages:
+            if self.bar is None or self.stage != event.stage:
+                self.close()
+                label = self.desc if self.bar_stages == ("optimising",) else f"{self.desc} {event.stage}"
+                self.bar = tqdm(total=event.total, unit="step", desc=label, dynamic_ncols=True)
+            self.bar.update(event.step - self.bar.n)
+            if event.step:
+                self.bar.set_postfix(loss=f"{event.loss:.4f}")
+        elif event.stage != self.stage and event.stage != "done":
+            self.close()
+            tqdm.write(f"{event.stage} …", file=sys.stderr)
+        self.stage = event.stage
+
+    def close(self) -> None:
+        """Close the current bar, if any."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run_with_bar(run: Callable, job, bar: ProgressBar):
+    """`run(job, progress=bar)`, closing the bar however it ends; returns (result, seconds)."""
+    t0 = time.time()
+    try:
+        return run(job, progress=bar), time.time() - t0
+    finally:
+        bar.close()
+
+
+def out_dir(args: argparse.Namespace, write_dir: str | Path | None) -> Path:
+    """The folder a job writes into (`write_dir` when a batch worker gives one, else `args.out`), created."""
+    out = Path(write_dir if write_dir is not None else args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def mesh_record(path: str, up: str, faces: int, **extra) -> dict:
+    """The input mesh as job.json records it: absolute path, SHA-256 of its bytes, up axis, face count, extras."""
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            "up_axis": up, "faces": faces, **extra}
+
+
+def reproduce_argv(command: str, options: dict[str, Any]) -> list[str]:
+    """The command line that reruns a job: `command` then each option with a value (None, "" and False are left
+    out, True is a bare flag, a list repeats the option).
+
+    Args:
+        command: the subcommand (`texture`, `edit`, `generate`).
+        options: flag -> resolved value, in the order to print them.
+    """
+    argv = [command]
+    for flag, value in options.items():
+        if value is None or value is False or value == "":
+            continue
+        if value is True:
+            argv.append(flag)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def run_reporting_errors(run: Callable, args: argparse.Namespace) -> tuple[int, dict[str, Path] | None]:
+    """Call `run(args)`; a user-caused error becomes one `error: [code] message` line on stderr and status 2.
+
+    Args:
+        run: a `run_files(args) -> {kind: path}` function.
+        args: the parsed command line.
+    """
+    try:
+        return 0, run(args)
+    except ProtocolError as exc:  # EngineError, MeshError, RequestError, … : one clear line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130, None
+
+
+def run_command(run: Callable, args: argparse.Namespace, banner: str = "", opener: str = "") -> int:
+    """A job command's body: run it, print the output paths; exit 0, or 2 with one `error:` line on bad input.
+
+    Args:
+        run: the command's `run_files`.
+        args: the parsed command line.
+        banner: a demo's opening line (stderr); with it the outputs are introduced with the time taken.
+        opener: a closing hint (e.g. how to open the result in Blender).
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.time()
+    if banner:
+        print(banner, file=sys.stderr)
+    code, files = run_reporting_errors(run, args)
+    if files:
+        indent = ""
+        if banner:
+            print(f"done in {time.time() - t0:.0f} s. Outputs in {Path(args.out).resolve()}:")
+            indent = "  "
+        for kind, path in files.items():
+            print(f"{indent}{kind:12s} {path}")
+        if opener:
+            print(opener)
+    return code
