@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+import engine_fakes
 import numpy as np
 import pytest
 import zmq
@@ -15,9 +16,9 @@ import zmq.auth
 from csd_blender.client import EngineClient, JobResult
 from csd_blender.protocol import messages as m
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
-from engine.server import EngineServer, ServerConfig, is_loopback
-
-import engine_fakes
+from engine.serve.access import is_loopback
+from engine.serve.config import ServerConfig
+from engine.serve.server import EngineServer
 
 TOKEN = "security-test-token-0123456789"
 

@@ -10,7 +10,8 @@ import pytest
 
 from csd_blender.client import EngineClient, JobResult
 from csd_blender.protocol import messages as m
-from engine.server import EngineServer, ServerConfig
+from engine.serve.config import ServerConfig
+from engine.serve.server import EngineServer
 
 TOKEN = "queue-position-test-token-012345"
 
