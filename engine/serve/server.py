@@ -9,8 +9,9 @@ end it (an unexpected failure becomes an `internal` reply with an error id; the 
 With `ray_address` (`serve --ray`) the jobs run on a pool of Ray actors (engine/serve/ray_pool.py), one job per actor
 at a time, instead of the worker thread; the loop, the protocol, the checks and the client rules are the same.
 
-Clients are told apart by the `session` of their request headers (by their connection when they send none):
-a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
+Clients are told apart by the `session` of their request headers (by their connection when they send none). A
+session id is a secret of at least 16 random characters (engine/serve/access.py: it follows its client to a new
+connection, which is how a client recovers after a false death, so whoever knows it owns the jobs): a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
 cancelled. A request carrying the admin token sees and cancels every job; when an admin token is set, only it
 may shut the engine down.
 """
@@ -383,7 +384,7 @@ class EngineServer:
                     "shutdown of a shared engine (started with an admin token) needs the admin token; "
                     "cancel your own jobs instead, or ask whoever runs the engine",
                 )
-            self._begin_shutdown(f"requested by client session {header.session[:12] or '?'}")
+            self._begin_shutdown(f"requested by client {describe(owner)}")
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"{message.MSG_TYPE!r} is not a request")
 
