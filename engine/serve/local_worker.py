@@ -69,11 +69,16 @@ class Outgoing:
     finished: str | None = None
 
 
+# what torch's allocators say when they cannot allocate: CUDA ("CUDA out of memory"), the CPU ("DefaultCPUAllocator:
+# can't allocate memory: you tried to allocate …"), MPS, and Windows' "not enough memory"
+OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch.cuda.OutOfMemoryError, MemoryError and 'out of memory' RuntimeErrors."""
+    """True for torch.cuda.OutOfMemoryError, MemoryError and the allocators' out-of-memory RuntimeErrors (CPU too)."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(p in str(exc).lower() for p in OOM_PHRASES)
 
 
 def oom_error(params: Any, device: str, task: str) -> ProtocolError:

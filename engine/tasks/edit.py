@@ -123,7 +123,17 @@ def resolve_params(params: EditParams, family: str, resolution: int) -> EditPara
 
 
 def _build_guidance(p: EditParams, steps: int):
-    """csd-edit (or the chosen preset) with ω1 = strength, ω2 = omega2; `guidance_overrides` may schedule them."""
+    """csd-edit (or the chosen preset) with ω1 = strength, ω2 = omega2; `guidance_overrides` may schedule them.
+
+    Raises:
+        RequestError: `guidance` is not a CSD formula (SDS has no edit branch for ω1/ω2 to weigh).
+    """
+    from ..guidance.presets import get_preset
+
+    kind = get_preset(p.guidance).kind
+    if kind != "csd":
+        raise RequestError("guidance", f"{p.guidance!r} is {kind.upper()} guidance, which has no edit-prompt branch; "
+                                       "an edit (Eq. 11) needs a CSD guidance such as 'csd-edit'")
     return build_guidance(p.guidance, total_steps=steps, **{"omega1": p.strength, "omega2": p.omega2,
                                                            **p.guidance_overrides})
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import ErrorCode, ProtocolError
-from .base import Params, check_prompt, check_range, fail
+from .base import Params, check_prompt, check_prompts_differ, check_range, fail
 from .texture import TextureParams
 
 STRENGTH_RANGE = (0.0, 4.0)          # ω1: pull towards the target prompt
@@ -84,9 +84,8 @@ class EditParams(Params):
         """
         check_prompt("target_prompt", self.target_prompt, allow_empty=False)
         check_prompt("edit_prompt", self.edit_prompt, allow_empty=False)
-        if " ".join(self.target_prompt.lower().split()) == " ".join(self.edit_prompt.lower().split()):
-            raise fail("edit_prompt", "must differ from target_prompt (the edit is the difference between "
-                                       "them); describe what the object is now", ErrorCode.BAD_PROMPT)
+        check_prompts_differ("edit_prompt", self.edit_prompt, "target_prompt", self.target_prompt,
+                             "the edit is the difference between them; describe what the object is now")
         check_range("strength", self.strength, *STRENGTH_RANGE)
         check_range("omega2", self.omega2, *OMEGA2_RANGE)
         if self.strength == 0 and self.omega2 == 0:

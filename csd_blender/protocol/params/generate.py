@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import MAX_STEPS, QUALITY_PRESETS, TEXTURE_SIZE_RANGE, Params, check_prompt, check_range, fail
+from .base import (
+    MAX_STEPS, QUALITY_PRESETS, TEXTURE_SIZE_RANGE, Params, check_prompt, check_prompts_differ, check_range, fail,
+)
 
 REFINE_MODES = ("geometry", "texture", "none")
 FACE_BUDGET_RANGE = (500, 500_000)
@@ -52,6 +54,8 @@ class GenerateParams(Params):
         """Raise ProtocolError naming the first field out of range; return self."""
         check_prompt("prompt", self.prompt, allow_empty=False)
         check_prompt("negative_prompt", self.negative_prompt, allow_empty=True)
+        check_prompts_differ("negative_prompt", self.negative_prompt, "prompt", self.prompt,
+                             "the negative score would cancel the prompt's; leave it empty or name what to avoid")
         for name in ("model", "refine_model"):
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > 512 or (name == "model" and not value.strip()):
