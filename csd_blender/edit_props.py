@@ -6,7 +6,8 @@ import random
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .protocol.params import PRESERVE_RANGE, STRENGTH_RANGE, EditParams
+from .protocol.params import EditParams
+from .protocol.params.edit import PRESERVE_RANGE, STRENGTH_RANGE
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few edit steps: a quick look"),

@@ -6,8 +6,8 @@ import random
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from .protocol.params import FACE_BUDGET_RANGE, GenerateParams
-from .protocol.params import MAX_PROMPT_CHARS
+from .protocol.params import MAX_PROMPT_CHARS, GenerateParams
+from .protocol.params.generate import FACE_BUDGET_RANGE
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few steps on both stages: a quick look"),
