@@ -16,14 +16,12 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ext():
-    if not (bpy_env.ROOT / "engine" / "tasks" / "edit.py").exists():
-        pytest.skip("the engine's edit task is not there")
     return bpy_env.install()
 
 
 @pytest.fixture(scope="module")
 def session(ext):
-    session = bpy_env.submodule("engine_session").SESSION
+    session = bpy_env.submodule("link.session").SESSION
     prefs = bpy_env.preferences()
     prefs.engine_mode = "LOCAL"
     prefs.python_path = sys.executable
@@ -31,11 +29,11 @@ def session(ext):
     assert bpy.ops.csd.engine_start() == {"FINISHED"}
     assert session.connected and "edit" in session.hello.tasks
     # the reconstruction is checked by the engine's tests; a few fit steps keep this case short
-    ops = bpy_env.submodule("operators_edit")
-    original = ops.edit_params
-    ops.edit_params = lambda *a, **k: dataclasses.replace(original(*a, **k), fit_max_steps=3)
+    job_params = bpy_env.submodule("props.job_params")
+    original = job_params.edit_params
+    job_params.edit_params = lambda *a, **k: dataclasses.replace(original(*a, **k), fit_max_steps=3)
     yield session
-    ops.edit_params = original
+    job_params.edit_params = original
     session.stop()
 
 
@@ -85,7 +83,7 @@ def test_new_image_and_material_originals_untouched_and_one_undo_restores_the_as
     original_image = obj.active_material.node_tree.nodes["Image Texture"].image
     image_name, original_pixels = original_image.name, _pixels(original_image).tobytes()
     _configure()
-    ops = bpy_env.submodule("operators_edit")
+    ops = bpy_env.submodule("operators.edit")
     assert {"REGISTER", "UNDO"} <= ops.CSD_OT_edit_object.bl_options
     window = bpy.context.window_manager.windows[0]
     area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
@@ -148,7 +146,7 @@ def test_a_geometry_edit_adds_a_new_object_and_leaves_the_original_alone(session
 def test_the_panel_names_the_image_it_edits_or_why_it_cannot(ext):
     from case_panels import _draw, _labels
 
-    panels = bpy_env.submodule("panels")
+    panels = bpy_env.panels()
     bpy_env.reset_scene()
     _textured_sphere()
     s = bpy.context.scene.csd_edit

@@ -4,7 +4,6 @@ from __future__ import annotations
 import bpy_env  # noqa: F401  (must come before bpy)
 
 import json
-import threading
 import time
 from types import SimpleNamespace
 
@@ -22,7 +21,7 @@ def ext():
 
 @pytest.fixture
 def session(ext):
-    return bpy_env.submodule("engine_session").SESSION
+    return bpy_env.submodule("link.session").SESSION
 
 
 @pytest.fixture
@@ -50,19 +49,6 @@ def _configure(prompt="a red striped cube", steps=4, size=64, seed=7):
     return s
 
 
-def _when(condition, action, timeout=10.0) -> threading.Thread:
-    """Run `action` (no bpy!) from a helper thread once `condition` holds (the operator blocks this one)."""
-    def run():
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                action()
-                return
-            time.sleep(0.002)
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
 
 def _running_step(session, n=1):
     return lambda: session.job is not None and session.job.step >= n
@@ -72,7 +58,7 @@ def _running_step(session, n=1):
 def test_refuses_without_engine_mesh_or_prompt(ext, session):
     bpy_env.reset_scene()
     session.stop()
-    ops = bpy_env.submodule("operators_jobs")
+    ops = bpy_env.submodule("operators.texture")
     obj = bpy_env.add_suzanne()
     _configure()
     assert ops.texture_block_reason(bpy.context) == "Start the engine first (Engine panel)"
@@ -153,7 +139,7 @@ def test_texture_job_creates_material_image_and_keeps_the_old_material(engine, s
     assert image.packed_file is not None and not image.is_float and tuple(image.size) == (64, 64)
     assert bytes(image.packed_file.data[:8]) == b"\x89PNG\r\n\x1a\n"      # an 8-bit PNG, not a float EXR
     assert image.colorspace_settings.name == "sRGB"
-    pixels = bpy_env.submodule("convert").array_from_image(image)
+    pixels = bpy_env.submodule("scene.images").array_from_image(image)
     assert pixels[..., :3].std() > 0.05                            # not a constant image
     expected = fake_texture(params, 64)
     np.testing.assert_allclose(pixels[..., :3], expected, atol=0.5 / 255 + 1e-6)   # right side up, 8-bit
@@ -171,8 +157,8 @@ def test_stored_settings_reproduce_the_same_request(engine, session):
     s.use_random_seed = True
     assert bpy.ops.csd.texture_from_text() == {"FINISHED"}
     first_params, _ = engine.submitted[-1]
-    convert = bpy_env.submodule("convert")
-    first = convert.array_from_image(obj.data.materials[-1].node_tree.nodes["CSD Texture"].image)
+    images = bpy_env.submodule("scene.images")
+    first = images.array_from_image(obj.data.materials[-1].node_tree.nodes["CSD Texture"].image)
     # change everything, then restore from the result
     _configure(prompt="something else", steps=9, size=128, seed=123)
     assert bpy.ops.csd.reuse_settings() == {"FINISHED"}
@@ -181,7 +167,7 @@ def test_stored_settings_reproduce_the_same_request(engine, session):
     second_params, _ = engine.submitted[-1]
     assert second_params == first_params
     second = obj.data.materials[-1].node_tree.nodes["CSD Texture"].image
-    np.testing.assert_array_equal(first, convert.array_from_image(second))
+    np.testing.assert_array_equal(first, images.array_from_image(second))
 
 
 def test_mesh_without_uvs_gets_csd_uv_from_the_engine(engine, session):
@@ -193,11 +179,11 @@ def test_mesh_without_uvs_gets_csd_uv_from_the_engine(engine, session):
     _, arrays = engine.submitted[-1]
     assert "uvs" not in arrays
     layer = obj.data.uv_layers["CSD_UV"]
-    convert = bpy_env.submodule("convert")
-    tri_loops = convert.triangle_loops(obj.data)
+    scene_mesh = bpy_env.submodule("scene.mesh")
+    tri_loops = scene_mesh.triangle_loops(obj.data)
     loop_uvs = np.empty(len(obj.data.loops) * 2, dtype=np.float32)
     layer.data.foreach_get("uv", loop_uvs)
-    got = convert.corner_uvs(loop_uvs.reshape(-1, 2), tri_loops)
+    got = scene_mesh.corner_uvs(loop_uvs.reshape(-1, 2), tri_loops)
     expected = fake_unwrap(len(arrays["faces"]))
     # corners shared by the two triangles of a quad hold the last triangle's UVs; all others match exactly
     agree = np.isclose(got, expected, atol=1e-6).all(axis=2)
@@ -233,7 +219,7 @@ def test_cancel_leaves_no_new_datablocks(engine, session):
     bpy_env.add_suzanne()
     _configure(steps=200)
     before = bpy_env.counts()
-    helper = _when(_running_step(session, 2), lambda: setattr(session.job, "cancel_requested", True))
+    helper = bpy_env.when(_running_step(session, 2), lambda: setattr(session.job, "cancel_requested", True))
     assert bpy.ops.csd.texture_from_text() == {"CANCELLED"}
     helper.join()
     assert engine.cancelled, "the engine was never told to cancel"
@@ -255,13 +241,13 @@ def test_engine_death_mid_job_is_reported_and_the_engine_restarts(engine, sessio
     bpy_env.add_suzanne()
     _configure(steps=200)
     before = bpy_env.counts()
-    helper = _when(_running_step(session, 2), engine.die)
+    helper = bpy_env.when(_running_step(session, 2), engine.die)
     with pytest.raises(RuntimeError, match="engine died"):
         bpy.ops.csd.texture_from_text()
     helper.join()
     assert bpy_env.counts() == before
     assert session.state == "dead" and not session.connected
-    engine_ops = bpy_env.submodule("operators_jobs")
+    engine_ops = bpy_env.submodule("operators.texture")
     assert engine_ops.texture_block_reason(bpy.context) == "Start the engine first (Engine panel)"
     with FakeEngine() as second:
         prefs = bpy_env.preferences()
@@ -284,13 +270,13 @@ def test_release_and_status_lines(engine, session):
 
 # ---------------------------------------------------------------------------------------------- previews
 def test_preview_png_is_decoded_right_side_up(ext):
-    preview = bpy_env.submodule("preview")
-    convert = bpy_env.submodule("convert")
+    preview = bpy_env.submodule("scene.preview")
+    images = bpy_env.submodule("scene.images")
     y, x = np.mgrid[0:12, 0:20]
     rgb = np.stack([x * 12, y * 20, np.full_like(x, 77)], axis=-1).astype(np.uint8)
     flat, w, h = preview.decode_png(png_rgb(rgb))
     assert (w, h) == (20, 12)
-    back = convert.from_blender_pixels(flat, w, h, srgb=False)
+    back = images.from_blender_pixels(flat, w, h, srgb=False)
     np.testing.assert_allclose(back[..., :3] * 255, rgb, atol=0.01)
     assert not any(i.name.startswith("preview_") for i in bpy.data.images)
 
@@ -302,7 +288,7 @@ def test_cancel_restores_a_reused_preview_and_success_keeps_it(engine, session):
     before = np.empty(16 * 16 * 4, np.float32)
     old.pixels.foreach_get(before)
     _configure(steps=200)
-    helper = _when(_running_step(session, 3), lambda: setattr(session.job, "cancel_requested", True))
+    helper = bpy_env.when(_running_step(session, 3), lambda: setattr(session.job, "cancel_requested", True))
     assert bpy.ops.csd.texture_from_text() == {"CANCELLED"}
     helper.join()
     pixels = np.empty(16 * 16 * 4, np.float32)
@@ -320,8 +306,8 @@ def test_cancel_restores_a_reused_preview_and_success_keeps_it(engine, session):
 # TIMER / ESC events themselves by calling its modal() with stand-in events.
 @pytest.fixture
 def modal(engine, session, monkeypatch):
-    ops = bpy_env.submodule("operators_jobs")
-    monkeypatch.setattr(bpy_env.submodule("job_operator"), "run_synchronously", lambda: False)
+    ops = bpy_env.submodule("operators.texture")
+    monkeypatch.setattr(bpy_env.submodule("operators.job_operator"), "run_synchronously", lambda: False)
 
     def start():
         assert bpy.ops.csd.texture_from_text("INVOKE_DEFAULT") == {"RUNNING_MODAL"}
@@ -371,7 +357,7 @@ def test_modal_escape_cancels_the_engine_job(modal, engine, session):
 
 
 def test_modal_batch_escape_after_the_first_result_leaves_the_others(modal, engine, session):
-    ops = bpy_env.submodule("operators_jobs")
+    ops = bpy_env.submodule("operators.texture")
     objs = [bpy_env.add_suzanne() for _ in range(3)]
     for o in objs:
         o.select_set(True)
@@ -494,7 +480,7 @@ def _draw(panel_cls):
 
 
 def test_panels_draw_in_every_state(modal, engine, session):
-    panels = bpy_env.submodule("panels")
+    panels = bpy_env.panels()
     obj = bpy_env.add_suzanne()
     _configure(steps=300)
     idle = _draw(panels.CSD_PT_texture)
@@ -588,7 +574,7 @@ def test_one_undo_step_returns_to_the_state_before_the_job(engine, session):
     obj.data.uv_layers.remove(obj.data.uv_layers[0])     # the job also adds the CSD_UV map
     obj.data.update()
     _configure(steps=2)
-    ops = bpy_env.submodule("operators_jobs")
+    ops = bpy_env.submodule("operators.texture")
     assert {"REGISTER", "UNDO"} <= ops.CSD_OT_texture_from_text.bl_options
     with bpy.context.temp_override(window=window, area=area):
         bpy.ops.ed.undo_push(message="before the job")
@@ -611,13 +597,13 @@ def test_a_background_start_is_finished_by_the_persistent_timer(ext, session):
     removed the modal operator) and the job buttons explain the wait meanwhile."""
     bpy_env.reset_scene()
     session.stop()
-    ops_engine, ops_jobs = bpy_env.submodule("operators_engine"), bpy_env.submodule("operators_jobs")
+    ops_engine, ops_jobs = bpy_env.submodule("operators.engine"), bpy_env.submodule("operators.texture")
     with FakeEngine() as fake:
         prefs = bpy_env.preferences()
         prefs.engine_mode, prefs.endpoint, prefs.token, prefs.key_folder = "REMOTE", fake.endpoint, fake.token, ""
         bpy_env.add_suzanne()
         _configure()
-        session.begin_start(bpy_env.submodule("preferences").engine_settings())
+        session.begin_start(bpy_env.submodule("props.prefs").engine_settings())
         assert ops_jobs.texture_block_reason(bpy.context) == "The engine is still starting"
         assert not bpy.ops.csd.engine_start.poll() and bpy.ops.csd.engine_stop.poll()
         deadline = time.monotonic() + 10
@@ -636,9 +622,9 @@ def _loop_uvs(layer) -> np.ndarray:
 
 
 def _sent_uvs_equal(engine, obj, layer_name: str) -> bool:
-    convert = bpy_env.submodule("convert")
+    scene_mesh = bpy_env.submodule("scene.mesh")
     _, arrays = engine.submitted[-1]
-    expected = convert.corner_uvs(_loop_uvs(obj.data.uv_layers[layer_name]), convert.triangle_loops(obj.data))
+    expected = scene_mesh.corner_uvs(_loop_uvs(obj.data.uv_layers[layer_name]), scene_mesh.triangle_loops(obj.data))
     return "uvs" in arrays and np.array_equal(arrays["uvs"], expected)
 
 
@@ -672,8 +658,7 @@ def test_uvs_outside_0_1_are_refused_until_the_user_chooses(engine, session):
         bpy.ops.csd.texture_from_text()
     assert len(engine.submitted) == sent and bpy_env.counts() == before       # nothing sent, nothing made
 
-    uv_choice = bpy_env.submodule("uv_choice")
-    warnings = uv_choice.uv_warnings(bpy.context, [obj])
+    warnings = bpy_env.submodule("scene.uv_check").uv_warnings(bpy.context, [obj])
     assert len(warnings) == 1 and warnings[0].startswith("Suzanne: 100% of the UV area of 'UVMap'")
     calls: list = []
     op_type = bpy.types.CSD_OT_texture_from_text
