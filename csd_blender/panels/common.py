@@ -71,6 +71,15 @@ def draw_auto_field(layout, settings, name: str, text: str, resolved: str) -> No
     sub.label(text=f"Auto: {resolved}" if getattr(settings, name) == 0 else f"Preset: {resolved}")
 
 
+def draw_job_button(layout, operator: str, icon: str, reason: str) -> None:
+    """A panel's large job button, and under it why the job cannot start now (`reason`, "" when it can)."""
+    row = layout.row()
+    row.scale_y = 1.5
+    row.operator(operator, icon=icon)
+    if reason:
+        layout.label(text=reason, icon="INFO")
+
+
 def draw_job_progress(layout, task: str) -> bool:
     """The running job of `task` (None: any): progress bar, Cancel, live preview; False when no such job runs."""
     job = SESSION.job

@@ -5,7 +5,7 @@ import bpy
 
 from ..operators.edit import base_color_image, edit_block_reason, texture_problem
 from ..protocol import presets
-from .common import CSDPanel, draw_job_progress, draw_unknown_toy_words, job_model
+from .common import CSDPanel, draw_job_button, draw_job_progress, draw_unknown_toy_words, job_model
 
 
 class CSD_PT_edit(CSDPanel, bpy.types.Panel):
@@ -48,12 +48,7 @@ class CSD_PT_edit(CSDPanel, bpy.types.Panel):
 
         if draw_job_progress(layout, "edit"):
             return
-        row = layout.row()
-        row.scale_y = 1.5
-        row.operator("csd.edit_object", icon="BRUSH_DATA")
-        reason = edit_block_reason(context)
-        if reason:
-            layout.label(text=reason, icon="INFO")
+        draw_job_button(layout, "csd.edit_object", "BRUSH_DATA", edit_block_reason(context))
 
 
 CLASSES = (CSD_PT_edit,)

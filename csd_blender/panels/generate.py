@@ -6,7 +6,7 @@ import bpy
 
 from ..operators.generate import generate_block_reason
 from ..protocol import presets
-from .common import CSDPanel, draw_job_progress, draw_prompt, job_model
+from .common import CSDPanel, draw_job_button, draw_job_progress, draw_prompt, job_model
 
 
 class CSD_PT_text_to_mesh(CSDPanel, bpy.types.Panel):
@@ -35,12 +35,7 @@ class CSD_PT_text_to_mesh(CSDPanel, bpy.types.Panel):
 
         if draw_job_progress(layout, "generate"):
             return
-        row = layout.row()
-        row.scale_y = 1.5
-        row.operator("csd.text_to_mesh", icon="MESH_MONKEY")
-        reason = generate_block_reason(context)
-        if reason:
-            layout.label(text=reason, icon="INFO")
+        draw_job_button(layout, "csd.text_to_mesh", "MESH_MONKEY", generate_block_reason(context))
 
 
 CLASSES = (CSD_PT_text_to_mesh,)

@@ -13,7 +13,14 @@ from ..operators.texture import batch_block_reason, selected_meshes, texture_blo
 from ..props import prefs
 from ..scene.mesh import render_uv_name
 from ..scene.results import PARAMS_KEY
-from .common import CSDPanel, draw_auto_field, draw_job_progress, draw_prompt, resolved_preset
+from .common import (
+    CSDPanel,
+    draw_auto_field,
+    draw_job_button,
+    draw_job_progress,
+    draw_prompt,
+    resolved_preset,
+)
 
 
 def draw_uvs(layout, context) -> None:
@@ -107,12 +114,7 @@ class CSD_PT_texture(CSDPanel, bpy.types.Panel):
             layout.label(text=f"Texturing: {job.target}", icon="OBJECT_DATA")
             draw_job_progress(layout, None)
         else:
-            reason = texture_block_reason(context)
-            row = layout.row()
-            row.scale_y = 1.5
-            row.operator("csd.texture_from_text", icon="TEXTURE")
-            if reason:
-                layout.label(text=reason, icon="INFO")
+            draw_job_button(layout, "csd.texture_from_text", "TEXTURE", texture_block_reason(context))
             meshes = selected_meshes(context)
             if len(meshes) > 1:
                 layout.operator("csd.texture_selected", icon="TEXTURE",

@@ -66,6 +66,16 @@ def panels() -> SimpleNamespace:
     return SimpleNamespace(ORDER=tuple(classes), **classes)
 
 
+def start_local_engine():
+    """Start a LOCAL engine on the CPU with this interpreter (`python -m engine serve`); return the session."""
+    session = submodule("link.session").SESSION
+    prefs = preferences()
+    prefs.engine_mode, prefs.python_path, prefs.device = "LOCAL", sys.executable, "cpu"
+    assert bpy.ops.csd.engine_start() == {"FINISHED"}
+    assert session.connected and session.hello.device == "cpu", session.last_error
+    return session
+
+
 def when(condition, action, timeout: float = 180.0) -> threading.Thread:
     """Run `action` (no bpy!) from a helper thread once `condition` holds (a synchronous operator blocks the
     test's thread meanwhile); gives up after `timeout` seconds."""

@@ -7,34 +7,23 @@ from __future__ import annotations
 import bpy_env  # noqa: F401  (must come before bpy)
 
 import dataclasses
-import sys
 
 import bpy
 import numpy as np
 import pytest
 
-
-@pytest.fixture(scope="module")
-def ext():
-    return bpy_env.install()
+from case_real_engine import ext, session  # noqa: F401  (fixtures: the extension, a local CPU engine)
 
 
-@pytest.fixture(scope="module")
-def session(ext):
-    session = bpy_env.submodule("link.session").SESSION
-    prefs = bpy_env.preferences()
-    prefs.engine_mode = "LOCAL"
-    prefs.python_path = sys.executable
-    prefs.device = "cpu"
-    assert bpy.ops.csd.engine_start() == {"FINISHED"}
-    assert session.connected and "edit" in session.hello.tasks
-    # the reconstruction is checked by the engine's tests; a few fit steps keep this case short
+@pytest.fixture(scope="module", autouse=True)
+def few_fit_steps(session):
+    """The reconstruction is checked by the engine's tests; a few fit steps keep this case short."""
+    assert "edit" in session.hello.tasks
     job_params = bpy_env.submodule("props.job_params")
     original = job_params.edit_params
     job_params.edit_params = lambda *a, **k: dataclasses.replace(original(*a, **k), fit_max_steps=3)
-    yield session
+    yield
     job_params.edit_params = original
-    session.stop()
 
 
 def _striped_image(name="Stripes", size=32):

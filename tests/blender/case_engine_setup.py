@@ -71,8 +71,7 @@ def test_start_is_disabled_with_the_reason_until_an_interpreter_is_configured(ex
     assert not bpy.ops.csd.engine_start.poll()
     with pytest.raises(RuntimeError, match="No engine Python yet: use Set Up Engine"):
         bpy.ops.csd.engine_start()
-    panels = bpy_env.submodule("operators.engine")
-    assert panels.start_block_reason().startswith("No engine Python yet")
+    assert bpy_env.submodule("operators.engine").start_block_reason().startswith("No engine Python yet")
 
 
 def _draw_preferences(prefs) -> list:

@@ -8,28 +8,15 @@ import bpy_env  # noqa: F401  (must come before bpy)
 
 import os
 import signal
-import sys
 
 import bpy
 import pytest
 
-
-@pytest.fixture(scope="module")
-def ext():
-    return bpy_env.install()
+from case_real_engine import ext, session  # noqa: F401  (fixtures: the extension, a local CPU engine)
 
 
-@pytest.fixture(scope="module")
-def session(ext):
-    session = bpy_env.submodule("link.session").SESSION
-    prefs = bpy_env.preferences()
-    prefs.engine_mode = "LOCAL"
-    prefs.python_path = sys.executable
-    prefs.device = "cpu"
-    assert bpy.ops.csd.engine_start() == {"FINISHED"}
-    assert session.connected and "generate" in session.hello.tasks
-    yield session
-    session.stop()
+def test_the_engine_offers_text_to_mesh(session):
+    assert "generate" in session.hello.tasks
 
 
 def _configure(prompt="a red cube", steps_coarse=4, steps_refine=2):

@@ -28,13 +28,7 @@ def ext():
 
 @pytest.fixture(scope="module")
 def session(ext):
-    session = bpy_env.submodule("link.session").SESSION
-    prefs = bpy_env.preferences()
-    prefs.engine_mode = "LOCAL"
-    prefs.python_path = sys.executable
-    prefs.device = "cpu"
-    assert bpy.ops.csd.engine_start() == {"FINISHED"}
-    assert session.connected and session.hello.device == "cpu"
+    session = bpy_env.start_local_engine()
     yield session
     session.stop()
     assert session.process is None
