@@ -75,7 +75,7 @@ def test_start_is_disabled_with_the_reason_until_an_interpreter_is_configured(ex
 
 
 def _draw_preferences(prefs) -> list:
-    from case_fake_engine import RecordingLayout
+    from ui_record import RecordingLayout
 
     calls: list = []
 
@@ -92,7 +92,7 @@ def _draw_preferences(prefs) -> list:
 def test_engine_panel_comes_first_and_says_why_start_is_disabled(ext):
     from types import SimpleNamespace
 
-    from case_fake_engine import RecordingLayout
+    from ui_record import RecordingLayout
 
     _configure(bpy_env.HOME / "env", bpy_env.HOME)
     panels = bpy_env.panels()
