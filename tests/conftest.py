@@ -1,6 +1,6 @@
 """Test-wide settings: one torch thread per process (tests start engine subprocesses beside the test process,
 and two OpenMP threads per process on a two-core machine make every process spin-wait: 5-10× slower), a
-private embedding cache, and the tests folder on sys.path for the shared statistics helpers."""
+private embedding cache, and tests/fixtures/ on sys.path for the shared helpers."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("CSD_CACHE_DIR", tempfile.mkdtemp(prefix="csd-test-cache-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))  # shared helpers: import engine_fakes, paths
 
 try:
     import torch

@@ -1,7 +1,7 @@
 """Writes old_results.blend: a two-material cube with two texture results (one applied) from the fake engine.
 
 Run once with the add-on as it was before the issue-19 restructure (commit 4743bdf), from the repository root:
-    PYTHONPATH=tests/blender:tests python tests/blender/data/make_old_results.py
+    PYTHONPATH=tests/blender:tests/fixtures python tests/blender/data/make_old_results.py
 The file is committed; case_old_blend.py opens it with the current add-on and checks the Results list.
 Only public operators and the saved property names are used, so the script also runs with later add-ons.
 """
