@@ -5,25 +5,28 @@ import importlib.util
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # build.py imports build_manifest from beside it, as `python build.py` does
+import build_manifest  # noqa: E402
+
 spec = importlib.util.spec_from_file_location("csd_build", ROOT / "build.py")
 build = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(build)
 
 
 def _valid() -> dict:
-    return build.load_manifest(ROOT / "blender_manifest.toml")
+    return build_manifest.load_manifest(ROOT / "blender_manifest.toml")
 
 
 def test_repository_manifest_is_valid():
     data = _valid()
-    assert build.manifest_problems(data) == []
+    assert build_manifest.manifest_problems(data) == []
     assert data["id"] == "csd_blender" and data["version"] == "0.1.0"
     assert data["blender_version_min"] == "4.2.0"
     assert set(data["permissions"]) == {"files", "network"}
@@ -51,15 +54,15 @@ def test_validation_names_the_broken_rule(edit, expected):
     data = _valid()
     data["permissions"] = dict(data["permissions"])
     edit(data)
-    problems = build.manifest_problems(data)
+    problems = build_manifest.manifest_problems(data)
     assert any(expected in p for p in problems), problems
     with pytest.raises(build.BuildError, match="blender_manifest.toml is invalid"):
-        build.validate_manifest(data)
+        build_manifest.validate_manifest(data)
 
 
 def test_render_manifest_round_trips():
     data = _valid()
-    assert tomllib.loads(build.render_manifest(data)) == data
+    assert tomllib.loads(build_manifest.render_manifest(data)) == data
 
 
 @pytest.mark.parametrize("path, is_dir, excluded", [
@@ -123,7 +126,7 @@ def test_linux_zip_layout(linux_zip):
     assert manifest["platforms"] == ["linux-x64"]
     assert len(wheels) == 2 and any("cp311-cp311" in w for w in wheels) and any("abi3" in w for w in wheels)
     assert all("manylinux" in w for w in wheels)
-    assert build.manifest_problems(manifest) == []
+    assert build_manifest.manifest_problems(manifest) == []
 
 
 def test_all_platform_build_bundles_each_python_and_platform(tmp_path):
