@@ -185,7 +185,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     device = prior.device
     p = resolve_params(p, prior.family, prior.resolution)
     guidance = _build_guidance(p, p.steps)
-    prompts = ViewPrompts(prior, p.target_prompt, p.edit_prompt, view_dependent=prior.family != "toy",
+    prompts = ViewPrompts(prior, p.target_prompt, p.edit_prompt,
                           view_negative=True, fields=("target_prompt", "edit_prompt"))
 
     mesh_n, norm = normalize(job.mesh)

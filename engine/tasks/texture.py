@@ -23,7 +23,7 @@ from ..errors import CancelledError, RequestError
 from ..fields.texture_field import TextureField, TextureFieldConfig
 from ..guidance import build_guidance
 from ..guidance.presets import auto_preset
-from ..guidance.view_prompts import ViewPrompts
+from ..guidance.view_prompts import ViewPrompts, job_negative
 from ..images import png_bytes, sheet
 from ..mesh import Mesh, normalize, validate_mesh
 from ..registry import TASKS
@@ -157,8 +157,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     q = quality_for(prior.family, p.quality)
     preset = auto_preset(prior) if p.guidance == "auto" else p.guidance
     guidance = build_guidance(preset, total_steps=p.steps, **p.guidance_overrides)
-    # View-dependent prompting as in every official CSD config; the toy prior's vocabulary has no view words.
-    prompts = ViewPrompts(prior, p.prompt, p.negative_prompt, view_dependent=prior.family != "toy")
+    # View-dependent prompting as in every official CSD config (when the prior knows the view words).
+    negative = job_negative(prior, p.negative_prompt, guidance.config.negative_prompt)
+    prompts = ViewPrompts(prior, p.prompt, negative)
 
     mesh_n, norm = normalize(job.mesh)
     verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
@@ -237,7 +238,8 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         "loop_seconds": round(loop_seconds, 4),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
-        "prior_family": prior.family, "view_prompts": prompts.view_dependent, "dropped_faces": job.dropped_faces,
+        "prior_family": prior.family, "view_prompts": prompts.view_dependent, "negative_prompt": negative,
+        "dropped_faces": job.dropped_faces,
         "texture_sha256": image_sha256(texture),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
