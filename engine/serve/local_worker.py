@@ -44,6 +44,7 @@ class JobRecord:
         owner: the client that submitted it (its session id, or its connection when it sends none).
         job: the task's job, built by `make_job` at the door (None: the worker builds it).
         queue_position: the place its client was last told while it waits (1: it starts next).
+        minor: the protocol minor of its client's submit (negotiated: at most this side's).
     """
 
     job_id: str
@@ -57,6 +58,7 @@ class JobRecord:
     submitted_at: float = field(default_factory=time.monotonic)
     status: dict = field(default_factory=dict)
     queue_position: int = 0
+    minor: int = 0  # the protocol minor its client speaks: its messages carry only that minor's fields
 
 
 @dataclass
@@ -143,6 +145,10 @@ class Worker(threading.Thread):
     @property
     def loaded_priors(self) -> list[str]:
         return [] if self._prior_key is None else [str(self._prior_key[0])]
+
+    def devices(self) -> list[dict] | None:
+        """One {"device", "device_name"} per worker for the handshake (None: the engine's own device)."""
+        return None
 
     def run(self) -> None:
         while True:

@@ -106,9 +106,19 @@ def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
             raise RequestError(name, "is required")
     check_edit_arrays(arrays)
     mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays["uvs"])
-    texture = np.clip(np.array(arrays["texture"], dtype=np.float32, copy=True), 0.0, 1.0)
+    texture = texture_as_float(arrays["texture"])
     _build_guidance(params, 100)  # unknown presets or bad overrides fail here, before any work
     return EditJob(params=params, mesh=mesh, texture=texture, dropped_faces=dropped)
+
+
+def texture_as_float(texture: np.ndarray) -> np.ndarray:
+    """An edit texture as float32 in [0, 1] (a copy): uint8 (0-255, an 8-bit image), float16 or float32."""
+    if texture.dtype == np.uint8:
+        out = texture.astype(np.float32)
+        out *= 1.0 / 255.0
+        return out
+    out = texture.astype(np.float32, copy=True)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def resolve_params(params: EditParams, family: str, resolution: int) -> EditParams:

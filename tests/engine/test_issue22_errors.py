@@ -67,7 +67,7 @@ def _edit_cli(tmp_path: Path, texture: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "engine", "edit", "--mesh", str(tmp_path / "ball.obj"),
                            "--texture", texture, "--target", "a blue sphere", "--edit", "a red sphere", "--out",
                            str(tmp_path / "out"), "--device", "cpu", "--quiet"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize("kind", ["missing", "not an image"])
