@@ -62,6 +62,8 @@ def check_serve_args(args: argparse.Namespace) -> None:
     if args.ray_workers is not None and args.ray_workers < 1:
         raise ValueError(f"--ray-workers: must be at least 1 (leave it out for as many as the cluster holds), "
                          f"got {args.ray_workers}")
+    if not args.ray_health_timeout > 0:
+        raise ValueError(f"--ray-health-timeout: must be > 0, got {args.ray_health_timeout}")
     if args.ray_workers is not None and not args.ray:
         raise ValueError("--ray-workers: needs --ray ADDRESS")
 
@@ -93,6 +95,9 @@ def add_serve_parser(subparsers) -> None:
                    help="pool actors (default: as many as the cluster's GPUs, or CPUs, allow)")
     p.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs each pool actor reserves (0 on CPUs)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each pool actor reserves")
+    p.add_argument("--ray-health-timeout", type=float, default=30.0,
+                   help="seconds a pool actor running a job may leave a progress request unanswered before it is "
+                        "replaced and its job ends with engine_died")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_serve)
 
@@ -130,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 ray_workers=args.ray_workers,
                 gpus_per_worker=args.gpus_per_worker,
                 cpus_per_worker=args.cpus_per_worker,
+                ray_health_timeout_s=args.ray_health_timeout,
             )
         )
         server.bind()

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import CancelledError
 from ..render.rasterize import interpolate, rasterize
 from .types import Mesh
 
@@ -51,6 +52,17 @@ def _field_device(field: Field, device: str | torch.device | None) -> torch.devi
         for p in field.parameters():
             return p.device
     return torch.device("cpu")
+
+
+def _stoppable(field: Field, should_stop: Callable[[], bool]) -> Field:
+    """`field`, raising CancelledError before a call once `should_stop()` is True."""
+
+    def checked(points: Tensor) -> Tensor:
+        if should_stop():
+            raise CancelledError()
+        return field(points)
+
+    return checked
 
 
 @torch.no_grad()
@@ -98,7 +110,7 @@ def _dilate_once(img: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersample: int = 1,
                  chunk: int = 1 << 16, device: str | torch.device | None = None,
-                 raster_backend: str = "auto") -> BakeResult:
+                 raster_backend: str = "auto", should_stop: Callable[[], bool] | None = None) -> BakeResult:
     """Bake `field` over `mesh`'s UV layout.
 
     Args:
@@ -111,6 +123,8 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
         chunk: points per field call.
         device: where to rasterise and evaluate (default: the field's parameters' device, else CPU).
         raster_backend: `engine.render.rasterize` backend.
+        should_stop: checked before every field call and padding ring; True raises CancelledError (a 4096²
+            bake is 256 chunks and 8 rings, so a cancel lands within a fraction of a second).
 
     Returns:
         BakeResult with the (size, size, C) float32 image, top row first, and its masks.
@@ -124,6 +138,8 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
     if supersample < 1:
         raise ValueError(f"supersample: must be >= 1, got {supersample}")
     dev = _field_device(field, device)
+    if should_stop is not None:
+        field = _stoppable(field, should_stop)
     outside = float(np.mean((mesh.uvs < -1e-4) | (mesh.uvs > 1 + 1e-4)))
     if outside > 1e-3:
         logger.warning("bake: %.1f%% of UV coordinates lie outside [0, 1]; those parts are not baked "
@@ -160,6 +176,8 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
     for _ in range(padding - 1):
         if bool(filled.all()):
             break
+        if should_stop is not None and should_stop():
+            raise CancelledError()
         img, filled = _dilate_once(img, filled)
     logger.info("baked %dx%d texture: %.1f%% covered, %.1f%% after padding", size, size,
                 100.0 * coverage.float().mean().item(), 100.0 * filled.float().mean().item())

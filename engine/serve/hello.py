@@ -63,9 +63,14 @@ def hello_reply(device: str, limits: Limits | None = None, workers: list | None 
         minor: the protocol minor both sides speak (the reply names it as `protocol_version`).
     """
     info = device_info(device)
+    name, label = info.device, info.label
     if workers is None:
         workers = [{"device": info.device, "device_name": info.label}]
-    return HelloReply(version_str(minor), __version__, info.device, info.label, info.total_bytes,
+    else:  # a Ray pool: the actors' devices, not the head's (1.0 clients see only `device`)
+        kinds = sorted({w["device"] for w in workers})
+        name = kinds[0] if len(kinds) == 1 else ("mixed" if kinds else "ray (actors starting)")
+        label = f"Ray pool of {len(workers)}: " + ", ".join(sorted({w["device_name"] for w in workers}))
+    return HelloReply(version_str(minor), __version__, name, label, info.total_bytes,
                       info.free_bytes, TASKS.names(), GUIDANCE.names(), available_priors(), backends(),
                       request_limits(limits or Limits()), list(workers))
 

@@ -88,7 +88,8 @@ class EngineServer:
             from .ray_pool import RayPool
 
             self.worker = RayPool(config.ray_address, self.outbox, config.ray_workers, config.gpus_per_worker,
-                                  config.cpus_per_worker, config.progress_hz)
+                                  config.cpus_per_worker, config.progress_hz,
+                                  health_timeout_s=config.ray_health_timeout_s)
         else:
             self.worker = Worker(config.device, self.outbox, config.progress_hz)
         self.slots: int = self.worker.slots  # jobs that run at once

@@ -149,12 +149,12 @@ def _build_guidance(p: EditParams, steps: int):
 
 
 def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
-                        device) -> tuple[np.ndarray, np.ndarray]:
+                        device, should_stop: StopFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(texture, uvs): bake into the mesh's UVs (xatlas when it has none) at the input texture's size (or `size`²),
     keeping the input's alpha."""
     h, w = job.texture.shape[:2]
     side = size or max(h, w)
-    baked = bake_field(field_model, mesh, mesh_n, side, device)
+    baked = bake_field(field_model, mesh, mesh_n, side, device, should_stop=should_stop)
     image = baked.image[..., :3]
     if size is None and (h, w) != (side, side):  # non-square input: the UV square maps onto any H × W
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
@@ -289,7 +289,8 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     if new_mesh_n is not None:  # the new surface, back in the object's world frame
         out_mesh_n = new_mesh_n
         out_mesh = Mesh(norm.invert(new_mesh_n.vertices).astype(np.float32), new_mesh_n.faces)
-    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device)
+    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device,
+                                           None if p.return_partial else stop)
     out_mesh = out_mesh.with_uvs(uvs)
     timings["bake"] = time.perf_counter() - t0
     before = render_turntable(mesh_n, job.texture, np.asarray(job.mesh.uvs, np.float32), size=128)

@@ -229,7 +229,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         loss_value = float(last_loss)
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     t0 = time.perf_counter()
-    baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device)
+    # a cancel lands between bake chunks too, unless the job was asked to bake what it has when cancelled
+    baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device,
+                       should_stop=None if p.return_partial else stop)
     texture, uvs, unwrapped = baked.image, baked.uvs, baked.unwrapped
     timings["bake"] = time.perf_counter() - t0
     turntable = sheet(render_turntable(mesh_n, texture, uvs), cols=4)

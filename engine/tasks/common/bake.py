@@ -33,6 +33,7 @@ def bake_field(
     mesh_n: Mesh,
     size: int,
     device: torch.device | str = "cpu",
+    should_stop: Callable[[], bool] | None = None,
 ) -> BakedTexture:
     """Bake `field` (defined in the normalised frame) into `mesh`'s UVs (xatlas unwrap when it has none).
 
@@ -42,10 +43,12 @@ def bake_field(
         mesh_n: the same mesh normalised (same faces), where the field is evaluated.
         size: texture width = height.
         device: the field's device.
+        should_stop: the job's cancel check, honoured between bake chunks (CancelledError).
     """
     uvs, unwrapped = ensure_uvs(mesh)
     with torch.no_grad():
         image = bake(
-            lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size
+            lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size,
+            should_stop=should_stop,
         )
     return BakedTexture(image=image, uvs=uvs.astype(np.float32), unwrapped=unwrapped)
