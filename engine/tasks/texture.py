@@ -8,7 +8,6 @@ own UVs (xatlas when it has none) with seam padding, and a turntable sheet of th
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
 from .common.bake import bake_field
 from .common.clock import device_clock
+from .common.defaults import fill_defaults
 from .common.optim import field_adam
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
@@ -108,13 +108,8 @@ def make_texture_job(params: TextureParams, arrays: dict[str, np.ndarray]) -> Te
 def resolve_params(params: TextureParams, family: str, resolution: int) -> TextureParams:
     """Fill every `None` default from the quality preset and the prior, so job.json reproduces the run."""
     q = quality_for(family, params.quality)
-    return dataclasses.replace(
-        params,
-        steps=params.steps if params.steps is not None else q.steps,
-        batch_size=params.batch_size if params.batch_size is not None else q.batch_size,
-        texture_size=params.texture_size if params.texture_size is not None else q.texture_size,
-        render_size=params.render_size if params.render_size is not None else max(resolution, 64),
-    )
+    return fill_defaults(params, steps=q.steps, batch_size=q.batch_size, texture_size=q.texture_size,
+                         render_size=max(resolution, 64))
 
 
 def result_views(result: TextureResult, size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
