@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_server import ARRAYS
+from server_jobs import ARRAYS
 
 from csd_blender.protocol.params import TextureParams
 from engine.errors import CancelledError

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ray")
 
 from ray_runtime import local_ray
-from test_server import ARRAYS, params
+from server_jobs import ARRAYS, params
 
 from csd_blender.link.client import EngineClient, JobResult
 from csd_blender.protocol import messages as m
