@@ -121,7 +121,9 @@ class EngineServer:
         sock = self.context.socket(zmq.ROUTER)
         try:
             sock.setsockopt(zmq.LINGER, 1000)
-            sock.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_message_bytes)
+            # frames up to twice the limit are still read, so their sender gets a message_too_large reply to its
+            # msg_id; ZeroMQ cuts larger ones (the client checks the limits hello_reply names before sending)
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.config.limits.max_message_bytes)
             if self.config.curve_dir:
                 self._auth = setup_curve(self.context, sock, self.config.curve_dir)
             address = self.config.bind
