@@ -225,11 +225,15 @@ class Worker(threading.Thread):
                 "total": event.total,
                 "elapsed_s": now - started,
             }
+            same = (event.stage, event.step, event.total) == last.get("sent") and event.preview_png is None
+            if same:  # the worker and the task both announce "loading": the client hears it once
+                return
             important = (
                 event.preview_png is not None or event.stage != last["stage"] or event.step >= event.total
             )
             if not important and now - last["t"] < self.min_interval:
                 return
+            last["sent"] = (event.stage, event.step, event.total)
             last["t"], last["stage"] = now, event.stage
             loss = event.loss if event.loss is not None and math.isfinite(event.loss) else None
             eta = event.eta_s if event.eta_s is not None and math.isfinite(event.eta_s) else None

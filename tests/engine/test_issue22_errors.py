@@ -141,3 +141,69 @@ def test_a_negative_prompt_equal_to_the_prompt_is_refused(task):
 def test_edit_prompts_that_differ_only_by_punctuation_are_refused():
     error = _refused("edit", {**EDIT, "edit_prompt": "a blue, striped sphere!"})
     assert error.code == ErrorCode.BAD_PROMPT and error.field == "edit_prompt", error
+
+
+def test_a_batch_line_with_a_key_given_twice_is_refused(tmp_path):
+    from engine.batch.jobs import BatchFileError, parse_line
+
+    with pytest.raises(BatchFileError, match="duplicate key 'seed'"):
+        parse_line(1, '{"task": "generate", "prompt": "a red cube", "seed": 1, "seed": 2}', base=tmp_path)
+
+
+def test_batch_lines_that_are_the_same_job_are_named(tmp_path):
+    from engine.batch.jobs import read_jobs
+
+    line = json.dumps({"task": "generate", "prompt": "a red cube", "seed": 1})
+    (tmp_path / "jobs.jsonl").write_text(f"{line}\n{line}\n")
+    jobs, notes = read_jobs(tmp_path / "jobs.jsonl")
+    assert len(jobs) == 1 and notes and notes[0].line == 2 and "same job as line 1" in str(notes[0])
+
+
+def test_summary_json_is_as_readable_as_the_results(tmp_path):
+    from engine.batch.summary import BatchSummary
+
+    old = os.umask(0o022)
+    try:
+        BatchSummary("jobs.jsonl", "in-process", 1).write(tmp_path / "summary.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_loading_is_announced_once():
+    from collections import deque
+
+    from engine.serve.local_worker import JobRecord, Worker
+    from engine.tasks.base import ProgressEvent
+
+    outbox: deque = deque()
+    worker = Worker("cpu", outbox)
+    record = JobRecord("j", b"", TASKS.get("texture"), None, {})
+    progress = worker._progress_fn(record, 0.0)
+    progress(ProgressEvent("loading", 0, 0))
+    progress(ProgressEvent("loading", 0, 0))
+    assert [o.message.stage for o in outbox] == ["loading"]
+
+
+def test_a_batch_killed_while_a_job_runs_leaves_it_running_in_the_summary(tmp_path):
+    from engine.batch.driver import run_batch
+    from engine.batch.jobs import BatchJob
+
+    seen: list[str] = []
+
+    class Killed:  # the batch process is killed (-9) while its job runs: the summary on disk is all that is left
+        mode, slots = "in-process", 1
+
+        def start(self, slot, job, out):
+            pass
+
+        def finished(self, timeout_s):
+            seen.append(json.loads((tmp_path / "summary.json").read_text())["jobs"][0]["status"])
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([BatchJob(1, "texture", [], "texture-0000000000000001")], tmp_path, Killed(), quiet=True)
+    assert seen == ["running"]
