@@ -4,13 +4,15 @@ the engine's limits), and a texture too large for the limits is refused at once 
 never sent and never waited for."""
 from __future__ import annotations
 
+import bpy_env  # noqa: F401  (must come before bpy)  # isort: skip
+
 import dataclasses
 import time
 
 import bpy
-import bpy_env
 import numpy as np
 import pytest
+
 from case_real_engine import ext, session  # noqa: F401  (fixtures: the extension, a local CPU engine)
 
 SIDE = 4096
