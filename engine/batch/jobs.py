@@ -163,8 +163,8 @@ def parse_line(line_no: int, text: str, parser: argparse.ArgumentParser | None =
     fields = dict(fields)
     task = fields.pop("task", None)
     commands = task_commands()
-    if task not in commands:
-        raise BatchFileError(line_no, f"task: must be one of {', '.join(commands)}, got {task!r}")
+    if not isinstance(task, str) or task not in commands:
+        raise BatchFileError(line_no, f"task: must be one of {', '.join(commands)}, got {task!r:.80}")
     owned = sorted(set(fields) & set(BATCH_OWNED))
     if owned:
         raise BatchFileError(line_no, f"{owned[0]}: set by the batch (results go to --out DIR/<job id>)")
