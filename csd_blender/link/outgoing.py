@@ -21,6 +21,10 @@ from .events import array_to_wire
 LIMITS_1_0 = Limits()
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{nbytes} bytes"
+
+
 def _texture_for(texture: np.ndarray, minor: int) -> np.ndarray:
     """An edit texture in the dtype the engine's protocol minor takes (uint8 stays uint8 from 1.1)."""
     texture = np.asarray(texture)
@@ -56,10 +60,10 @@ def wire_arrays(task: str, arrays: dict[str, np.ndarray], minor: int, limits: di
         raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"{len(wire)} arrays; the engine accepts at most {max_buffers}")
     for name, array in wire.items():
         if array.nbytes > max_buffer:
-            raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"{name}: {array.nbytes / 2**20:.0f} MiB; the engine "
-                                f"accepts at most {max_buffer / 2**20:.0f} MiB per array", field=name)
+            raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"{name}: {_size(array.nbytes)}; the engine accepts at "
+                                f"most {_size(max_buffer)} per array", field=name)
     total = sum(a.nbytes for a in wire.values())
     if total > max_message:
-        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"the arrays are {total / 2**20:.0f} MiB together; the "
-                            f"engine accepts at most {max_message / 2**20:.0f} MiB in one request")
+        raise ProtocolError(ErrorCode.MESSAGE_TOO_LARGE, f"the arrays are {_size(total)} together; the engine "
+                            f"accepts at most {_size(max_message)} in one request")
     return wire
