@@ -133,13 +133,16 @@ def test_a_stopped_actor_holds_up_nobody_else_and_its_job_ends_with_engine_died(
             rec.wait("b", _optimising(long_b), 120)
             b.cancel(long_b)
             asked = time.monotonic()
-            answered, _ = rec.wait("b", lambda e: isinstance(e, m.Cancelled) and e.job_id == long_b, 10)
+            answered, _ = rec.wait("b", lambda e: isinstance(e, m.Cancelled) and e.job_id == long_b, 60)
             ended, error = rec.wait("a", lambda e: isinstance(e, m.ErrorReply) and e.job_id == stuck,
                                     HEALTH_S + 30)
             assert error.code == "engine_died" and "stopped answering" in error.message, error
             assert ended - stopped < HEALTH_S + 30
         finally:
-            os.kill(pid, signal.SIGCONT)  # the actor was replaced (killed); a live one must not stay stopped
+            try:
+                os.kill(pid, signal.SIGCONT)  # a live actor must not stay stopped (a replaced one is gone)
+            except ProcessLookupError:
+                pass
         again = b.submit("texture", params("toy", steps=3, seed=7), ARRAYS)  # the pool is whole again
         rec.wait("b", lambda e: isinstance(e, JobResult) and e.job_id == again, 180)
         assert answered - asked < 2.0, f"B's cancel took {answered - asked:.2f} s"
