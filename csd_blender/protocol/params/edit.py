@@ -47,7 +47,8 @@ def texture_wire_dtype(is_float: bool, minor: int) -> str:
 
 
 def texture_refusal(height: int, width: int, channels: int, dtype: str, max_buffer_bytes: int) -> str:
-    """Why an edit texture of this size cannot be sent ("" when it can), naming the limit it breaks.
+    """Why an edit texture is too large to send ("" when it is not), naming the limit it breaks (a texture too
+    small is the engine's to refuse: bad_array).
 
     Args:
         height, width, channels: the texture's shape.
@@ -55,7 +56,7 @@ def texture_refusal(height: int, width: int, channels: int, dtype: str, max_buff
         max_buffer_bytes: the engine's per-buffer request limit (limits.Limits.max_buffer_bytes).
     """
     lo, hi = EDIT_TEXTURE_SIDE
-    if not (lo <= height <= hi and lo <= width <= hi):
+    if height > hi or width > hi:
         return (f"the texture is {width}×{height} pixels; the engine accepts sides of {lo} to {hi} pixels: scale "
                 f"the image down (Image > Resize) or edit a copy")
     nbytes = height * width * channels * DTYPE_SIZES[dtype]
