@@ -8,7 +8,8 @@ reaches the actor within one poll (`poll_s`).
 
 The pool never waits on one actor: every call to an actor is a Ray object ref checked with `ray.wait(timeout=0)`,
 so a stopped or hung actor delays nobody else's job or cancel. Each actor has a health clock: a busy actor that
-leaves a progress request unanswered for `health_timeout_s` (hung, paused, its node gone) is killed and replaced,
+leaves a progress request unanswered for `health_timeout_s` once its job has reported progress (hung, paused, its
+node gone; before that the start-up allowance START_S applies) is killed and replaced,
 and its job ends with `engine_died` naming why; an idle actor is pinged every few seconds and a dead one replaced
 before a job is sent to it; a job whose actor turns out dead before the job started is run again on the replacement
 (once). A job whose actor dies while running it ends with `engine_died`.
@@ -144,6 +145,7 @@ class _Slot:
     record: JobRecord | None = None
     job_ref: Any = None
     attempt: int = 0
+    jobs_run: int = 0
     started: float = 0.0
     progressed: bool = False
     cancel_sent: bool = False
@@ -264,7 +266,8 @@ class RayPool(threading.Thread):
     def _start_job(self, record: JobRecord, attempt: int = 1, index: int | None = None) -> None:
         if index is None:  # the server never sends more jobs than there are free slots; warm actors first
             index = min((i for i, slot in enumerate(self.pool) if slot.record is None),
-                        key=lambda i: self.pool[i].device is None)
+                        key=lambda i: self.pool[i].jobs_run == 0)
+        self.pool[index].jobs_run += 1
         slot = self.pool[index]
         record.status = {"job_id": record.job_id, "task": record.spec.name, "stage": "starting", "worker": index}
         slot.record, slot.attempt, slot.started = record, attempt, time.monotonic()
@@ -298,8 +301,9 @@ class RayPool(threading.Thread):
                 self._job_done(index, slot)
             if slot.drain_ref in ready:
                 self._drained(index, slot)
-            # an actor still starting (importing torch on a busy machine) gets the longer start-up allowance
-            limit = self.health_timeout_s if slot.device is not None else max(self.health_timeout_s, START_S)
+            # until the job's first progress (the actor starting, importing and loading its prior with the GIL held
+            # on a busy machine) the longer start-up allowance; after it, silence means hung
+            limit = self.health_timeout_s if slot.progressed else max(self.health_timeout_s, START_S)
             if slot.record is not None and slot.drain_ref is not None and now - slot.asked > limit:
                 self._hung(index, slot, now - slot.asked)
 
