@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.store import job_sources, require_downloaded
 from .common import (
     JobCommand,
     ProgressBar,
@@ -101,6 +102,7 @@ def run_edit_files(args: argparse.Namespace, write_dir: str | Path | None = None
     from ..tasks.edit import make_edit_job, run_edit
 
     params = params_from_args(args).validate()
+    require_downloaded(job_sources(params))  # before any work: jobs never download (`models download`)
     up = file_up_axis(args.mesh, args.up)
     mesh = load_mesh(args.mesh, up=up)
     texture = load_texture_image(args.texture) if args.texture else load_base_color(args.mesh)

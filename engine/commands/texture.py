@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.store import job_sources, require_downloaded
 from .common import (
     JobCommand,
     ProgressBar,
@@ -143,6 +144,7 @@ def run_texture_files(args: argparse.Namespace, write_dir: str | Path | None = N
     from ..tasks.texture import make_texture_job, run_texture
 
     params = params_from_args(args).validate()
+    require_downloaded(job_sources(params))  # before any work: jobs never download (`models download`)
     up = file_up_axis(args.mesh, args.up)
     mesh = load_mesh(args.mesh, up=up)
     arrays = {"vertices": mesh.vertices, "faces": mesh.faces.astype(np.int32), **_load_rig(args.cameras)}
