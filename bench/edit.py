@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "fixtures"), str(REPO / "bench")]
 
 from edit_stats import layout_correlation, striped_texture, uv_sphere, views_in_family
 

@@ -237,7 +237,7 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     x = torch.rand(batch, 3, size, size, device=dev)
     x_t = prior.to_model_space(x)
-    e = torch.cat([prompts.cond.expand(batch, -1, -1)] * 5)
+    e = torch.cat([prompts.base.cond.expand(batch, -1, -1)] * 5)
     with torch.no_grad():
         prior.predict_noise(x_t.repeat(5, 1, 1, 1), torch.full((5 * batch,), 500, device=dev), e)
         unet_s = _timed(
@@ -316,7 +316,7 @@ def cuda_bench(steps: int, tiny: bool) -> list[dict]:
     )
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     z = sd.to_model_space(torch.rand(1, 3, rsize, rsize, device=dev))
-    e = torch.cat([sd_prompts.cond] * 3)
+    e = torch.cat([sd_prompts.base.cond] * 3)
     with torch.no_grad():
         sd.predict_noise(z.repeat(3, 1, 1, 1), torch.full((3,), 300, device=dev), e)
         unet_s = _timed(

@@ -28,7 +28,7 @@ import torch
 import trimesh
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "fixtures")]
 
 from texture_stats import in_family, mean_hue, object_mask
 

@@ -4,7 +4,7 @@
 
 Forward time: batch 1 and 4 at 32², CPU, for the prior's UNet and for the UNet config committed at
 `--baseline-rev` (the v1 prior), random weights, median of 30 calls. Adherence (plain image statistics from
-tests/toy_adherence.py, never the model's opinion): share of `--samples` DDIM samples (25 steps, guidance 4) whose
+tests/fixtures/toy_adherence.py, never the model's opinion): share of `--samples` DDIM samples (25 steps, guidance 4) whose
 object is in the prompt colour's family, for every colour word; median horizontal-band energy of striped vs plain
 samples; share of samples whose silhouette the ground-truth-fitted classifier names as the prompt's shape.
 Prints tables; asserts nothing. Also run by bench/guidance.py.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 from engine.priors.hub import TOY_PRIOR_DIR  # noqa: E402
 from engine.toy.sample import ddim_sample  # noqa: E402

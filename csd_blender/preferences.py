@@ -1,14 +1,15 @@
-"""Add-on preferences: how to run or reach the engine, the default model, and the interpreter check."""
+"""Add-on preferences (the top layer): how to run or reach the engine, the default model, Set Up Engine and the
+interpreter check. Declared and drawn here; the operators and panels read them through props.prefs."""
 # No `from __future__ import annotations`: bpy.props annotations must stay evaluated objects for Blender.
 
-import os
 import textwrap
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import engine_session, engine_setup, interpreter_check, operators_setup
-from .paths import PACKAGE, user_dir
+from .link import setup as engine_setup
+from .operators import setup as operators_setup
+from .scene.paths import PACKAGE
 
 MODE_ITEMS = [
     ("LOCAL", "Local", "Start the engine with a Python interpreter that has it installed"),
@@ -28,21 +29,6 @@ COMPUTE_ITEMS = [
                       "runs on the CPU there")),
     ("CPU", "CPU", "PyTorch without a GPU: small, slow, works everywhere"),
 ]
-
-_check: interpreter_check.PythonCheck | None = None
-
-
-def start_block_reason(prefs) -> str:
-    """Why Start Engine cannot run with these preferences ("" when it can)."""
-    if prefs.engine_mode != "LOCAL":
-        return "" if prefs.endpoint.strip() else "Set the remote engine's Endpoint in the add-on preferences"
-    python = bpy.path.abspath(prefs.python_path).strip()
-    if not python:
-        return "No engine Python yet: use Set Up Engine in the add-on preferences"
-    if not os.path.isfile(python):
-        return f"The engine Python {python} does not exist: run Set Up Engine again"
-    return ""
-
 
 class CSDPreferences(bpy.types.AddonPreferences):
     """Where the engine runs."""
@@ -86,8 +72,9 @@ class CSDPreferences(bpy.types.AddonPreferences):
             self.draw_setup(layout.box())
             row = layout.row(align=True)
             row.prop(self, "python_path")
-            row.operator(CSD_OT_check_python.bl_idname, text="Check", icon="CHECKMARK")
-            if _check is not None and _check.result is None:
+            row.operator(operators_setup.CSD_OT_check_python.bl_idname, text="Check", icon="CHECKMARK")
+            check = operators_setup.running_check()
+            if check is not None and check.result is None:
                 layout.label(text="Checking...", icon="SORTTIME")
             for i, line in enumerate(self.check_report.splitlines()):
                 layout.label(text=line, icon="INFO" if i == 0 else "BLANK1")
@@ -125,88 +112,4 @@ class CSDPreferences(bpy.types.AddonPreferences):
             box.label(text=line, icon=("ERROR" if failed else "CHECKMARK") if i == 0 else "BLANK1")
 
 
-def get_preferences() -> CSDPreferences:
-    """This add-on's preferences (raises a clear error when the add-on is not enabled)."""
-    addon = bpy.context.preferences.addons.get(PACKAGE)
-    if addon is None:
-        raise RuntimeError(f"the add-on {PACKAGE!r} is not enabled")
-    return addon.preferences
-
-
-def engine_settings() -> engine_session.EngineSettings:
-    """The preferences as EngineSettings for EngineSession.start()."""
-    prefs = get_preferences()
-    return engine_session.EngineSettings(
-        mode=prefs.engine_mode, python=bpy.path.abspath(prefs.python_path), device=prefs.device,
-        endpoint=prefs.endpoint, token=prefs.token, key_folder=bpy.path.abspath(prefs.key_folder),
-        cache_folder=bpy.path.abspath(prefs.cache_folder),
-        log_file=os.path.join(user_dir("logs"), "engine.log"),
-        online_access=bool(getattr(bpy.app, "online_access", True)))
-
-
-def _redraw_preferences() -> None:
-    for window in getattr(bpy.context.window_manager, "windows", []):
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
-
-
-def _poll_check():
-    global _check
-    if _check is None:
-        return None
-    result = _check.poll_with_timeout(interpreter_check.CHECK_TIMEOUT_S)
-    if result is None:
-        return 0.2
-    prefs = bpy.context.preferences.addons.get(PACKAGE)
-    if prefs is not None:
-        prefs.preferences.check_report = "\n".join(result.lines())
-    _check = None
-    _redraw_preferences()
-    return None
-
-
-class CSD_OT_check_python(bpy.types.Operator):
-    """Run the interpreter and report its Python, torch, device and engine versions (or the exact error)"""
-
-    bl_idname = "csd.check_python"
-    bl_label = "Check Engine Python"
-    bl_options = {"INTERNAL"}
-
-    def execute(self, context):
-        global _check
-        prefs = get_preferences()
-        python = bpy.path.abspath(prefs.python_path)
-        if bpy.app.background:
-            result = interpreter_check.check_python(python, expected_engine=interpreter_check.addon_version())
-            prefs.check_report = "\n".join(result.lines())
-            self.report({"INFO"} if result.ok else {"ERROR"}, result.lines()[0])
-            return {"FINISHED"} if result.ok else {"CANCELLED"}
-        if _check is not None:
-            _check.kill()
-        _check = interpreter_check.PythonCheck(python, interpreter_check.addon_version())
-        prefs.check_report = ""
-        if not bpy.app.timers.is_registered(_poll_check):
-            bpy.app.timers.register(_poll_check, first_interval=0.1)
-        return {"FINISHED"}
-
-
-CLASSES = (CSD_OT_check_python, CSDPreferences)
-
-
-def register() -> None:
-    operators_setup.register()
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    global _check
-    if bpy.app.timers.is_registered(_poll_check):
-        bpy.app.timers.unregister(_poll_check)
-    if _check is not None:
-        _check.kill()
-        _check = None
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
-    operators_setup.unregister()
+CLASSES = (CSDPreferences,)

@@ -13,36 +13,31 @@ from types import ModuleType
 logger = logging.getLogger(__name__)
 
 
-@cache
-def nvdiffrast() -> ModuleType | None:
-    """`nvdiffrast.torch` when importable and CUDA is available, else None."""
+def _cuda_module(name: str) -> ModuleType | None:
+    """Module `name` when importable and CUDA is available, else None (any failure means "not available")."""
     try:
+        import importlib
+
         import torch
 
         if not torch.cuda.is_available():
             return None
-        import nvdiffrast.torch as dr  # type: ignore[import-not-found]
-
-        return dr
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        logger.debug("nvdiffrast unavailable: %s", exc)
+        return importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - a broken build must not stop the torch backends
+        logger.debug("%s unavailable: %s", name, exc)
         return None
+
+
+@cache
+def nvdiffrast() -> ModuleType | None:
+    """`nvdiffrast.torch` when importable and CUDA is available, else None."""
+    return _cuda_module("nvdiffrast.torch")
 
 
 @cache
 def tinycudann() -> ModuleType | None:
     """`tinycudann` when importable and CUDA is available, else None."""
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        import tinycudann as tcnn  # type: ignore[import-not-found]
-
-        return tcnn
-    except Exception as exc:  # noqa: BLE001
-        logger.debug("tinycudann unavailable: %s", exc)
-        return None
+    return _cuda_module("tinycudann")
 
 
 def backends() -> dict[str, bool]:

@@ -1,4 +1,6 @@
-"""The wire protocol between the add-on and the engine: standard library only (no bpy, zmq, numpy, torch)."""
+"""The wire protocol between the add-on and the engine, its one definition: messages and their codec, error
+codes, size limits, job parameters (`params/`), quality presets and endpoints. Standard library only: it may
+import nothing else of csd_blender and no bpy, zmq, numpy or torch, so the engine imports it too."""
 
 from .errors import ErrorCode, ProtocolError
 

@@ -95,7 +95,7 @@ def missing_message(model_id: str) -> str:
             f"(the Models Folder setting, or --models-dir / HF_HOME) or a local diffusers folder as the model")
 
 
-def human_bytes(n: int | float) -> str:
+def human_bytes(n: float) -> str:
     """1234567 -> "1.2 MB" (decimal units, as the hub shows sizes)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":

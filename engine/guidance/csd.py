@@ -18,13 +18,18 @@ class CSDConfig(GuidanceConfig):
     Attributes:
         omega1: ω1 of Eq. 10 (official: 1.0 everywhere).
         omega2: ω2 of Eq. 10 (official IF: `[0, 0, 1, 5000]`; SD refine: `[0, 1, 0.5, 10000]`).
+        anchor: λ of a generative anchor term λ·(ε(y) − ε) added to Eq. 10 (0: the paper's plain CSD). The
+            classifier direction alone pushes whatever is not "y" away from y — on a colour prompt, towards the
+            complementary colour; the anchor (an SDS term without guidance scale) pulls renders back towards images
+            the prior would generate, where a pattern's second colour is neutral. Schedulable.
     """
 
     kind: ClassVar[str] = "csd"
-    schedule_fields: ClassVar[tuple[str, ...]] = ("t_min", "t_max", "omega1", "omega2")
+    schedule_fields: ClassVar[tuple[str, ...]] = ("t_min", "t_max", "omega1", "omega2", "anchor")
 
     omega1: ScheduleSpec = 1.0
     omega2: ScheduleSpec = 1.0
+    anchor: ScheduleSpec = 0.0
 
 
 @GUIDANCE.register("csd")
@@ -49,7 +54,8 @@ class CSDGuidance(ScoreGuidance):
     config_class = CSDConfig
 
     def coefficients(self, step: int) -> Coefficients:
-        """(cond, neg, null, noise) = (ω1, −ω2, ω2 − ω1, 0) at `step`."""
+        """(cond, neg, null, noise) = (ω1 + λ, −ω2, ω2 − ω1, −λ) at `step` (λ: the anchor, 0 by default)."""
         w1 = self.config.schedule("omega1")(step)
         w2 = self.config.schedule("omega2")(step)
-        return Coefficients(cond=w1, neg=-w2, null=w2 - w1, noise=0.0)
+        lam = self.config.schedule("anchor")(step)
+        return Coefficients(cond=w1 + lam, neg=-w2, null=w2 - w1, noise=-lam)

@@ -8,6 +8,7 @@ their embeddings, or, with Perp-Neg (the coarse stage of text to mesh), interpol
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,6 +18,28 @@ from ..errors import EngineError, ErrorCode
 from .perp_neg import perp_neg_prompts
 from .plan import PromptEmbeddings
 from .views import VIEWS, view_names, view_prompt
+
+VIEW_WORDS = (*VIEWS, "view")
+
+
+def job_negative(prior: Prior, negative: str, preset_negative: str) -> str:
+    """The negative prompt a job runs with: the user's when given, else the guidance preset's recommended one (the
+    official "oversaturated color, ugly, tiling, low quality, noisy") when the prior can read its words.
+
+    Args:
+        prior: the job's prior.
+        negative: the user's negative prompt ("" for none given).
+        preset_negative: the preset's `negative_prompt`.
+    """
+    if negative.strip() or not preset_negative.strip():
+        return negative
+    words = tuple(re.findall(r"[a-z]+", preset_negative.lower()))
+    return preset_negative if prior.knows_words(words) else ""
+
+
+def knows_views(prior: Prior) -> bool:
+    """Whether `prior` reads view-dependent prompts (every real prior; the toy prior from v3 on)."""
+    return prior.knows_words(VIEW_WORDS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..priors.base import Prior
@@ -39,12 +62,13 @@ class ViewPrompts:
         prior: the Prior (its `encode_prompts` caches per prompt).
         prompt: the positive prompt (editing: the target prompt).
         negative: the negative prompt (editing: the edit prompt); "" for none (merged with the null branch).
-        view_dependent: encode ", {view} view" variants and pick them per camera.
+        view_dependent: encode ", {view} view" variants and pick them per camera (None: when the prior knows the
+            view words, `knows_views`).
         view_negative: give the negative prompt view words too (editing, Eq. 11: both prompts describe the view).
         fields: the request fields of `prompt` and `negative`, named in a `bad_prompt` error.
     """
 
-    def __init__(self, prior: Prior, prompt: str, negative: str = "", *, view_dependent: bool = True,
+    def __init__(self, prior: Prior, prompt: str, negative: str = "", *, view_dependent: bool | None = None,
                  view_negative: bool = False, fields: tuple[str, str] = ("prompt", "negative_prompt")):
         cond = encode(prior, fields[0], [prompt])
         null = prior.encode_prompts([""])
@@ -52,6 +76,8 @@ class ViewPrompts:
         self.base = PromptEmbeddings(cond=cond, null=null, neg=neg)
         self.view_cond: dict[str, Tensor] | None = None
         self.view_neg: dict[str, Tensor] | None = None
+        if view_dependent is None:
+            view_dependent = knows_views(prior)
         if view_dependent:
             self.view_cond = {v: encode(prior, fields[0], [view_prompt(prompt, v)]) for v in VIEWS}
             if view_negative and neg is not None:

@@ -117,6 +117,11 @@ class Prior:
             f"device={self.device}, dtype={self.dtype}, controlnets={self.controlnets})"
         )
 
+    def knows_words(self, words: tuple[str, ...]) -> bool:
+        """Whether prompts may use `words` (e.g. threestudio's view words): any text for real priors; for a prior
+        with a word-level vocabulary (the toy prior), only the words it was trained on."""
+        return self.text is None or self.text.knows(words)
+
     def encode_prompts(self, prompts: list[str]) -> Tensor:
         """(N, L, D) float32 embeddings, one per prompt; cached in memory and on disk per prompt.
 

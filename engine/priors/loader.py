@@ -143,14 +143,7 @@ def _build(
         )
     encoder = load_component(diffusers.AutoencoderTiny, tiny_vae, None, dtype=dtype) if tiny_vae else None
     return StableDiffusionPrior(
-        name=model,
-        unet=unet,
-        vae=vae,
-        scheduler=scheduler,
-        text=text,
-        device=device,
-        dtype=dtype,
-        controlnet=stack,
+        name=model, unet=unet, vae=vae, scheduler=scheduler, text=text, device=device, dtype=dtype, controlnet=stack,
         encoder=encoder,
     )
 

@@ -41,12 +41,7 @@ class PixelPrior(Prior):
         dtype: torch.dtype,
     ):
         super().__init__(
-            name=name,
-            unet=unet,
-            scheduler=scheduler,
-            text=text,
-            device=device,
-            dtype=dtype,
+            name=name, unet=unet, scheduler=scheduler, text=text, device=device, dtype=dtype,
             resolution=unet.config.sample_size,
             channels=unet.config.in_channels,
         )

@@ -51,12 +51,7 @@ class StableDiffusionPrior(Prior):
     ):
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         super().__init__(
-            name=name,
-            unet=unet,
-            scheduler=scheduler,
-            text=text,
-            device=device,
-            dtype=dtype,
+            name=name, unet=unet, scheduler=scheduler, text=text, device=device, dtype=dtype,
             resolution=unet.config.sample_size * self.vae_scale_factor,
             channels=unet.config.in_channels,
         )

@@ -75,6 +75,12 @@ class PromptEncoder:
     def _normalise(self, prompt: str) -> str:
         return prompt.lower().strip() if self.is_t5 else prompt
 
+    def knows(self, words: tuple[str, ...]) -> bool:
+        """Whether every word of `words` can appear in a prompt: always for sub-word tokenizers (real models), for a
+        word-level one (the toy prior) only when its vocabulary holds them."""
+        vocabulary = vocabulary_words(self.tokenizer)
+        return vocabulary is None or set(words) <= set(vocabulary)
+
     def check_vocabulary(self, prompt: str) -> None:
         """Raise BAD_PROMPT when a word-level tokenizer maps a word of `prompt` to the unknown token.
 

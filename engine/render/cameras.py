@@ -14,7 +14,6 @@ Conventions (DESIGN §3, docs/INTERFACES.md):
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -371,13 +370,3 @@ def fixed_rig(c2w: Tensor, intrinsics: Tensor) -> Cameras:
     dtype = c2w.dtype if c2w.is_floating_point() else torch.float32
     intr = intr.to(dtype=dtype, device=c2w.device)
     return Cameras(c2w.to(dtype), intr[:, 0], intr[:, 1], intr[:, 2], intr[:, 3], widths.pop(), heights.pop())
-
-
-def fov_to_focal(fov_deg: float, size: int) -> float:
-    """Focal length in pixels for a full field of view `fov_deg` spanning `size` pixels.
-
-    Args:
-        fov_deg: field of view in degrees.
-        size: pixels across that field.
-    """
-    return 0.5 * size / math.tan(math.radians(fov_deg) * 0.5)

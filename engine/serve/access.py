@@ -10,26 +10,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 
 from csd_blender.protocol import codec
+from csd_blender.protocol.endpoints import is_loopback
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MIN_TOKEN_CHARS = 16
-
-
-def is_loopback(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// on 127.x / localhost / ::1."""
-    scheme = endpoint.split("://", 1)[0]
-    if scheme in ("ipc", "inproc"):
-        return True
-    host = urlsplit(endpoint.replace("*", "0")).hostname or ""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def check_bind(bind: str, curve_dir: str | None) -> None:

@@ -9,7 +9,6 @@ of the input texture's size. The input arrays are never modified.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from ..render.surface import shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
 from .common.bake import bake_field_to_shape
+from .common.defaults import fill_defaults
 from .common.optim import field_adam
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
@@ -124,12 +124,7 @@ def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
 def resolve_params(params: EditParams, family: str, resolution: int) -> EditParams:
     """Fill the `None` defaults from the quality preset and the prior (texture_size stays None = input size)."""
     q = quality_for(family, params.quality)
-    return dataclasses.replace(
-        params,
-        steps=params.steps if params.steps is not None else q.steps,
-        batch_size=params.batch_size if params.batch_size is not None else q.batch_size,
-        render_size=params.render_size if params.render_size is not None else max(resolution, 64),
-    )
+    return fill_defaults(params, steps=q.steps, batch_size=q.batch_size, render_size=max(resolution, 64))
 
 
 def _build_guidance(p: EditParams, steps: int):
@@ -183,7 +178,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     device = prior.device
     p = resolve_params(p, prior.family, prior.resolution)
     guidance = _build_guidance(p, p.steps)
-    prompts = ViewPrompts(prior, p.target_prompt, p.edit_prompt, view_dependent=prior.family != "toy",
+    prompts = ViewPrompts(prior, p.target_prompt, p.edit_prompt,
                           view_negative=True, fields=("target_prompt", "edit_prompt"))
 
     mesh_n, norm = normalize(job.mesh)

@@ -23,7 +23,7 @@ from ..errors import CancelledError, RequestError
 from ..fields.texture_field import TextureField, TextureFieldConfig
 from ..guidance import build_guidance
 from ..guidance.presets import auto_preset
-from ..guidance.view_prompts import ViewPrompts
+from ..guidance.view_prompts import ViewPrompts, job_negative
 from ..images import png_bytes, sheet
 from ..mesh import Mesh, ensure_uvs, normalize, validate_mesh
 from ..registry import TASKS
@@ -33,6 +33,7 @@ from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
 from .common.bake import bake_field, bake_field_to_shape
 from .common.clock import device_clock
+from .common.defaults import fill_defaults
 from .common.optim import field_adam
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
@@ -124,13 +125,8 @@ def make_texture_job(params: TextureParams, arrays: dict[str, np.ndarray]) -> Te
 def resolve_params(params: TextureParams, family: str, resolution: int) -> TextureParams:
     """Fill every `None` default from the quality preset and the prior, so job.json reproduces the run."""
     q = quality_for(family, params.quality)
-    return dataclasses.replace(
-        params,
-        steps=params.steps if params.steps is not None else q.steps,
-        batch_size=params.batch_size if params.batch_size is not None else q.batch_size,
-        texture_size=params.texture_size if params.texture_size is not None else q.texture_size,
-        render_size=params.render_size if params.render_size is not None else max(resolution, 64),
-    )
+    return fill_defaults(params, steps=q.steps, batch_size=q.batch_size, texture_size=q.texture_size,
+                         render_size=max(resolution, 64))
 
 
 def result_views(result: TextureResult, size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
@@ -188,8 +184,9 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     q = quality_for(prior.family, p.quality)
     preset = auto_preset(prior) if p.guidance == "auto" else p.guidance
     guidance = build_guidance(preset, total_steps=p.steps, **p.guidance_overrides)
-    # View-dependent prompting as in every official CSD config; the toy prior's vocabulary has no view words.
-    prompts = ViewPrompts(prior, p.prompt, p.negative_prompt, view_dependent=prior.family != "toy")
+    # View-dependent prompting as in every official CSD config (when the prior knows the view words).
+    negative = job_negative(prior, p.negative_prompt, guidance.config.negative_prompt)
+    prompts = ViewPrompts(prior, p.prompt, negative)
 
     mesh_n, norm = normalize(job.mesh)
     verts = torch.tensor(mesh_n.vertices, dtype=torch.float32, device=device)
@@ -276,7 +273,8 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         "loop_seconds": round(loop_seconds, 4),
         "seconds_per_stage": {k: round(v, 4) for k, v in timings.items()}, "unet_calls": unet_calls,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
-        "prior_family": prior.family, "view_prompts": prompts.view_dependent, "dropped_faces": job.dropped_faces,
+        "prior_family": prior.family, "view_prompts": prompts.view_dependent, "negative_prompt": negative,
+        "dropped_faces": job.dropped_faces,
         "texture_sha256": image_sha256(texture), **(region.stats() if region is not None else {}),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))

@@ -11,7 +11,10 @@ import importlib
 import os
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = Path(os.environ.get("CSD_BPY_HOME") or tempfile.mkdtemp(prefix="csd-bpy-"))
@@ -51,8 +54,41 @@ def install():
 
 
 def submodule(name: str):
-    """A module of the installed extension, e.g. submodule("engine_session")."""
+    """A module of the installed extension, e.g. submodule("link.session")."""
     return importlib.import_module(f"{MODULE}.{name}")
+
+
+def panels() -> SimpleNamespace:
+    """The extension's panel and UI-list classes by class name, and ORDER: their names in registration order
+    (the order of the panels in the sidebar tab)."""
+    classes = {cls.__name__: cls for module in install()._modules() for cls in module.CLASSES
+               if issubclass(cls, (bpy.types.Panel, bpy.types.UIList))}
+    return SimpleNamespace(ORDER=tuple(classes), **classes)
+
+
+def start_local_engine():
+    """Start a LOCAL engine on the CPU with this interpreter (`python -m engine serve`); return the session."""
+    session = submodule("link.session").SESSION
+    prefs = preferences()
+    prefs.engine_mode, prefs.python_path, prefs.device = "LOCAL", sys.executable, "cpu"
+    assert bpy.ops.csd.engine_start() == {"FINISHED"}
+    assert session.connected and session.hello.device == "cpu", session.last_error
+    return session
+
+
+def when(condition, action, timeout: float = 180.0) -> threading.Thread:
+    """Run `action` (no bpy!) from a helper thread once `condition` holds (a synchronous operator blocks the
+    test's thread meanwhile); gives up after `timeout` seconds."""
+    def run():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if condition():
+                action()
+                return
+            time.sleep(0.002)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def preferences():

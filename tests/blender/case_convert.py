@@ -1,7 +1,9 @@
-"""convert.py against Blender (headless bpy): camera exchange, image round trip, evaluated world mesh."""
+"""scene.cameras, scene.images and scene.mesh against Blender (headless bpy): camera exchange, image round trip, evaluated world mesh."""
 from __future__ import annotations
 
 import bpy_env  # noqa: F401  (must come before bpy)
+
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -11,9 +13,9 @@ from mathutils import Euler, Vector
 
 
 @pytest.fixture(scope="module")
-def convert():
+def scene_mods():
     bpy_env.install()
-    return bpy_env.submodule("convert")
+    return SimpleNamespace(**{name: bpy_env.submodule(f"scene.{name}") for name in ("cameras", "images", "mesh")})
 
 
 CAMERAS = [
@@ -32,7 +34,7 @@ IDS = [f"{c[0]}-{c[3]}x{c[4]}@{c[5]}-pa{c[6]}:{c[7]}" for c in CAMERAS]
 
 
 @pytest.mark.parametrize("case", CAMERAS, ids=IDS)
-def test_projection_matches_world_to_camera_view(convert, case):
+def test_projection_matches_world_to_camera_view(scene_mods, case):
     fit, sx, sy, rx, ry, pct, pax, pay, lens, sw, sh = case
     bpy_env.reset_scene()
     scene = bpy.context.scene
@@ -49,7 +51,7 @@ def test_projection_matches_world_to_camera_view(convert, case):
     r.pixel_aspect_x, r.pixel_aspect_y = pax, pay
     bpy.context.view_layer.update()
 
-    c2w, intr = convert.camera_arrays([cam], scene)
+    c2w, intr = scene_mods.cameras.camera_arrays([cam], scene)
     assert c2w.dtype == np.float32 and c2w.shape == (1, 4, 4) and intr.shape == (1, 6)
     width, height = rx * pct // 100, ry * pct // 100
     assert tuple(intr[0, 4:]) == (width, height)
@@ -60,37 +62,37 @@ def test_projection_matches_world_to_camera_view(convert, case):
     points = local @ c2w[0, :3, :3].T.astype(np.float64) + c2w[0, :3, 3]
     ref = np.array([tuple(world_to_camera_view(scene, cam, Vector(p))) for p in points])
     assert np.all(ref[:, 2] > 0)
-    ref_px = convert.normalized_view_to_pixels(ref, width, height)
-    ours = convert.project_points(c2w[0].astype(np.float64), intr[0].astype(np.float64), points)
+    ref_px = scene_mods.cameras.normalized_view_to_pixels(ref, width, height)
+    ours = scene_mods.cameras.project_points(c2w[0].astype(np.float64), intr[0].astype(np.float64), points)
     assert np.abs(ours - ref_px).max() < 0.01
 
 
-def test_gradient_image_round_trips_right_side_up(convert):
+def test_gradient_image_round_trips_right_side_up(scene_mods):
     h, w = 24, 40
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     image = np.stack([x / (w - 1), y / (h - 1), np.full((h, w), 0.25, np.float32)], axis=-1)
     image[0, 0] = (1.0, 0.0, 0.0)                  # a red pixel in the top-left corner
-    img = convert.image_from_array("gradient", image)
+    img = scene_mods.images.image_from_array("gradient", image)
     assert tuple(img.size) == (w, h) and img.is_float and img.packed_file is not None
     # Blender keeps rows bottom first: the top-left pixel is the first pixel of the LAST row in Image.pixels
     flat = np.empty(w * h * 4, np.float32)
     img.pixels.foreach_get(flat)
     assert tuple(np.round(flat.reshape(h, w, 4)[h - 1, 0, :3], 5)) == (1.0, 0.0, 0.0)
-    back = convert.array_from_image(img)
+    back = scene_mods.images.array_from_image(img)
     assert back.shape == (h, w, 4)
     np.testing.assert_allclose(back[..., :3], image, atol=2e-6)
     assert np.all(back[..., 3] == 1.0)
     bpy.data.images.remove(img)
 
 
-def test_mesh_arrays_are_evaluated_world_space_triangles(convert):
+def test_mesh_arrays_are_evaluated_world_space_triangles(scene_mods):
     bpy_env.reset_scene()
     bpy.ops.mesh.primitive_monkey_add(size=2.0, location=(1.0, 2.0, 3.0))
     obj = bpy.context.active_object
     obj.rotation_euler = (0.0, 0.0, np.pi / 2)
     obj.scale = (2.0, 2.0, 2.0)
     bpy.context.view_layer.update()
-    info = convert.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    info = scene_mods.mesh.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     assert info.vertices.shape == (507, 3) and info.faces.shape == (968, 3) and info.uvs.shape == (968, 3, 2)
     assert info.uv_name == "UVMap" and info.maps_to_original
     local = np.array([tuple(v.co) for v in obj.data.vertices])
@@ -100,6 +102,6 @@ def test_mesh_arrays_are_evaluated_world_space_triangles(convert):
     # a subdivision modifier is applied in what is sent, and breaks the loop mapping for write-back
     obj.modifiers.new("subsurf", "SUBSURF").levels = 1
     bpy.context.view_layer.update()
-    sub = convert.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    sub = scene_mods.mesh.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     assert sub.faces.shape[0] > 3000 and not sub.maps_to_original and sub.uvs is not None
     assert len(bpy.data.meshes) == 1                 # the temporary evaluated mesh was freed

@@ -7,36 +7,23 @@ from __future__ import annotations
 import bpy_env  # noqa: F401  (must come before bpy)
 
 import dataclasses
-import sys
 
 import bpy
 import numpy as np
 import pytest
 
-
-@pytest.fixture(scope="module")
-def ext():
-    if not (bpy_env.ROOT / "engine" / "tasks" / "edit.py").exists():
-        pytest.skip("the engine's edit task is not there")
-    return bpy_env.install()
+from case_real_engine import ext, session  # noqa: F401  (fixtures: the extension, a local CPU engine)
 
 
-@pytest.fixture(scope="module")
-def session(ext):
-    session = bpy_env.submodule("engine_session").SESSION
-    prefs = bpy_env.preferences()
-    prefs.engine_mode = "LOCAL"
-    prefs.python_path = sys.executable
-    prefs.device = "cpu"
-    assert bpy.ops.csd.engine_start() == {"FINISHED"}
-    assert session.connected and "edit" in session.hello.tasks
-    # the reconstruction is checked by the engine's tests; a few fit steps keep this case short
-    ops = bpy_env.submodule("operators_edit")
-    original = ops.edit_params
-    ops.edit_params = lambda *a, **k: dataclasses.replace(original(*a, **k), fit_max_steps=3)
-    yield session
-    ops.edit_params = original
-    session.stop()
+@pytest.fixture(scope="module", autouse=True)
+def few_fit_steps(session):
+    """The reconstruction is checked by the engine's tests; a few fit steps keep this case short."""
+    assert "edit" in session.hello.tasks
+    job_params = bpy_env.submodule("props.job_params")
+    original = job_params.edit_params
+    job_params.edit_params = lambda *a, **k: dataclasses.replace(original(*a, **k), fit_max_steps=3)
+    yield
+    job_params.edit_params = original
 
 
 def _striped_image(name="Stripes", size=32):
@@ -85,7 +72,7 @@ def test_new_image_and_material_originals_untouched_and_one_undo_restores_the_as
     original_image = obj.active_material.node_tree.nodes["Image Texture"].image
     image_name, original_pixels = original_image.name, _pixels(original_image).tobytes()
     _configure()
-    ops = bpy_env.submodule("operators_edit")
+    ops = bpy_env.submodule("operators.edit")
     assert {"REGISTER", "UNDO"} <= ops.CSD_OT_edit_object.bl_options
     window = bpy.context.window_manager.windows[0]
     area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
@@ -148,7 +135,7 @@ def test_a_geometry_edit_adds_a_new_object_and_leaves_the_original_alone(session
 def test_the_panel_names_the_image_it_edits_or_why_it_cannot(ext):
     from case_panels import _draw, _labels
 
-    panels = bpy_env.submodule("panels")
+    panels = bpy_env.panels()
     bpy_env.reset_scene()
     _textured_sphere()
     s = bpy.context.scene.csd_edit

@@ -71,12 +71,11 @@ def test_start_is_disabled_with_the_reason_until_an_interpreter_is_configured(ex
     assert not bpy.ops.csd.engine_start.poll()
     with pytest.raises(RuntimeError, match="No engine Python yet: use Set Up Engine"):
         bpy.ops.csd.engine_start()
-    panels = bpy_env.submodule("operators_engine")
-    assert panels.start_block_reason().startswith("No engine Python yet")
+    assert bpy_env.submodule("operators.engine").start_block_reason().startswith("No engine Python yet")
 
 
 def _draw_preferences(prefs) -> list:
-    from case_fake_engine import RecordingLayout
+    from ui_record import RecordingLayout
 
     calls: list = []
 
@@ -93,11 +92,11 @@ def _draw_preferences(prefs) -> list:
 def test_engine_panel_comes_first_and_says_why_start_is_disabled(ext):
     from types import SimpleNamespace
 
-    from case_fake_engine import RecordingLayout
+    from ui_record import RecordingLayout
 
     _configure(bpy_env.HOME / "env", bpy_env.HOME)
-    panels = bpy_env.submodule("panels")
-    assert panels.PANELS[0] is panels.CSD_PT_engine
+    panels = bpy_env.panels()
+    assert panels.ORDER[0] == "CSD_PT_engine"
     calls: list = []
     panels.CSD_PT_engine.draw(SimpleNamespace(layout=RecordingLayout(calls)), bpy.context)
     assert ("label", "No engine Python yet: use Set Up Engine in the add-on preferences") in calls
@@ -107,14 +106,14 @@ def test_engine_panel_comes_first_and_says_why_start_is_disabled(ext):
 def test_preferences_show_setup_and_a_running_setups_progress(ext, engine_wheel, tmp_path):
     prefs = bpy_env.preferences()
     # Check compares the engine with the version of the add-on installed from the zip
-    assert bpy_env.submodule("interpreter_check").addon_version() == engine_wheel.name.split("-")[1]
+    assert bpy_env.submodule("link.interpreter_check").addon_version() == engine_wheel.name.split("-")[1]
     _configure(tmp_path / "env", tmp_path)
     prefs.setup_compute = "AUTO"
     idle = _draw_preferences(prefs)
     prefs.setup_compute = "CPU"
     assert ("operator", "csd.setup_engine") in idle and ("prop", "setup_compute") in idle
     assert any(c[0] == "label" and c[1].startswith("Detected: ") for c in idle)
-    ops_setup, setup_mod = bpy_env.submodule("operators_setup"), bpy_env.submodule("engine_setup")
+    ops_setup, setup_mod = bpy_env.submodule("operators.setup"), bpy_env.submodule("link.setup")
     hang = tmp_path / "hanging_python"
     hang.write_text("#!/bin/sh\necho 'Collecting torch'\nsleep 60\n")
     hang.chmod(0o755)
@@ -159,7 +158,7 @@ def test_set_up_engine_makes_an_interpreter_that_check_accepts_and_that_starts(e
     _configure(env, package_folder)
     assert bpy.ops.csd.setup_engine() == {"FINISHED"}
     prefs = bpy_env.preferences()
-    setup = bpy_env.submodule("engine_setup")
+    setup = bpy_env.submodule("link.setup")
     assert prefs.python_path == setup.venv_python(env)
     assert prefs.setup_report.startswith("Engine set up in"), prefs.setup_report
     version = engine_wheel.name.split("-")[1]          # the bundled wheel's version is what gets installed
@@ -167,7 +166,7 @@ def test_set_up_engine_makes_an_interpreter_that_check_accepts_and_that_starts(e
     prefs.check_report = ""
     assert bpy.ops.csd.check_python() == {"FINISHED"}
     assert "torch" in prefs.check_report and "Device: cpu" in prefs.check_report
-    session = bpy_env.submodule("engine_session").SESSION
+    session = bpy_env.submodule("link.session").SESSION
     assert bpy.ops.csd.engine_start() == {"FINISHED"}
     try:
         assert session.connected and session.hello.engine_version == version

@@ -8,32 +8,15 @@ import bpy_env  # noqa: F401  (must come before bpy)
 
 import os
 import signal
-import sys
-import threading
-import time
 
 import bpy
 import pytest
 
-
-@pytest.fixture(scope="module")
-def ext():
-    if not (bpy_env.ROOT / "engine" / "tasks" / "generate.py").exists():
-        pytest.skip("the engine's generate task is not there")
-    return bpy_env.install()
+from case_real_engine import ext, session  # noqa: F401  (fixtures: the extension, a local CPU engine)
 
 
-@pytest.fixture(scope="module")
-def session(ext):
-    session = bpy_env.submodule("engine_session").SESSION
-    prefs = bpy_env.preferences()
-    prefs.engine_mode = "LOCAL"
-    prefs.python_path = sys.executable
-    prefs.device = "cpu"
-    assert bpy.ops.csd.engine_start() == {"FINISHED"}
-    assert session.connected and "generate" in session.hello.tasks
-    yield session
-    session.stop()
+def test_the_engine_offers_text_to_mesh(session):
+    assert "generate" in session.hello.tasks
 
 
 def _configure(prompt="a red cube", steps_coarse=4, steps_refine=2):
@@ -46,21 +29,6 @@ def _configure(prompt="a red cube", steps_coarse=4, steps_refine=2):
     return s
 
 
-def _when(condition, action, timeout=180.0) -> threading.Thread:
-    """Run `action` (no bpy) from a helper thread once `condition` holds (the operator blocks this one)."""
-
-    def run():
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                action()
-                return
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
 
 def test_one_object_at_the_cursor_with_its_material_and_packed_image_and_one_undo_removes_it(session):
     bpy_env.reset_scene()
@@ -69,10 +37,10 @@ def test_one_object_at_the_cursor_with_its_material_and_packed_image_and_one_und
     area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
     bpy.context.scene.cursor.location = (1.0, -2.0, 0.5)
     _configure()
-    ops = bpy_env.submodule("operators_generate")
+    ops = bpy_env.submodule("operators.generate")
     assert {"REGISTER", "UNDO"} <= ops.CSD_OT_text_to_mesh.bl_options
     stages = []
-    helper = _when(
+    helper = bpy_env.when(
         lambda: session.job is not None and session.job.stage == "refine", lambda: stages.append("refine")
     )
     with bpy.context.temp_override(window=window, area=area):
@@ -112,7 +80,7 @@ def test_cancel_leaves_the_scene_as_it_was(session):
     _configure(steps_coarse=500)
     before = bpy_env.counts()
     running = lambda: session.job is not None and session.job.stage == "coarse" and session.job.step >= 1
-    helper = _when(running, lambda: setattr(session.job, "cancel_requested", True))
+    helper = bpy_env.when(running, lambda: setattr(session.job, "cancel_requested", True))
     assert bpy.ops.csd.text_to_mesh() == {"CANCELLED"}
     helper.join()
     assert bpy_env.counts() == before and session.connected
@@ -124,7 +92,7 @@ def test_engine_killed_mid_job_leaves_the_scene_as_it_was(session):
     before = bpy_env.counts()
     pid = session.process.pid
     running = lambda: session.job is not None and session.job.step >= 1
-    helper = _when(running, lambda: os.killpg(pid, signal.SIGKILL))
+    helper = bpy_env.when(running, lambda: os.killpg(pid, signal.SIGKILL))
     with pytest.raises(RuntimeError, match="engine died"):
         bpy.ops.csd.text_to_mesh()
     helper.join()
@@ -147,8 +115,8 @@ def test_panel_shows_the_settings_the_operator_and_why_it_cannot_start(ext):
     from case_panels import Recorder
 
     bpy_env.reset_scene()
-    panel = bpy_env.submodule("panel_generate").CSD_PT_text_to_mesh
-    assert panel in bpy_env.submodule("panels").PANELS
+    panel = bpy_env.panels().CSD_PT_text_to_mesh
+    assert panel is bpy_env.submodule("panels.generate").CSD_PT_text_to_mesh
 
     def draw():
         calls: list = []

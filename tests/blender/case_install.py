@@ -81,7 +81,7 @@ def test_unregister_register_cycle_leaves_nothing_behind(ext):
 
 
 def test_files_are_written_under_the_extension_user_folder(ext):
-    paths = bpy_env.submodule("paths")
+    paths = bpy_env.submodule("scene.paths")
     folder = paths.user_dir("logs")
     expected = bpy.utils.extension_path_user(bpy_env.MODULE, path="logs")
     assert folder == expected and str(bpy_env.HOME) in folder

@@ -101,7 +101,7 @@ def scene(ext):
     s = bpy.context.scene.csd
     s.prompt, s.model, s.quality, s.steps, s.texture_size = "a red striped cube", "toy", "fast", 0, 0
     s.camera_mode = "AUTO"
-    return SimpleNamespace(obj=obj, settings=s, panels=bpy_env.submodule("panels"))
+    return SimpleNamespace(obj=obj, settings=s, panels=bpy_env.panels())
 
 
 def test_resolved_values_and_the_target_are_shown(scene):
@@ -152,10 +152,9 @@ def test_prompt_over_the_limit_is_kept_whole_and_refused_with_a_message(scene):
 
 
 def test_results_list_draws_each_result(scene):
-    apply_result = bpy_env.submodule("apply_result")
-    convert = bpy_env.submodule("convert")
+    apply_result = bpy_env.submodule("scene.apply_result")
     obj = scene.obj
-    info = convert.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    info = bpy_env.submodule("scene.mesh").mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     texture = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     params = '{"model": "toy", "prompt": "a red plain cube", "seed": 5, "steps": 7, "task": "texture"}'
     for _ in range(2):

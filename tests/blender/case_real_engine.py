@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import bpy
@@ -24,20 +23,12 @@ TOY_PRIOR = bpy_env.ROOT / "engine" / "assets" / "toy_prior" / "model_index.json
 
 @pytest.fixture(scope="module")
 def ext():
-    if not (bpy_env.ROOT / "engine" / "tasks" / "texture.py").exists():
-        pytest.skip("the engine's texture task is not there")
     return bpy_env.install()
 
 
 @pytest.fixture(scope="module")
 def session(ext):
-    session = bpy_env.submodule("engine_session").SESSION
-    prefs = bpy_env.preferences()
-    prefs.engine_mode = "LOCAL"
-    prefs.python_path = sys.executable
-    prefs.device = "cpu"
-    assert bpy.ops.csd.engine_start() == {"FINISHED"}
-    assert session.connected and session.hello.device == "cpu"
+    session = bpy_env.start_local_engine()
     yield session
     session.stop()
     assert session.process is None
@@ -64,22 +55,8 @@ def _configure(prompt="a blue striped sphere", steps=4, size=64, seed=3, model="
 
 
 def _texture_of(obj):
-    convert = bpy_env.submodule("convert")
-    return convert.array_from_image(obj.data.materials[-1].node_tree.nodes["CSD Texture"].image)
+    return bpy_env.submodule("scene.images").array_from_image(obj.data.materials[-1].node_tree.nodes["CSD Texture"].image)
 
-
-def _when(condition, action, timeout=120.0) -> threading.Thread:
-    """Run `action` (no bpy) from a helper thread once `condition` holds (the operator blocks this one)."""
-    def run():
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                action()
-                return
-            time.sleep(0.01)
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_missing_model_is_reported_and_leaves_the_scene_as_it_was(session):
@@ -137,7 +114,7 @@ def test_cancel_leaves_no_new_datablocks(session, model):
     _configure(steps=500, model=model)
     before = bpy_env.counts()
     running = lambda: session.job is not None and session.job.step >= 1  # noqa: E731
-    helper = _when(running, lambda: setattr(session.job, "cancel_requested", True))
+    helper = bpy_env.when(running, lambda: setattr(session.job, "cancel_requested", True))
     assert bpy.ops.csd.texture_from_text() == {"CANCELLED"}
     helper.join()
     assert bpy_env.counts() == before and session.connected
@@ -150,7 +127,7 @@ def test_engine_killed_mid_job_then_restarted_from_the_panel_operator(session, m
     before = bpy_env.counts()
     pid = session.process.pid
     running = lambda: session.job is not None and session.job.step >= 1  # noqa: E731
-    helper = _when(running, lambda: os.killpg(pid, signal.SIGKILL))
+    helper = bpy_env.when(running, lambda: os.killpg(pid, signal.SIGKILL))
     with pytest.raises(RuntimeError, match="engine died"):
         bpy.ops.csd.texture_from_text()
     helper.join()
@@ -181,8 +158,7 @@ def test_uvs_outside_0_1_get_the_warning_and_unwrap_gives_a_new_uv_map(session, 
     np.testing.assert_array_equal(kept, uvs * 2.0)                 # the user's UV map is untouched
     material = obj.material_slots[0].material
     assert material.node_tree.nodes["CSD UV Map"].uv_map == "CSD_UV"
-    convert, uv_check = bpy_env.submodule("convert"), bpy_env.submodule("uv_check")
-    texture = convert.array_from_image(material.node_tree.nodes["CSD Texture"].image)
+    texture = bpy_env.submodule("scene.images").array_from_image(material.node_tree.nodes["CSD Texture"].image)
     assert texture.shape == (64, 64, 4) and np.isfinite(texture).all() and texture[..., :3].std() > 0.01
     report = _new_uv_report(obj)
     print(f"engine unwrap of Suzanne: outside {report.outside:.3f}, overlap {report.overlap:.3f}")
@@ -191,11 +167,11 @@ def test_uvs_outside_0_1_get_the_warning_and_unwrap_gives_a_new_uv_map(session, 
 
 def _new_uv_report(obj):
     """uv_check's report of the CSD_UV map as Blender stores it (per loop, not per triangle)."""
-    convert, uv_check = bpy_env.submodule("convert"), bpy_env.submodule("uv_check")
+    scene_mesh, uv_check = bpy_env.submodule("scene.mesh"), bpy_env.submodule("scene.uv_check")
     mesh = obj.data
     new = np.empty(len(mesh.loops) * 2, dtype=np.float32)
     mesh.uv_layers["CSD_UV"].data.foreach_get("uv", new)
-    return uv_check.uv_report(convert.corner_uvs(new.reshape(-1, 2), convert.triangle_loops(mesh)), "CSD_UV")
+    return uv_check.uv_report(scene_mesh.corner_uvs(new.reshape(-1, 2), scene_mesh.triangle_loops(mesh)), "CSD_UV")
 
 
 @pytest.mark.xfail(strict=True, reason="known defect: xatlas unwraps triangles and may cut a seam through a quad; "

@@ -21,12 +21,12 @@ def ext():
 @pytest.fixture
 def mods(ext):
     bpy_env.reset_scene()
-    return bpy_env.submodule("apply_result"), bpy_env.submodule("convert")
+    return bpy_env.submodule("scene.apply_result"), bpy_env.submodule("scene.mesh")
 
 
 def _apply(mods, obj, **kwargs):
-    apply_result, convert = mods
-    info = convert.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    apply_result, scene_mesh = mods
+    info = scene_mesh.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     texture = np.random.default_rng(1).random((64, 64, 4)).astype(np.float32)
     return apply_result.apply_texture(obj, info, texture, None, {"params": {"steps": 7}}, PARAMS, **kwargs)
 
@@ -91,7 +91,7 @@ def test_failure_half_way_leaves_the_file_as_it_was(mods, monkeypatch):
     _apply(mods, obj)                                 # a previous result that must survive the failure
     before = _all_datablocks()
     slots = [s.material.name for s in obj.material_slots]
-    results = bpy_env.submodule("results")
+    results = bpy_env.submodule("scene.results")
 
     def broken_apply(o, rec):
         raise RuntimeError("simulated failure while switching slots")
@@ -132,9 +132,9 @@ def test_saved_file_keeps_originals_results_and_the_packed_png(mods, tmp_path):
 
 
 def test_reuse_settings_of_an_edit_result_fills_the_edit_panel(mods):
-    apply_result, convert = mods
+    apply_result, scene_mesh = mods
     obj = bpy_env.add_suzanne()
-    info = convert.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
+    info = scene_mesh.mesh_arrays(obj, bpy.context.evaluated_depsgraph_get())
     texture = np.full((64, 64, 3), 0.5, np.float32)
     stored = {"task": "edit", "target_prompt": "a blue plain sphere", "edit_prompt": "a red plain sphere",
               "seed": 11, "steps": None, "quality": "fast", "unknown_field": 3}

@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 import pytest
 
-from case_real_engine import _configure, _when, ext, model, session  # noqa: F401  (fixtures)
+from case_real_engine import _configure, ext, model, session  # noqa: F401  (fixtures)
 
 
 def _two_material_cube(name="Cube", location=(0.0, 0.0, 0.0)):
@@ -155,8 +155,8 @@ def test_three_runs_replace_by_default_and_keep_variants_on_request(session, mod
 def test_result_at_1024_is_a_packed_8bit_srgb_png_equal_to_the_engine_output(session, model, monkeypatch):
     bpy_env.reset_scene()
     obj = bpy_env.add_suzanne()
-    ops = bpy_env.submodule("operators_jobs")
-    convert = bpy_env.submodule("convert")
+    ops = bpy_env.submodule("operators.texture")
+    images = bpy_env.submodule("scene.images")
     seen = {}
     real_apply = ops.apply_texture_result
 
@@ -177,7 +177,7 @@ def test_result_at_1024_is_a_packed_8bit_srgb_png_equal_to_the_engine_output(ses
     assert tuple(image.size) == (1024, 1024) and not image.is_float
     assert image.colorspace_settings.name == "sRGB"
     engine = seen["texture"]
-    stored = convert.array_from_image(image)
+    stored = images.array_from_image(image)
     assert engine.shape[:2] == (1024, 1024) and engine[..., :3].std() > 0.01
     diff = np.abs(stored[..., :3] - engine[..., :3]).max()
     print(f"max |stored - engine| = {diff * 255:.3f}/255")
@@ -249,8 +249,8 @@ def test_texture_selected_objects_one_progress_and_escape_after_the_first(sessio
         and session.job.step >= 1  # noqa: E731
     s = bpy.context.scene.csd
     s.steps = 2                                         # the first job is short, the second long
-    helper = _when(second_running, lambda: setattr(session.job, "cancel_requested", True))
-    ops = bpy_env.submodule("operators_jobs")
+    helper = bpy_env.when(second_running, lambda: setattr(session.job, "cancel_requested", True))
+    ops = bpy_env.submodule("operators.texture")
     orig_request = ops.texture_request
 
     def long_after_first(context, obj, **kwargs):

@@ -42,8 +42,9 @@ SLOW_CASES = {"case_engine_setup"}
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.stem in SLOW_CASES else c
                                   for c in CASES], ids=[c.stem for c in CASES])
 def test_case(case, extension_zip, tmp_path):
+    path = [str(HERE), str(HERE.parent / "fixtures"), os.environ.get("PYTHONPATH", "")]   # bpy_env, fake_zmq_engine
     env = {**os.environ, "CSD_TEST_ZIP": str(extension_zip), "CSD_BPY_HOME": str(tmp_path),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, path))}
     # --noconftest: tests/conftest.py imports torch, which must never enter the Blender process
     cmd = [sys.executable, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", str(case)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

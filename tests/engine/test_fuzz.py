@@ -22,7 +22,7 @@ import zmq
 from test_server import ARRAYS, params
 from test_server_hardening import TOKEN, _start, _stop, assert_clean
 
-from csd_blender.client import EngineClient, JobResult
+from csd_blender.link.client import EngineClient, JobResult
 from csd_blender.protocol import codec
 from csd_blender.protocol import messages as m
 from csd_blender.protocol.errors import ErrorCode

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from fake_hub import FakeHub
@@ -31,7 +30,7 @@ def tiny_sd(tmp_path_factory):
 
 def _engine(args, env, timeout=600, **kw):
     return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+                          text=True, timeout=timeout, check=False, **kw)
 
 
 def _env(hub=None, **extra) -> dict:

@@ -1,15 +1,14 @@
-"""Rasterizer acceptance tests: hand-derived values, brute-force reference, gradients, texture, antialias."""
+"""Rasterizer acceptance tests (torch backend on the CPU): hand-derived values, brute-force references, depth
+order, clipping, watertightness, perspective-correct interpolation and its gradients, empty and bad inputs."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from raster_scenes import TRI, cube, perspective, random_scene
 
-from engine import _optional
 from engine.render import _torch_raster
-from engine.render.rasterize import antialias, interpolate, rasterize, texture
-
-TRI = torch.tensor([[0, 1, 2]])
+from engine.render.rasterize import interpolate, rasterize
 
 
 def pixel_ndc(i: float, j: float, height: int, width: int) -> tuple[float, float]:
@@ -44,15 +43,6 @@ def reference_raster(pos: np.ndarray, tri: np.ndarray, height: int, width: int) 
         best[win] = z[win]
         out[win] = np.concatenate([pc[..., :2], z[..., None], np.full(z.shape + (1,), f + 1.0)], -1)[win]
     return out
-
-
-def random_scene(n_tri: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    w = 1 + torch.rand(n_tri * 3, generator=gen)
-    xy = (torch.rand(n_tri * 3, 2, generator=gen) * 2.4 - 1.2) * w[:, None]
-    z = (torch.rand(n_tri * 3, generator=gen) * 1.6 - 0.8) * w
-    pos = torch.cat([xy, z[:, None], w[:, None]], 1).double()
-    return pos, torch.arange(n_tri * 3).view(n_tri, 3)
 
 
 def test_single_triangle_hand_derived():
@@ -113,20 +103,6 @@ def test_two_overlapping_triangles_depth_order(front_first):
     if front_first:  # b's barycentrics at (-0.3, -0.3): b0 = 1 - (x+0.5)/1.4 - (y+0.5)/1.4
         assert rast[3, 3, 0] == pytest.approx(1 - 0.4 / 1.4, abs=1e-6)
         assert rast[3, 3, 1] == pytest.approx(0.2 / 1.4, abs=1e-6)
-
-
-def cube() -> tuple[torch.Tensor, torch.Tensor]:
-    corners = [[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)]
-    v = torch.tensor(corners, dtype=torch.float64)
-    quads = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
-    faces = [[q[0], q[1], q[2]] for q in quads] + [[q[0], q[2], q[3]] for q in quads]
-    return v, torch.tensor(faces)
-
-
-def perspective(fov_deg: float, near: float, far: float) -> torch.Tensor:
-    f = 1 / np.tan(np.radians(fov_deg) / 2)
-    a, b = -(far + near) / (far - near), -2 * far * near / (far - near)
-    return torch.tensor([[f, 0, 0, 0], [0, f, 0, 0], [0, 0, a, b], [0, 0, -1, 0]], dtype=torch.float64)
 
 
 def test_cube_front_face_hand_derived_and_reference():
@@ -356,145 +332,6 @@ def test_gradcheck_attributes_and_positions():
     assert gz is None or gz.abs().sum() == 0
 
 
-def test_texture_addressing_and_boundaries():
-    tex = torch.arange(6, dtype=torch.float32).view(1, 2, 3, 1)  # row 0 = [0, 1, 2], row 1 = [3, 4, 5]
-    uv = torch.tensor([[[[0.5 / 3, 0.25], [2.5 / 3, 0.75], [1.5 / 3, 0.5]]]])
-    out = texture(tex, uv, filter_mode="linear")
-    torch.testing.assert_close(out[0, 0, :, 0], torch.tensor([0.0, 5.0, 2.5]))
-    near = texture(tex, uv, filter_mode="nearest")
-    torch.testing.assert_close(near[0, 0, :2, 0], torch.tensor([0.0, 5.0]))
-    outside = torch.tensor([[[[-0.5, 0.25], [1.0 + 0.5 / 3, 0.25], [0.0, 0.25]]]])
-    clamp = texture(tex, outside, boundary_mode="clamp")
-    torch.testing.assert_close(clamp[0, 0, :2, 0], torch.tensor([0.0, 2.0]))
-    zero = texture(tex, outside, boundary_mode="zero")
-    assert zero[0, 0, 0, 0] == 0
-    wrap = texture(tex, outside, boundary_mode="wrap")
-    torch.testing.assert_close(wrap[0, 0, 1, 0], torch.tensor(0.0))           # u = 1 + 1/6 -> texel (0, 0)
-    torch.testing.assert_close(wrap[0, 0, 2, 0], torch.tensor(1.0))           # seam: mean of columns 2 and 0
-    with pytest.raises(ValueError, match="filter_mode"):
-        texture(tex, uv, filter_mode="linear-mipmap-linear")
-
-
-def test_texture_is_differentiable():
-    tex = torch.rand(1, 4, 4, 3, requires_grad=True)
-    uv = torch.rand(1, 5, 5, 2, requires_grad=True)
-    texture(tex, uv).sum().backward()
-    assert tex.grad.abs().sum() > 0 and uv.grad.abs().sum() > 0
-
-
-def quad(edge_x: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """A rectangle x in [-3, edge_x], y in [-3, 3] (w = 1) as two triangles sharing a diagonal."""
-    pos = torch.tensor([[-3.0, -3.0, 0.0, 1.0], [edge_x, -3.0, 0.0, 1.0], [edge_x, 3.0, 0.0, 1.0],
-                        [-3.0, 3.0, 0.0, 1.0]], dtype=torch.float64)
-    return pos, torch.tensor([[0, 1, 2], [0, 2, 3]])
-
-
-@pytest.mark.parametrize("edge_px, expect4, expect5", [(4.3, 0.8, 0.0), (4.8, 1.0, 0.3)])
-def test_antialias_blends_by_edge_coverage(edge_px, expect4, expect5):
-    # 10 px wide: screen x = (ndc + 1) * 5 - 0.5, so the right edge sits at column coordinate edge_px.
-    pos, tri = quad((edge_px + 0.5) / 5 - 1)
-    rast = rasterize(pos, tri, (6, 10), backend="torch")
-    mask = (rast[..., 3:] > 0).double()
-    out = antialias(mask, rast, pos, tri, backend="torch")[0, ..., 0]
-    torch.testing.assert_close(out[:, 4], torch.full((6,), expect4, dtype=torch.float64))
-    torch.testing.assert_close(out[:, 5], torch.full((6,), expect5, dtype=torch.float64))
-    # interior pixels, including those across the shared diagonal, are untouched
-    torch.testing.assert_close(out[:, :4], mask[0, :, :4, 0])
-    assert (out[:, 6:] == 0).all()
-
-
-def test_antialias_coverage_approximates_area_and_interior_is_unchanged():
-    pos = torch.tensor([[-0.71, -0.63, 0.1, 1.0], [0.77, -0.21, 0.1, 1.0], [-0.12, 0.83, 0.1, 1.0]],
-                       dtype=torch.float64)
-    size = 40
-    rast = rasterize(pos, TRI, (size, size), backend="torch")
-    mask = (rast[..., 3:] > 0).double()
-    soft = antialias(mask, rast, pos, TRI, backend="torch")
-    sx = (pos[:, 0] + 1) * size / 2
-    sy = (pos[:, 1] + 1) * size / 2
-    area = 0.5 * abs(float((sx[1] - sx[0]) * (sy[2] - sy[0]) - (sx[2] - sx[0]) * (sy[1] - sy[0])))
-    assert abs(float(soft.sum()) - area) < 0.5 * abs(float(mask.sum()) - area) + 1.0
-    assert abs(float(soft.sum()) - area) / area < 0.01
-    changed = (soft != mask)[0, ..., 0]
-    ids = rast[0, ..., 3]
-    border = torch.zeros_like(changed)
-    border[:, :-1] |= ids[:, :-1] != ids[:, 1:]
-    border[:, 1:] |= ids[:, :-1] != ids[:, 1:]
-    border[:-1] |= ids[:-1] != ids[1:]
-    border[1:] |= ids[:-1] != ids[1:]
-    assert changed.any() and not (changed & ~border).any()
-
-
-def cube_view() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The unit cube seen from (1.7, 2.3, 2.9) towards the origin: (vertices, faces, clip positions)."""
-    v, faces = cube()
-    eye = torch.tensor([1.7, 2.3, 2.9], dtype=torch.float64)
-    fwd = -eye / eye.norm()
-    right = torch.linalg.cross(fwd, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
-    right = right / right.norm()
-    up = torch.linalg.cross(right, fwd)
-    cam = torch.stack([(v - eye) @ right, (v - eye) @ up, (v - eye) @ -fwd], 1)
-    pos = torch.cat([cam, torch.ones(8, 1, dtype=torch.float64)], 1) @ perspective(50, 0.1, 10.0).T
-    return v, faces, pos
-
-
-def test_antialias_cube_only_touches_the_outline():
-    v, faces, pos = cube_view()
-    rast = rasterize(pos, faces, (32, 32), backend="torch")
-    colour = interpolate(v + 0.5, rast, faces)   # smooth inside each face, different across face edges
-    out = antialias(colour, rast, pos, faces, backend="torch")
-    changed = (out != colour).any(-1)[0]
-    empty = rast[0, ..., 3] == 0
-    near_empty = torch.zeros_like(empty)
-    near_empty[:, :-1] |= empty[:, 1:]
-    near_empty[:, 1:] |= empty[:, :-1]
-    near_empty[:-1] |= empty[1:]
-    near_empty[1:] |= empty[:-1]
-    assert changed.any()
-    assert not (changed & ~near_empty).any()   # edges between visible cube faces are not silhouettes
-
-
-def test_antialias_gradcheck_positions_and_colour():
-    pos0, tri = quad((4.37 + 0.5) / 5 - 1)
-    pos0 = pos0 + torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.013, 0.0, 0.0, 0.0], [-0.02, 0.0, 0.0, 0.0],
-                                [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
-    colour0 = torch.rand(1, 6, 10, 2, dtype=torch.float64)
-
-    def fn(pos, colour):
-        rast = rasterize(pos, tri, (6, 10), backend="torch")
-        return antialias(colour, rast, pos, tri, backend="torch")
-
-    pos = pos0.clone().requires_grad_(True)
-    colour = colour0.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(fn, (pos, colour), eps=1e-6, atol=1e-6, fast_mode=True)
-    assert torch.autograd.gradcheck(lambda p: fn(p, colour0), (pos,), eps=1e-6, atol=1e-6)
-    (g,) = torch.autograd.grad(fn(pos, colour).sum(), pos)
-    assert g[1:3, 0].abs().sum() > 0   # the silhouette edge's vertices receive an x gradient
-
-
-def test_edge_neighbors():
-    from engine.render._antialias import edge_neighbors
-
-    _, tri = quad(0.0)
-    nb = edge_neighbors(tri)
-    # triangle 0 = (0, 1, 2): edge opposite vertex 1 is (2, 0), shared with triangle 1; others are boundary
-    assert nb.tolist() == [[-1, 1, -1], [-1, -1, 0]]
-    fan = torch.tensor([[0, 1, 2], [0, 2, 1], [0, 1, 2]])
-    assert (edge_neighbors(fan) == -2).all()
-
-
-def test_topology_cache_follows_tensor_identity_and_version():
-    from engine.render._antialias import cached_edge_neighbors
-
-    _, tri = quad(0.0)
-    first = cached_edge_neighbors(tri)
-    assert cached_edge_neighbors(tri) is first
-    tri[0] = torch.tensor([0, 1, 3])          # in-place edit bumps the version: recomputed
-    again = cached_edge_neighbors(tri)
-    assert again is not first
-    assert again.tolist() == [[-1, 1, -1], [-1, 0, -1]]   # (0, 1, 3) shares edge (3, 0) with (0, 2, 3)
-
-
 def test_no_faces_and_offscreen_give_empty_images():
     pos = torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
     assert (rasterize(pos, torch.zeros(0, 3, dtype=torch.int64), (5, 7), backend="torch") == 0).all()
@@ -512,51 +349,3 @@ def test_bad_inputs_raise():
         rasterize(pos, TRI, (4, 4), backend="opengl")
     with pytest.raises(ValueError, match="resolution"):
         rasterize(pos, TRI, (0, 4))
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_torch_backend_on_cuda_matches_cpu():
-    pos, tri = random_scene(50, seed=8)
-    cpu = rasterize(pos.float(), tri, (64, 48), backend="torch")
-    gpu = rasterize(pos.float().cuda(), tri.cuda(), (64, 48), backend="torch").cpu()
-    assert (cpu[..., 3] == gpu[..., 3]).float().mean() >= 0.999
-    same = cpu[..., 3] == gpu[..., 3]
-    torch.testing.assert_close(cpu[same], gpu[same], atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(_optional.nvdiffrast() is None, reason="needs CUDA and nvdiffrast")
-def test_nvdiffrast_parity():
-    pos, tri = random_scene(200, seed=9)
-    pos = pos.float().cuda()
-    tri = tri.cuda()
-    ours = rasterize(pos, tri, (128, 96), backend="torch")
-    theirs = rasterize(pos, tri, (128, 96), backend="nvdiffrast")
-    same = ours[..., 3] == theirs[..., 3]
-    assert same.float().mean() >= 0.98
-    torch.testing.assert_close(ours[same], theirs[same], atol=1e-3, rtol=1e-3)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_torch_antialias_on_cuda_matches_cpu():
-    v, faces, pos = cube_view()
-    pos, v = pos.float(), v.float()
-    rast = rasterize(pos, faces, (40, 40), backend="torch")
-    colour = interpolate(v + 0.5, rast, faces)
-    cpu = antialias(colour, rast, pos, faces, backend="torch")
-    gpu = antialias(colour.cuda(), rast.cuda(), pos.cuda(), faces.cuda(), backend="torch").cpu()
-    torch.testing.assert_close(cpu, gpu, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(_optional.nvdiffrast() is None, reason="needs CUDA and nvdiffrast")
-def test_nvdiffrast_antialias_coverage_parity():
-    pos = torch.tensor([[-0.71, -0.63, 0.1, 1.0], [0.77, -0.21, 0.1, 1.0], [-0.12, 0.83, 0.1, 1.0]]).cuda()
-    rast = rasterize(pos, TRI.cuda(), (64, 64), backend="nvdiffrast")
-    mask = (rast[..., 3:] > 0).float()
-    ours = antialias(mask, rast, pos, TRI.cuda(), backend="torch")
-    theirs = antialias(mask, rast, pos, TRI.cuda(), backend="nvdiffrast")
-    assert abs(float(ours.sum()) - float(theirs.sum())) <= 0.01 * float(theirs.sum())
-    assert ((ours - theirs).abs() > 0.05).float().mean() <= 0.02

@@ -14,7 +14,7 @@ pytest.importorskip("ray")
 from ray_runtime import local_ray
 from test_server import ARRAYS, params
 
-from csd_blender.client import EngineClient, JobResult
+from csd_blender.link.client import EngineClient, JobResult
 from csd_blender.protocol import messages as m
 from engine.serve.config import ServerConfig
 from engine.serve.server import EngineServer

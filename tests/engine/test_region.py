@@ -100,8 +100,8 @@ def test_edit_region_changes_texels_only_within_the_border_and_keeps_alpha_bit_f
     np.testing.assert_array_equal(result.texture[kept], sent["texture"][kept])     # bit-identical
     np.testing.assert_array_equal(result.texture[..., 3], sent["texture"][..., 3])
     assert not np.array_equal(result.texture[~kept], sent["texture"][~kept])       # the region did change
-    for k in sent:
-        np.testing.assert_array_equal(arrays[k], sent[k])                          # inputs untouched
+    for k, value in sent.items():
+        np.testing.assert_array_equal(arrays[k], value)                          # inputs untouched
     assert result.stats["region_texels"] > 0 and result.stats["kept_texels"] >= kept.sum()
 
 

@@ -1,7 +1,9 @@
-"""Issue 15 regressions: no job and no message can end the engine; each test names the probe finding it guards.
+"""Issue 15 regressions, findings 1-4: no finished job, header, parameter or start-up failure can end the engine
+or reach a client as a stack trace; each test names the probe finding it guards.
 
-An in-process server (a thread) runs the real texture task on the bundled toy prior and the fake `sleepy` task;
-the false-death test pauses a real engine subprocess with SIGSTOP, and the start-up test runs `serve` itself.
+An in-process server (a thread, tests/fixtures/server_thread.py) runs the real texture task on the bundled toy
+prior and the fake `sleepy` task; the start-up test runs `serve` itself. Findings 5-6 (clients, sessions, a paused
+engine) are in test_server_hardening_clients.py.
 """
 
 from __future__ import annotations
@@ -9,30 +11,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
+import engine_fakes
 import numpy as np
 import pytest
 import zmq
+from paths import REPO
+from server_jobs import ARRAYS, FACES, VERTS, params
+from server_thread import TOKEN, assert_clean, start_server, stop_server
 
-from csd_blender.client import EngineClient, EngineDied, EngineRecovered, JobResult
-from csd_blender.protocol import codec, messages as m
+from csd_blender.link.client import EngineClient
+from csd_blender.protocol import codec
+from csd_blender.protocol import messages as m
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from csd_blender.protocol.limits import REPLY_LIMITS
-from engine.server import EngineServer, ServerConfig
 
-import engine_fakes
-from test_server import ARRAYS, FACES, VERTS, params
-
-ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hardening-test-token-0123456789"
-ADMIN = "hardening-admin-token-9876543210"
+_start, _stop = start_server, stop_server  # test_fuzz.py imports TOKEN, _start, _stop and assert_clean from here
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,29 +40,11 @@ def _sleepy_task_only_here():
     engine_fakes.unregister()
 
 
-def _start(**config) -> tuple[EngineServer, threading.Thread, list]:
-    from engine.cli import load_registries
-
-    load_registries()
-    server = EngineServer(ServerConfig(bind="tcp://127.0.0.1:0", token=TOKEN, admin_token=ADMIN, **config))
-    server.bind()
-    codes: list = []
-    thread = threading.Thread(target=lambda: codes.append(server.serve_forever()), daemon=True)
-    thread.start()
-    return server, thread, codes
-
-
-def _stop(server, thread, codes) -> None:
-    server.request_stop()
-    thread.join(30)
-    assert codes == [0] and not thread.is_alive()
-
-
 @pytest.fixture(scope="module")
 def server():
-    started = _start()
+    started = start_server()
     yield started[0]
-    _stop(*started)
+    stop_server(*started)
 
 
 @pytest.fixture
@@ -90,34 +70,9 @@ def _reply(sock, timeout_s: float = 30.0) -> tuple[codec.Header, m.Message]:
     return codec.decode(sock.recv_multipart(), REPLY_LIMITS)
 
 
-def assert_clean(reply: m.Message) -> None:
-    """No reply carries a traceback or a source path; an internal error carries an error id."""
-    if isinstance(reply, m.ErrorReply):
-        assert reply.traceback == "" and "Traceback" not in reply.message and "Traceback" not in reply.detail
-        assert ".py" not in reply.message and str(ROOT) not in reply.message + reply.detail, reply
-        assert "\n" not in reply.message
-        if reply.code == ErrorCode.INTERNAL.value:
-            assert reply.error_id and reply.error_id in reply.message
-
-
 def _ping(server) -> None:
     with EngineClient(server.endpoint, TOKEN) as c:
         assert c.connect(timeout_s=10).protocol_version == m.PROTOCOL_VERSION_STR
-
-
-def _events(client: EngineClient, job: str, timeout_s: float = 60.0) -> list:
-    """Every event of `job` until its final one."""
-    events: list = []
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for e in client.poll():
-            if getattr(e, "job_id", None) == job:
-                assert_clean(e)
-                events.append(e)
-                if isinstance(e, (JobResult, m.ErrorReply, m.Cancelled)):
-                    return events
-        assert time.monotonic() < deadline, events
-        time.sleep(0.005)
 
 
 # --- finding 1: a finished job can kill the engine -----------------------------------------------------------
@@ -204,7 +159,7 @@ def test_finding2_bad_header_text_gets_a_clean_error(server, dealer, field, valu
 
 
 def test_finding2_lone_surrogates_in_params_name_the_field(server, dealer):
-    frames, header = codec.encode(m.Submit("texture", params("toy", model="toy\ud800"), {
+    frames, _ = codec.encode(m.Submit("texture", params("toy", model="toy\ud800"), {
         k: m.Array(v.dtype.name, v.shape, v) for k, v in ARRAYS.items()}), token=TOKEN)
     dealer.send_multipart(frames)
     _, reply = _reply(dealer)
@@ -303,7 +258,7 @@ def test_finding3_a_rig_that_sees_the_mesh_runs(client):
 
 def test_max_cameras_is_the_limit(server, dealer):
     from csd_blender.protocol.params import MAX_CAMERAS
-    from engine.validate import check_rig
+    from engine.render.rig import check_rig
 
     check_rig({**ARRAYS, **_rig(MAX_CAMERAS)})
     with pytest.raises(ProtocolError, match=f"the limit is {MAX_CAMERAS}"):
@@ -326,7 +281,7 @@ def test_finding4_serve_start_up_failures_are_one_error_line_and_exit_2(tmp_path
         "unwritable log file": ["--log-file", str(tmp_path / "missing" / "engine.log")],
     }
     procs = {
-        name: subprocess.Popen([sys.executable, "-m", "engine", "serve", "--device", "cpu", *args], cwd=ROOT,
+        name: subprocess.Popen([sys.executable, "-m", "engine", "serve", "--device", "cpu", *args], cwd=REPO,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for name, args in runs.items()
     }
@@ -341,196 +296,3 @@ def test_finding4_serve_start_up_failures_are_one_error_line_and_exit_2(tmp_path
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
-
-
-# --- finding 5: clients see and cancel each other's jobs; a gone client's jobs run on ------------------------
-
-
-def test_finding5_clients_see_and_cancel_only_their_own_jobs(server):
-    with EngineClient(server.endpoint, TOKEN) as a, EngineClient(server.endpoint, TOKEN) as b:
-        for c in (a, b):
-            c.connect(timeout_s=10)
-        running = a.submit("sleepy", {"steps": 400, "step_s": 0.01})
-        queued = a.submit("sleepy", {"steps": 400, "step_s": 0.01})
-        _events_until_accepted(a, queued)
-        seen = b.status()
-        assert seen.current is None and seen.queue == [] and (seen.others_running, seen.others_queued) == (1, 1)
-        b.cancel(running)
-        refused = _first(b, m.ErrorReply)
-        assert refused.code == ErrorCode.UNKNOWN_JOB.value and refused.field == "job_id"
-        own = a.status()
-        assert own.current["job_id"] == running and own.queue == [queued] and own.others_queued == 0
-        with EngineClient(server.endpoint, ADMIN) as admin:  # the admin token sees and cancels everything
-            admin.connect(timeout_s=10)
-            everything = admin.status()
-            assert everything.current["job_id"] == running and everything.queue == [queued]
-            admin.cancel(queued)
-            admin.cancel(running)
-            finals = {e.job_id: e for e in _drain_until(a, {running, queued})}
-        assert all(isinstance(e, m.Cancelled) for e in finals.values()), finals
-
-
-def test_only_the_admin_token_shuts_a_shared_engine_down():
-    started = _start()
-    server, thread, codes = started
-    try:
-        with EngineClient(server.endpoint, TOKEN) as artist:
-            artist.connect(timeout_s=10)
-            artist.shutdown()
-            refused = _first(artist, m.ErrorReply)
-            assert refused.code == ErrorCode.UNAUTHORIZED.value and "admin token" in refused.message
-            assert artist.status().others_running == 0  # still serving
-        assert thread.is_alive()
-        with EngineClient(server.endpoint, ADMIN) as admin:
-            admin.connect(timeout_s=10)
-            admin.shutdown()
-        thread.join(30)
-        assert codes == [0] and not thread.is_alive()
-    finally:
-        if thread.is_alive():
-            _stop(*started)
-
-
-def _events_until_accepted(client, job, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if any(isinstance(e, m.Accepted) and e.job_id == job for e in client.poll()):
-            return
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-
-
-def _first(client, kind, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for e in client.poll():
-            if isinstance(e, kind):
-                return e
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-
-
-def _drain_until(client, jobs: set, timeout_s=30.0) -> list:
-    finals, deadline = [], time.monotonic() + timeout_s
-    while {e.job_id for e in finals} != jobs:
-        finals += [e for e in client.poll() if isinstance(e, (JobResult, m.ErrorReply, m.Cancelled))
-                   and getattr(e, "job_id", None) in jobs]
-        assert time.monotonic() < deadline, finals
-        time.sleep(0.005)
-    return finals
-
-
-def test_finding5_jobs_of_a_silent_client_are_cancelled_queued_first(caplog):
-    caplog.set_level(logging.INFO, logger="engine.server")
-    started = _start(client_timeout_s=1.0)
-    server = started[0]
-    try:
-        gone = EngineClient(server.endpoint, TOKEN)
-        gone.connect(timeout_s=10)
-        jobs = [gone.submit("sleepy", {"steps": 10_000, "step_s": 0.01}) for _ in range(3)]
-        _events_until_accepted(gone, jobs[-1])
-        deadline = time.monotonic() + 10
-        while server.running is None:  # the first job starts on the loop's next turn
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        gone.close()  # no cancel, no more pings
-        assert [r.job_id for r in list(server.pending)] == jobs[1:]
-        deadline = time.monotonic() + 15
-        while server.jobs:  # read from this thread: a snapshot is all the test needs
-            assert time.monotonic() < deadline, list(server.jobs)
-            time.sleep(0.1)
-        notes = [r.getMessage() for r in caplog.records if "silent for" in r.getMessage()]
-        assert notes and "2 queued job(s) and running job " + jobs[0] in notes[0], notes
-    finally:
-        _stop(*started)
-
-
-# --- finding 6: a paused engine is declared dead and never recovered -----------------------------------------
-
-
-@pytest.fixture
-def fake_engine(tmp_path):
-    """`python tests/engine_fakes.py serve` (the sleepy task) as a subprocess we can pause."""
-    (tmp_path / "token").write_text(TOKEN)
-    endpoint_file = tmp_path / "endpoint.json"
-    log = open(tmp_path / "engine.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "engine_fakes.py"), "serve", "--device", "cpu", "--token-file",
-         str(tmp_path / "token"), "--endpoint-file", str(endpoint_file), "--client-timeout", "2"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.monotonic() + 120
-    while not endpoint_file.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "engine.log").read_text()
-        time.sleep(0.05)
-    time.sleep(0.1)
-    yield proc, json.loads(endpoint_file.read_text())["endpoint"], tmp_path / "engine.log"
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        proc.wait(30)
-    log.close()
-
-
-def _pause(pid: int, client: EngineClient, seconds: float) -> list:
-    """SIGSTOP the engine until the client declares it dead and `seconds` passed; return the events seen."""
-    events: list = []
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        stopped = time.monotonic()
-        while time.monotonic() - stopped < seconds or not any(isinstance(e, EngineDied) for e in events):
-            events += client.poll()
-            assert time.monotonic() - stopped < 10, events
-            time.sleep(0.02)
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    return events
-
-
-def test_finding6_a_false_death_is_recovered_and_the_job_followed_to_its_result(fake_engine):
-    proc, endpoint, log = fake_engine
-    with EngineClient(endpoint, TOKEN) as client:
-        client.connect(timeout_s=30)
-        job = client.submit("sleepy", {"steps": 150, "step_s": 0.02})
-        _first(client, m.Progress, timeout_s=30)
-        events = _pause(proc.pid, client, 3.0)  # longer than the engine's client timeout (2 s): forgiven
-        assert not client.alive
-        recovered = _first(client, EngineRecovered, timeout_s=15)
-        assert recovered.resumed == [job] and client.alive
-        result = client.wait(job, timeout_s=60)
-        assert isinstance(result, JobResult) and result.meta["checksum"] > 0
-    assert proc.poll() is None and "stalled" in log.read_text()
-
-
-def test_finding6_wait_rides_out_a_pause(fake_engine):
-    proc, endpoint, _ = fake_engine
-    with EngineClient(endpoint, TOKEN, recover_s=10.0) as client:
-        client.connect(timeout_s=30)
-        job = client.submit("sleepy", {"steps": 150, "step_s": 0.02})
-        _first(client, m.Progress, timeout_s=30)
-        timer = threading.Timer(3.0, os.kill, (proc.pid, signal.SIGCONT))
-        os.kill(proc.pid, signal.SIGSTOP)
-        timer.start()
-        try:
-            assert client.wait(job, timeout_s=60).job_id == job
-        finally:
-            timer.join()
-        assert client.alive and not any(isinstance(e, EngineDied) for e in client.poll())  # no stale death
-
-
-def test_finding6_an_abandoned_job_is_cancelled_when_the_engine_comes_back(fake_engine):
-    proc, endpoint, _ = fake_engine
-    with EngineClient(endpoint, TOKEN) as client:
-        client.connect(timeout_s=30)
-        job = client.submit("sleepy", {"steps": 10_000, "step_s": 0.01})
-        _first(client, m.Progress, timeout_s=30)
-        os.kill(proc.pid, signal.SIGSTOP)
-        try:
-            _first(client, EngineDied, timeout_s=10)
-            client.abandon(job)  # what a UI does when it gives up on the job
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
-        recovered = _first(client, EngineRecovered, timeout_s=15)
-        assert recovered.cancelled == [job] and recovered.resumed == []
-        cancelled = _first(client, m.Cancelled, timeout_s=15)
-        assert cancelled.job_id == job
-        assert client.status().current is None

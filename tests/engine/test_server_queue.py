@@ -8,7 +8,7 @@ import time
 import engine_fakes
 import pytest
 
-from csd_blender.client import EngineClient, JobResult
+from csd_blender.link.client import EngineClient, JobResult
 from csd_blender.protocol import messages as m
 from engine.serve.config import ServerConfig
 from engine.serve.server import EngineServer

@@ -71,6 +71,16 @@ def check_range(name: str, value: float, lo: float, hi: float) -> None:
         raise fail(name, f"must be in [{lo}, {hi}], got {value!r}")
 
 
+def check_run_options(progress_every: int, preview_size: int, device: str) -> None:
+    """The options of how a job runs that texture and generate share: progress cadence, preview size, device."""
+    if not (1 <= progress_every <= MAX_STEPS):
+        raise fail("progress_every", f"must be in [1, {MAX_STEPS}], got {progress_every}")
+    if not (16 <= preview_size <= 1024):
+        raise fail("preview_size", f"must be in [16, 1024], got {preview_size}")
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise fail("device", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
 def check_interval(name: str, value: Any, lo: float, hi: float) -> None:
     if not (isinstance(value, (list, tuple)) and len(value) == 2):
         raise fail(name, f"must be a [min, max] pair, got {value!r}")

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import MAX_STEPS, QUALITY_PRESETS, TEXTURE_SIZE_RANGE, Params, check_prompt, check_range, fail
+from .base import (
+    MAX_STEPS,
+    QUALITY_PRESETS,
+    TEXTURE_SIZE_RANGE,
+    Params,
+    check_prompt,
+    check_range,
+    check_run_options,
+    fail,
+)
 
 REFINE_MODES = ("geometry", "texture", "none")
 FACE_BUDGET_RANGE = (500, 500_000)
@@ -89,10 +98,5 @@ class GenerateParams(Params):
         check_range("learning_rate", self.learning_rate, 1e-6, 1.0)
         if not (0 <= self.seed < 2**63):
             raise fail("seed", f"must be in [0, 2^63), got {self.seed}")
-        if not (1 <= self.progress_every <= MAX_STEPS):
-            raise fail("progress_every", f"must be in [1, {MAX_STEPS}], got {self.progress_every}")
-        if not (16 <= self.preview_size <= 1024):
-            raise fail("preview_size", f"must be in [16, 1024], got {self.preview_size}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_run_options(self.progress_every, self.preview_size, self.device)
         return self

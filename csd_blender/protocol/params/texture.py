@@ -14,6 +14,7 @@ from .base import (
     check_interval,
     check_prompt,
     check_range,
+    check_run_options,
     fail,
     split_controlnet_spec,
 )
@@ -92,12 +93,7 @@ class TextureParams(Params):
         check_interval("distance_range", self.distance_range, 0.1, 100.0)
         check_interval("fov_range", self.fov_range, 5.0, 150.0)
         check_range("camera_jitter", self.camera_jitter, 0.0, 1.0)
-        if not (1 <= self.progress_every <= MAX_STEPS):
-            raise fail("progress_every", f"must be in [1, {MAX_STEPS}], got {self.progress_every}")
-        if not (16 <= self.preview_size <= 1024):
-            raise fail("preview_size", f"must be in [16, 1024], got {self.preview_size}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_run_options(self.progress_every, self.preview_size, self.device)
         lo, hi = MASK_BORDER_RANGE
         if isinstance(self.mask_border, bool) or not (lo <= self.mask_border <= hi):
             raise fail("mask_border", f"must be in [{lo}, {hi}] texels, got {self.mask_border}")
