@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ..scene.uv_check import uv_warnings
+from ..scene.uv_check import MODIFIER_ONLY_KEEP, uv_warnings
 
 UV_ACTION_ITEMS = [
     ("ASK", "Check UVs", "Check the UV map first; warn when faces lie outside 0-1 or overlap"),
@@ -30,7 +30,8 @@ class UVChoiceMixin:
         if self.uv_action == "ASK":
             self._uv_warnings = uv_warnings(context, [o for o in self.uv_targets(context) if o.type == "MESH"])
             if self._uv_warnings:
-                self.uv_action = "UNWRAP"          # the recommended choice, pre-selected
+                # the recommended choice, pre-selected: unwrap, unless modifiers make "keep" the only one that works
+                self.uv_action = "KEEP" if self._keep_only() else "UNWRAP"
                 return context.window_manager.invoke_props_dialog(self, width=520, title="UV Map Check",
                                                                   confirm_text="Generate")
         return self.execute(context)
@@ -46,5 +47,9 @@ class UVChoiceMixin:
         for i, line in enumerate(lines):
             col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         row = layout.row(align=True)
-        row.prop_enum(self, "uv_action", "UNWRAP")
+        if not self._keep_only():
+            row.prop_enum(self, "uv_action", "UNWRAP")
         row.prop_enum(self, "uv_action", "KEEP")
+
+    def _keep_only(self) -> bool:
+        return any(MODIFIER_ONLY_KEEP in line for line in getattr(self, "_uv_warnings", []))
