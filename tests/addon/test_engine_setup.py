@@ -103,7 +103,8 @@ def test_a_failing_install_reports_pips_error_line(tmp_path, engine_wheel):
     status = setup.wait(300)
     assert status.state == engine_setup.FAILED, status
     assert status.title.startswith("Installing PyTorch")
-    assert status.error[-1] == "ERROR: No matching distribution found for torch>=2.1", status.error
+    assert status.error[-2:] == ["ERROR: No matching distribution found for torch>=2.1",
+                                 f"Full log: {tmp_path / 'setup.log'}"], status.error      # the log named (issue 23)
     lines = status.lines()
     assert lines[0] == "Set Up Engine failed at 'Installing PyTorch (CPU only)':" and "Traceback" not in str(lines)
     log = (tmp_path / "setup.log").read_text()
