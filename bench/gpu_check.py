@@ -109,25 +109,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def sd15():
         if "sd" not in models:
-            models["sd"] = build_sd(
-                plan,
-                cfg["sd15"],
-                cfg["vae"],
-                controlnet=True,
-                prediction_type="epsilon",
-                name="sd15-arch+depth",
-            )
+            models["sd"] = build_sd(plan, cfg["sd15"], cfg["vae"], controlnet=True, prediction_type="epsilon",
+                                    name="sd15-arch+depth")
         return models["sd"]
 
     def sd21() -> None:
-        prior = build_sd(
-            plan,
-            cfg["sd21"],
-            cfg["vae"],
-            controlnet=False,
-            prediction_type="v_prediction",
-            name="sd21-base-arch",
-        )
+        prior = build_sd(plan, cfg["sd21"], cfg["vae"], controlnet=False, prediction_type="v_prediction",
+                         name="sd21-base-arch")
         guidance_rows(plan, budget, report, "sd21", "SD 2.1-base arch, v-prediction", prior, "csd-sd-refine")
 
     def if_stage() -> None:

@@ -56,18 +56,8 @@ class CheckPlan:
         """
         if dry_run:
             return cls(
-                True,
-                torch.device("cpu"),
-                torch.float32,
-                render=64,
-                texture=64,
-                steps=1,
-                warmup=1,
-                profile_steps=1,
-                repeats=1,
-                fit_steps=2,
-                compile_batches=(1,),
-                compile_backend="eager",
+                True, torch.device("cpu"), torch.float32, render=64, texture=64, steps=1, warmup=1,
+                profile_steps=1, repeats=1, fit_steps=2, compile_batches=(1,), compile_backend="eager",
                 compile_cost_s=5.0,
             )
         if not torch.cuda.is_available():

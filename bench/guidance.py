@@ -26,50 +26,28 @@ from engine.priors.hub import TOY_PRIOR_DIR
 # Stable Diffusion 1.5 UNet / VAE: the values of runwayml/stable-diffusion-v1-5 unet/config.json and vae/config.json
 # (also diffusers' convert_original_stable_diffusion_to_diffusers defaults for v1 checkpoints).
 SD15_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    cross_attention_dim=768,
-    attention_head_dim=8,
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    norm_num_groups=32,
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, norm_num_groups=32,
 )
 SD15_VAE = dict(
-    in_channels=3,
-    out_channels=3,
-    latent_channels=4,
-    layers_per_block=2,
-    sample_size=512,
-    block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    scaling_factor=0.18215,
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215,
 )
 # DeepFloyd IF-I-XL stage I: block types, text_proj from T5-XXL (4096), added-KV attention, scale-shift resnets,
 # gelu and group-norm cross-attention norm follow diffusers scripts/convert_if.py; the widths (512·[1,2,3,4]),
 # 3 layers per block and head dim 64 are a RECONSTRUCTION not checked against the hub config (this builds about
 # 2.3 B parameters, the model card says 4.3 B), so the IF rows are a lower bound on cost.
 IF_I_XL_UNET = dict(
-    sample_size=64,
-    in_channels=3,
-    out_channels=6,
-    layers_per_block=3,
-    block_out_channels=(512, 1024, 1536, 2048),
-    attention_head_dim=64,
-    cross_attention_dim=2048,
+    sample_size=64, in_channels=3, out_channels=6, layers_per_block=3,
+    block_out_channels=(512, 1024, 1536, 2048), attention_head_dim=64, cross_attention_dim=2048,
     down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
     up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
-    mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-    encoder_hid_dim=4096,
-    encoder_hid_dim_type="text_proj",
-    addition_embed_type="text",
-    addition_embed_type_num_heads=64,
-    resnet_time_scale_shift="scale_shift",
-    act_fn="gelu",
-    cross_attention_norm="group_norm",
+    mid_block_type="UNetMidBlock2DSimpleCrossAttn", encoder_hid_dim=4096, encoder_hid_dim_type="text_proj",
+    addition_embed_type="text", addition_embed_type_num_heads=64, resnet_time_scale_shift="scale_shift",
+    act_fn="gelu", cross_attention_norm="group_norm",
 )
 
 
@@ -273,13 +251,9 @@ def cuda_cases(steps: int) -> list[dict]:
     unet = UNet2DConditionModel(**IF_I_XL_UNET)
     n_params = sum(p.numel() for p in unet.parameters()) / 1e9
     prior = PixelPrior(
-        name="if-i-xl-arch",
-        family="if",
-        unet=unet,
-        scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range"),
-        text=None,
-        device=dev,
-        dtype=dt,
+        name="if-i-xl-arch", family="if", unet=unet,
+        scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range"), text=None,
+        device=dev, dtype=dt,
     )
     prompts = PromptEmbeddings(cond=emb(4096), null=emb(4096), neg=emb(4096))
     for b in (1, 4):

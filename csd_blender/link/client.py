@@ -26,22 +26,8 @@ from ..protocol import codec
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.limits import REPLY_LIMITS
 from ..protocol.messages import (
-    PROTOCOL_VERSION_STR,
-    Cancel,
-    Cancelled,
-    ErrorReply,
-    Hello,
-    HelloReply,
-    Message,
-    Ping,
-    Pong,
-    Release,
-    Released,
-    Result,
-    Shutdown,
-    Status,
-    StatusReply,
-    Submit,
+    PROTOCOL_VERSION_STR, Cancel, Cancelled, ErrorReply, Hello, HelloReply, Message, Ping, Pong, Release,
+    Released, Result, Shutdown, Status, StatusReply, Submit,
 )
 from .events import EngineDied, EngineRecovered, Event, JobResult, array_from_wire, array_to_wire
 

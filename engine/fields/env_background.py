@@ -30,14 +30,8 @@ class EnvironmentBackground(nn.Module):
     augmentation applies.
     """
 
-    def __init__(
-        self,
-        n_frequencies: int = 4,
-        hidden_dim: int = 32,
-        n_hidden_layers: int = 1,
-        random_aug_prob: float = 0.5,
-        colour_range: tuple[float, float] = (0.0, 1.0),
-    ):
+    def __init__(self, n_frequencies: int = 4, hidden_dim: int = 32, n_hidden_layers: int = 1,
+                 random_aug_prob: float = 0.5, colour_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
         self.n_frequencies, self.random_aug_prob = n_frequencies, random_aug_prob
         self.lo, self.hi = colour_range

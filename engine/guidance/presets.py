@@ -21,42 +21,22 @@ TOY_DEFAULT_STEPS = 400
 # Perp-Neg (csd-if.yaml; not csd-if-object.yaml) with perpneg_scale 3: it applies when a task passes view negatives
 # (PromptEmbeddings.perp_neg; text to mesh on real priors does), so the texture task keeps csd-if-object's form.
 CSD_IF = CSDConfig(
-    name="csd-if",
-    omega1=1.0,
-    omega2=[0, 0.0, 1.0, 5000],
-    t_min=0.02,
-    t_max=[5000, 0.98, 0.5, 5001],
-    weighting="uniform",
-    grad_mode="unit_l2",
-    negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
-    reference_steps=10000,
-    perpneg_scale=3.0,
+    name="csd-if", omega1=1.0, omega2=[0, 0.0, 1.0, 5000], t_min=0.02, t_max=[5000, 0.98, 0.5, 5001],
+    weighting="uniform", grad_mode="unit_l2", negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
+    reference_steps=10000, perpneg_scale=3.0,
 )
 
 # `configs/csd-sd-refine.yaml` (§1b/§2b): cond 1, uncond [0,-1,-0.5,10000], null [0,0,-0.5,10000]
 # ⇔ ω1 = 1, ω2 1 → 0.5 over 10000 steps; t ∈ [0.02, 0.5]; w = 1 − ᾱ_t; no normalisation.
 CSD_SD_REFINE = CSDConfig(
-    name="csd-sd-refine",
-    omega1=1.0,
-    omega2=[0, 1.0, 0.5, 10000],
-    t_min=0.02,
-    t_max=0.5,
-    weighting="sds",
-    grad_mode="none",
-    negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
-    reference_steps=10000,
+    name="csd-sd-refine", omega1=1.0, omega2=[0, 1.0, 0.5, 10000], t_min=0.02, t_max=0.5, weighting="sds",
+    grad_mode="none", negative_prompt=OFFICIAL_NEGATIVE_PROMPT, reference_steps=10000,
 )
 
 # threestudio DreamFusion-SD (§3): guidance_scale 100 (threestudio) = 101 (diffusers), sds weighting, t ∈ [0.02, 0.98].
 SDS_SD = SDSConfig(
-    name="sds-sd",
-    guidance_scale=101.0,
-    t_min=0.02,
-    t_max=0.98,
-    weighting="sds",
-    grad_mode="none",
-    negative_prompt="",
-    reference_steps=10000,
+    name="sds-sd", guidance_scale=101.0, t_min=0.02, t_max=0.98, weighting="sds", grad_mode="none",
+    negative_prompt="", reference_steps=10000,
 )
 
 # Editing (paper Eq. 11; no official config, csd_reference.md §2d): y = target prompt, y_neg = the edit/source
@@ -65,15 +45,8 @@ SDS_SD = SDSConfig(
 # (the full range first, then t ≤ 0.5 for detail); uniform w and unit-L2 keep the step size independent of the
 # prior, since editing runs on pixel and latent priors alike. `negative_prompt` is unused: tasks pass the edit prompt.
 CSD_EDIT = CSDConfig(
-    name="csd-edit",
-    omega1=1.0,
-    omega2=1.0,
-    t_min=0.02,
-    t_max=[5000, 0.98, 0.5, 5001],
-    weighting="uniform",
-    grad_mode="unit_l2",
-    negative_prompt="",
-    reference_steps=10000,
+    name="csd-edit", omega1=1.0, omega2=1.0, t_min=0.02, t_max=[5000, 0.98, 0.5, 5001], weighting="uniform",
+    grad_mode="unit_l2", negative_prompt="", reference_steps=10000,
 )
 
 # The bundled toy prior: csd-if rescaled to a short CPU run; its vocabulary has no words for the official

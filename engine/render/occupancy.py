@@ -24,14 +24,8 @@ class OccupancyGrid:
         device: where the grid lives.
     """
 
-    def __init__(
-        self,
-        resolution: int = 32,
-        radius: float = 1.0,
-        threshold: float = 0.01,
-        decay: float = 0.95,
-        device: torch.device | str = "cpu",
-    ):
+    def __init__(self, resolution: int = 32, radius: float = 1.0, threshold: float = 0.01, decay: float = 0.95,
+                 device: torch.device | str = "cpu"):
         if resolution < 1:
             raise ValueError(f"resolution: must be >= 1, got {resolution}")
         self.resolution, self.radius, self.threshold, self.decay = resolution, radius, threshold, decay
