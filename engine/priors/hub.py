@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from csd_blender.protocol.models import MODELS_PANEL
+from csd_blender.protocol.models import ALIASES, MODELS_PANEL
 
 from ..errors import ModelMissingError
 
@@ -44,7 +44,10 @@ def cached_snapshot(source: str) -> str | None:
     from ..models.store import is_present, models_cache, snapshot_folder
 
     cache = models_cache()
-    return str(snapshot_folder(cache, source)) if is_present(cache, source) else None
+    for repo_id in (source, ALIASES.get(source)):   # an older id of the same weights loads the downloaded ones
+        if repo_id and is_present(cache, repo_id):
+            return str(snapshot_folder(cache, repo_id))
+    return None
 
 
 def load_errors() -> tuple[type[BaseException], ...]:
