@@ -18,6 +18,11 @@ UV_ACTION_ITEMS = [
 ]
 
 
+def keep_only(warnings: list[str]) -> bool:
+    """Whether the UV warnings say that modifiers leave "Use These UVs" as the only choice that works."""
+    return any(MODIFIER_ONLY_KEEP in line for line in warnings)
+
+
 class UVChoiceMixin:
     """invoke(): the UV check dialog before the job; draw(): its content (the warning and the two choices)."""
 
@@ -31,7 +36,7 @@ class UVChoiceMixin:
             self._uv_warnings = uv_warnings(context, [o for o in self.uv_targets(context) if o.type == "MESH"])
             if self._uv_warnings:
                 # the recommended choice, pre-selected: unwrap, unless modifiers make "keep" the only one that works
-                self.uv_action = "KEEP" if self._keep_only() else "UNWRAP"
+                self.uv_action = "KEEP" if keep_only(self._uv_warnings) else "UNWRAP"
                 return context.window_manager.invoke_props_dialog(self, width=520, title="UV Map Check",
                                                                   confirm_text="Generate")
         return self.execute(context)
@@ -47,9 +52,6 @@ class UVChoiceMixin:
         for i, line in enumerate(lines):
             col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         row = layout.row(align=True)
-        if not self._keep_only():
+        if not keep_only(warnings):
             row.prop_enum(self, "uv_action", "UNWRAP")
         row.prop_enum(self, "uv_action", "KEEP")
-
-    def _keep_only(self) -> bool:
-        return any(MODIFIER_ONLY_KEEP in line for line in getattr(self, "_uv_warnings", []))

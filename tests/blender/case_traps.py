@@ -38,8 +38,7 @@ def test_a_mirror_modifier_says_only_use_these_uvs_fits_and_the_dialog_preselect
     assert "uv_action='UNWRAP'" not in message                  # no longer recommends what is refused next
     lines = uv_check.uv_warnings(bpy.context, [obj])
     assert any(uv_check.MODIFIER_ONLY_KEEP in line for line in lines)
-    op = SimpleNamespace(_uv_warnings=lines)
-    assert bpy_env.submodule("operators.uv_choice").UVChoiceMixin._keep_only(op)   # the dialog offers KEEP only
+    assert bpy_env.submodule("operators.uv_choice").keep_only(lines)   # the dialog pre-selects and offers KEEP only
 
 
 # --- traps 3 and 4 -------------------------------------------------------------------------------------------
