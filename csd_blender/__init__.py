@@ -15,6 +15,7 @@ def _modules() -> tuple:
     from .operators import engine as engine_ops
     from .operators import generate as generate_ops
     from .operators import job_operator
+    from .operators import models as models_ops
     from .operators import results as result_ops
     from .operators import setup as setup_ops
     from .operators import texture as texture_ops
@@ -29,7 +30,7 @@ def _modules() -> tuple:
     from .props import texture as texture_props
 
     return (preferences, result_props, texture_props, generate_props, edit_props,
-            setup_ops, job_operator, texture_ops, generate_ops, edit_ops, result_ops, engine_ops,
+            setup_ops, models_ops, job_operator, texture_ops, generate_ops, edit_ops, result_ops, engine_ops,
             engine_panel, texture_panel, generate_panel, edit_panel, results_panel)
 
 

@@ -8,7 +8,9 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from .link import setup as engine_setup
+from .operators import models as operators_models
 from .operators import setup as operators_setup
+from .protocol.models import human_bytes
 from .scene.paths import PACKAGE
 
 MODE_ITEMS = [
@@ -51,9 +53,14 @@ class CSDPreferences(bpy.types.AddonPreferences):
     default_model: StringProperty(name="Default Model", default="toy",
                                   description="Model for jobs whose Model field is empty: 'toy' (bundled, "
                                               "for tests and demos), a hub id or a local diffusers folder")
-    cache_folder: StringProperty(name="Model Cache", subtype="DIR_PATH", default="",
-                                 description="Where the engine keeps downloaded models (HF_HOME); empty uses "
-                                             "the engine's default")
+    cache_folder: StringProperty(name="Models Folder", subtype="DIR_PATH", default="",
+                                 description="Where the engine's models live (a Hugging Face cache, as HF_HOME: "
+                                             "the files are in FOLDER/hub); an offline studio copies or shares "
+                                             "it; empty uses the engine's default (~/.cache/huggingface)")
+    hub_token: StringProperty(name="Hub Token", subtype="PASSWORD", default="",
+                              description="Hugging Face read token for gated models (DeepFloyd IF): accept the "
+                                          "model's licence on its page first, then create a token at "
+                                          "huggingface.co/settings/tokens")
     check_report: StringProperty(name="Check Result", default="", options={"SKIP_SAVE"})
     setup_compute: EnumProperty(name="Compute", items=COMPUTE_ITEMS, default="AUTO",
                                 description="Which PyTorch build Set Up Engine installs")
@@ -79,12 +86,50 @@ class CSDPreferences(bpy.types.AddonPreferences):
             for i, line in enumerate(self.check_report.splitlines()):
                 layout.label(text=line, icon="INFO" if i == 0 else "BLANK1")
             layout.prop(self, "device")
-            layout.prop(self, "cache_folder")
+            self.draw_models(layout.box())
         else:
             layout.prop(self, "endpoint")
             layout.prop(self, "token")
             layout.prop(self, "key_folder")
         layout.prop(self, "default_model")
+
+    def draw_models(self, box):
+        """Models: the recommended ones with size and presence, Download (progress, Cancel), Remove, token, folder."""
+        box.label(text="Models", icon="FILE_VOLUME")
+        box.prop(self, "cache_folder")
+        row = box.row(align=True)
+        row.prop(self, "hub_token")
+        row.operator("wm.url_open", text="IF Licence", icon="URL").url = "https://huggingface.co/DeepFloyd/IF-I-XL-v1.0"
+        task = operators_models.running_task()
+        if task is not None:
+            status = task.status()
+            if status.action == "download":
+                box.progress(factor=status.fraction, type="BAR", text=status.text)
+                box.operator(operators_models.CSD_OT_models_cancel.bl_idname, icon="CANCEL")
+        reason = operators_models.models_block_reason(self) if task is None else ""
+        if reason:
+            box.label(text=reason, icon="INFO")
+        box.operator(operators_models.CSD_OT_models_refresh.bl_idname, text="Refresh", icon="FILE_REFRESH")
+        listing = operators_models.listing()
+        for model_id, label, info, entry in operators_models.recommended_rows():
+            row = box.row(align=True)
+            present = bool(info.get("present"))
+            size = info.get("bytes_on_disk") or 0
+            estimate = entry.estimate_bytes if entry is not None else 0
+            state = ("present" if present else "partial" if size else "not downloaded") if listing else "?"
+            text = f"{label}: {state}, " + (human_bytes(size) if size else f"~{human_bytes(estimate)}")
+            if entry is not None and entry.gated:
+                text += " (licence + token)"
+            row.label(text=text, icon="CHECKMARK" if present else "BLANK1")
+            sub = row.row(align=True)
+            sub.enabled = task is None and not reason
+            if not present:
+                sub.operator(operators_models.CSD_OT_model_download.bl_idname, text="Download",
+                             icon="IMPORT").model_id = model_id
+            if size:
+                sub.operator(operators_models.CSD_OT_model_remove.bl_idname, text="", icon="TRASH").model_id = model_id
+        for line in textwrap.wrap(operators_models.last_report(), 100):
+            box.label(text=line)
 
     def draw_setup(self, box):
         """Set Up Engine: compute choice, folders, the button or the running setup's progress, the outcome."""

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "engine": [
         "engine", "engine._optional", "engine.errors", "engine.images", "engine.device_info", "engine.registry",
-        "engine.render", "engine.fields", "engine.mesh", "engine.priors", "engine.guidance", "engine.toy",
+        "engine.models", "engine.render", "engine.fields", "engine.mesh", "engine.priors", "engine.guidance", "engine.toy",
         "engine.tasks", "engine.testing", "engine.commands", "engine.serve", "engine.batch", "engine.cli",
         "engine.__main__",
     ],

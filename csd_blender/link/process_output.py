@@ -44,3 +44,23 @@ def error_lines(output: str, limit: int = 3) -> list[str]:
     meaningful = [line for line in lines if not _NOISE.match(line)
                   and not line.startswith(("Traceback (most recent call last)", "  File "))]
     return [_short(line) for line in (meaningful or lines)[-limit:]]
+
+
+_NETWORK = re.compile(r"Temporary failure in name resolution|Name or service not known|nodename nor servname|"
+                      r"getaddrinfo failed|Failed to resolve|Could not resolve host|Failed to establish a new "
+                      r"connection|Network is unreachable|Connection refused|ConnectTimeoutError|timed out",
+                      re.IGNORECASE)
+_HOST = re.compile(r"(?:resolve '|host='|Could not resolve host: )([A-Za-z0-9.-]+)")
+
+
+def network_cause(output: str) -> str:
+    """One line naming a network failure behind a pip error ("" when there is none): pip reports "No matching
+    distribution found" when it could not reach the index at all, which hides the cause in its retry warnings."""
+    lines = [line for line in output.splitlines() if _NETWORK.search(line)]
+    if not lines:
+        return ""
+    hosts = [m.group(1) for line in lines for m in _HOST.finditer(line)]
+    where = hosts[-1] if hosts else "the package index"
+    if re.search(r"name resolution|not known|nodename|getaddrinfo|resolve", "\n".join(lines), re.IGNORECASE):
+        return f"Cannot reach {where}: its host name could not be resolved (no network, or a proxy/firewall)"
+    return f"Cannot reach {where}: the connection failed (no network, or a proxy/firewall)"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import interpreter_check
-from .process_output import error_lines
+from .process_output import error_lines, network_cause
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +362,15 @@ class EngineSetup:
         if cancelled:
             raise SetupError("cancelled")
         if code != 0:
-            raise SetupError("\n".join(error_lines("\n".join(output)) or [f"exit status {code}"]))
+            text = "\n".join(output)
+            cause = network_cause(text)
+            lines = [cause] if cause else (error_lines(text) or [f"exit status {code}"])
+            if self.config.log_file:
+                lines.append(f"Full log: {self.config.log_file}")
+            if cause and not self.config.wheel_folder:
+                lines.append("Offline or behind a firewall? Make a Package Folder of wheels on a machine with "
+                             "internet (pip download -d FOLDER torch …), set it above and run Set Up Engine again")
+            raise SetupError("\n".join(lines))
 
 
 def _clean_env(offline: bool = False) -> dict[str, str]:

@@ -19,7 +19,8 @@ from ..props import job_params, prefs
 from ..protocol.params.edit import texture_refusal, texture_wire_dtype
 from ..scene import apply_result
 from ..scene.images import array_from_image
-from ..scene.mesh import mesh_arrays, new_mesh_object, remove_object
+from ..scene.mesh import mesh_arrays, mesh_object_problem, new_mesh_object, remove_object
+from ..scene.region import RegionError, face_mask
 from ..scene.result_materials import principled_targets
 from .job_operator import JobRefused, JobRequest, ModalJobOperator
 
@@ -60,10 +61,13 @@ def edit_block_reason(context) -> str:
     settings = context.scene.csd_edit
     if SESSION.job is not None:
         return "A job is running"
-    if obj is None or obj.type != "MESH":
+    if obj is None:
         return "Select a textured mesh object"
-    if context.mode != "OBJECT":
-        return "Switch to Object Mode"
+    problem = mesh_object_problem(obj)
+    if problem:
+        return problem
+    if context.mode != "OBJECT" and not (context.mode == "EDIT_MESH" and settings.region.enabled):
+        return "Switch to Object Mode (or tick Selected Faces Only to edit the faces selected in Edit Mode)"
     if not settings.target_prompt.strip():
         return "Enter the target prompt (what the object should become)"
     if not settings.edit_prompt.strip():
@@ -74,7 +78,11 @@ def edit_block_reason(context) -> str:
 
 
 def texture_problem(obj) -> str:
-    """What stops `obj` from being edited ("" when nothing): no UV map, no base-colour image, an empty image."""
+    """What stops `obj` from being edited ("" when nothing): no faces, no UV map, no base-colour image, an empty
+    image."""
+    problem = mesh_object_problem(obj)
+    if problem:
+        return problem
     if not obj.data.uv_layers:
         return f"{obj.name!r} has no UV map, so its texture cannot be edited; {NEEDS_TEXTURE}"
     image, mat = base_color_image(obj)
@@ -127,6 +135,9 @@ class CSD_OT_edit_object(ModalJobOperator, bpy.types.Operator):
     def prepare(self, context) -> list[JobRequest]:
         self.refuse_if_blocked(context)
         obj = context.active_object
+        if context.mode == "EDIT_MESH":      # Selected Faces Only from Edit Mode: take the selection, then edit
+            obj.update_from_editmode()
+            bpy.ops.object.mode_set(mode="OBJECT")
         problem = texture_problem(obj)
         if problem:
             raise JobRefused(problem)
@@ -141,6 +152,15 @@ class CSD_OT_edit_object(ModalJobOperator, bpy.types.Operator):
         texture = edit_texture(image)
         arrays = {"vertices": mesh_info.vertices, "faces": mesh_info.faces, "uvs": mesh_info.uvs,
                   "texture": texture}
+        region = context.scene.csd_edit.region
+        if region.enabled:
+            if context.scene.csd_edit.geometry:
+                raise JobRefused("Selected Faces Only keeps the rest of the texture; Edit Geometry moves the whole "
+                                 "surface: turn one of them off")
+            try:
+                arrays["face_mask"] = face_mask(obj, mesh_info, region.source, region.vertex_group, region.face_set)
+            except RegionError as exc:
+                raise JobRefused(str(exc)) from None
         log.info("edit: %r with image %r (%dx%d) and UV map %r", obj.name, image.name, *image.size, uv_name)
         return [JobRequest("edit", params, arrays, target=obj.name, data=mesh_info)]
 

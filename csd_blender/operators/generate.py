@@ -16,7 +16,7 @@ import numpy as np
 from ..link.session import SESSION
 from ..props import job_params, prefs
 from ..scene import apply_result
-from ..scene.mesh import mesh_arrays, new_mesh_object, remove_object
+from ..scene.mesh import mesh_arrays, new_mesh_object, remove_object, standing_on_origin
 from .job_operator import JobRequest, ModalJobOperator
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ class CSD_OT_text_to_mesh(ModalJobOperator, bpy.types.Operator):
         name = "CSD " + (params.prompt[:40] or "mesh")
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        obj = new_mesh_object(
-            context, name, a["vertices"], a["faces"], np.asarray(a["uvs"], np.float32), request.data
+        obj = new_mesh_object(   # the origin at the base's centre, on the cursor: it stands on it
+            context, name, standing_on_origin(a["vertices"]), a["faces"], np.asarray(a["uvs"], np.float32),
+            request.data,
         )
         try:
             context.view_layer.update()

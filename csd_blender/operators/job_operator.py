@@ -345,6 +345,7 @@ class ModalJobOperator:
             if out.applied and level == "ERROR" and not out.skipped:
                 level = "WARNING"
             message = head
+        message += getattr(self, "batch_note", "")      # e.g. the selected objects a batch skipped, and why
         keep = bool(out.applied)
         self._cleanup(context, keep_preview=keep)
         self.report({level}, message)

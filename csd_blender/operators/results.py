@@ -67,6 +67,7 @@ class CSD_OT_result_apply(_ResultOperator, bpy.types.Operator):
 
 # Scene settings group of each task's panel; Reuse Settings copies a stored job's fields into it.
 SETTINGS_OF_TASK = {"texture": "csd", "generate": "csd_generate", "edit": "csd_edit"}
+TASK_PANELS = {"texture": "Generate texture from text", "generate": "Text to mesh", "edit": "Edit selected object"}
 
 
 def copy_matching_fields(group, params: dict) -> list[str]:
@@ -167,12 +168,14 @@ class CSD_OT_reuse_settings(bpy.types.Operator):
         return True
 
     def execute(self, context):
+        obj = context.active_object
+        task = results.stored_task(obj) or "texture"    # an edit or text-to-mesh result restores its own panel
         try:
-            what = reuse_settings(context, "texture", context.active_object[results.PARAMS_KEY])
+            what = reuse_settings(context, task, obj[results.PARAMS_KEY])
         except ProtocolError as exc:
             self.report({"ERROR"}, f"Stored settings are not usable: {exc.message}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Settings of the job with {what} restored")
+        self.report({"INFO"}, f"Settings of the {TASK_PANELS.get(task, task)} job with {what} restored")
         return {"FINISHED"}
 
 

@@ -16,7 +16,10 @@ from ..link.session import SESSION
 from ..props import job_params, prefs
 from ..protocol.params import MAX_PROMPT_CHARS
 from ..scene import apply_result, cameras, mesh
+from ..scene.images import array_from_image
+from ..scene.region import RegionError, face_mask
 from ..scene.uv_check import check_mesh_uvs, job_uv_source
+from .edit import base_color_image
 from .job_operator import JobRequest, ModalJobOperator
 from .uv_choice import UV_ACTION_ITEMS, UVChoiceMixin
 
@@ -37,8 +40,9 @@ def object_block_reason(obj) -> str:
     """Why `obj` cannot be textured ("" when it can)."""
     if obj is None:
         return "Select a mesh object to texture"
-    if obj.type != "MESH":
-        return f"The active object {obj.name!r} is a {obj.type.lower()}, not a mesh"
+    problem = mesh.mesh_object_problem(obj)
+    if problem:
+        return problem
     if obj.mode == "EDIT":
         return "Switch to Object Mode first (edits in Edit Mode are not in the mesh data yet)"
     return ""
@@ -128,7 +132,22 @@ def texture_request(context, obj, prompt: str = "", uv_action: str = "ASK") -> J
         arrays["uvs"] = mesh_info.uvs
     if settings.camera_mode == "COLLECTION":
         arrays["c2w"], arrays["intrinsics"] = cameras.camera_arrays(cameras.rig_cameras(settings), context.scene)
+    if settings.region.enabled:
+        arrays.update(region_arrays(obj, mesh_info, settings.region))
     return JobRequest("texture", params, arrays, target=obj.name, data=mesh_info)
+
+
+def region_arrays(obj, mesh_info, region) -> dict:
+    """`face_mask` of the region and, when the object has a base-colour image on the UVs sent, that texture (kept
+    outside the region bit for bit; without one the result is transparent outside the region)."""
+    try:
+        out = {"face_mask": face_mask(obj, mesh_info, region.source, region.vertex_group, region.face_set)}
+    except RegionError as exc:
+        raise ValueError(str(exc)) from None
+    image, _ = base_color_image(obj)
+    if image is not None and mesh_info.uvs is not None:
+        out["texture"] = np.ascontiguousarray(array_from_image(image), dtype=np.float32)
+    return out
 
 
 def apply_texture_result(context, request: JobRequest, result) -> str:
@@ -197,6 +216,9 @@ class CSD_OT_texture_selected(UVChoiceMixin, ModalJobOperator, bpy.types.Operato
 
     def prepare(self, context) -> list[JobRequest]:
         self.refuse_if_blocked(context)
+        others = sorted(o.name for o in context.selected_objects if o.type != "MESH")
+        self.batch_note = (f"; {len(others)} selected object{'s' if len(others) > 1 else ''} skipped (not "
+                           f"meshes): {', '.join(others[:5])}{' …' if len(others) > 5 else ''}") if others else ""
         return [texture_request(context, obj, prompt=obj.csd.prompt, uv_action=self.uv_action)
                 for obj in selected_meshes(context)]
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import textwrap
 
-from ..scene.uv_check import uv_warnings
+from ..scene.uv_check import MODIFIER_ONLY_KEEP, uv_warnings
 
 UV_ACTION_ITEMS = [
     ("ASK", "Check UVs", "Check the UV map first; warn when faces lie outside 0-1 or overlap"),
     ("KEEP", "Use These UVs", "Use the UV map as it is, even where faces share texels"),
     ("UNWRAP", "Unwrap New UV Map", "Let the engine unwrap the mesh into a new UV map (xatlas)"),
 ]
+
+
+def keep_only(warnings: list[str]) -> bool:
+    """Whether the UV warnings say that modifiers leave "Use These UVs" as the only choice that works."""
+    return any(MODIFIER_ONLY_KEEP in line for line in warnings)
 
 
 class UVChoiceMixin:
@@ -30,7 +35,8 @@ class UVChoiceMixin:
         if self.uv_action == "ASK":
             self._uv_warnings = uv_warnings(context, [o for o in self.uv_targets(context) if o.type == "MESH"])
             if self._uv_warnings:
-                self.uv_action = "UNWRAP"          # the recommended choice, pre-selected
+                # the recommended choice, pre-selected: unwrap, unless modifiers make "keep" the only one that works
+                self.uv_action = "KEEP" if keep_only(self._uv_warnings) else "UNWRAP"
                 return context.window_manager.invoke_props_dialog(self, width=520, title="UV Map Check",
                                                                   confirm_text="Generate")
         return self.execute(context)
@@ -46,5 +52,6 @@ class UVChoiceMixin:
         for i, line in enumerate(lines):
             col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         row = layout.row(align=True)
-        row.prop_enum(self, "uv_action", "UNWRAP")
+        if not keep_only(warnings):
+            row.prop_enum(self, "uv_action", "UNWRAP")
         row.prop_enum(self, "uv_action", "KEEP")

@@ -92,3 +92,27 @@ def draw_job_progress(layout, task: str) -> bool:
         image.preview_ensure()
         layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
     return True
+
+
+def draw_region(layout, region, obj) -> None:
+    """Selected Faces Only and where the faces come from (Edit Mode selection, a face set, a vertex group)."""
+    box = layout.box()
+    box.prop(region, "enabled")
+    if not region.enabled:
+        return
+    box.row().prop(region, "source", expand=True)
+    mesh = obj.data if obj is not None and obj.type == "MESH" else None
+    if region.source == "VERTEX_GROUP":
+        if obj is not None:
+            box.prop_search(region, "vertex_group", obj, "vertex_groups", icon="GROUP_VERTEX")
+        else:
+            box.prop(region, "vertex_group")
+    elif region.source == "FACE_SET":
+        box.prop(region, "face_set")
+    elif mesh is not None:
+        if obj.mode == "EDIT":
+            box.label(text="The faces selected now (Edit Mode)", icon="FACESEL")
+        else:
+            count = sum(1 for p in mesh.polygons if p.select)
+            box.label(text=f"{count} of {len(mesh.polygons)} faces selected (Edit Mode selection)", icon="FACESEL")
+    box.label(text="Every other texel stays bit for bit; a 4-texel border blends", icon="INFO")

@@ -5,7 +5,15 @@ import bpy
 
 from ..operators.edit import base_color_image, edit_block_reason, texture_problem
 from ..protocol import presets
-from .common import CSDPanel, draw_job_button, draw_job_progress, draw_unknown_toy_words, job_model
+from ..scene.results import PARAMS_KEY, stored_task
+from .common import (
+    CSDPanel,
+    draw_job_button,
+    draw_job_progress,
+    draw_region,
+    draw_unknown_toy_words,
+    job_model,
+)
 
 
 class CSD_PT_edit(CSDPanel, bpy.types.Panel):
@@ -34,6 +42,7 @@ class CSD_PT_edit(CSDPanel, bpy.types.Panel):
         row.prop(settings, "use_random_seed", text="", icon="FILE_REFRESH")
 
         obj = context.active_object
+        draw_region(layout, settings.region, obj)
         if obj is not None and obj.type == "MESH":
             problem = texture_problem(obj)
             if problem:
@@ -49,6 +58,8 @@ class CSD_PT_edit(CSDPanel, bpy.types.Panel):
         if draw_job_progress(layout, "edit"):
             return
         draw_job_button(layout, "csd.edit_object", "BRUSH_DATA", edit_block_reason(context))
+        if obj is not None and PARAMS_KEY in obj and stored_task(obj) == "edit":    # this panel's own results
+            layout.operator("csd.reuse_settings", icon="RECOVER_LAST")
 
 
 CLASSES = (CSD_PT_edit,)

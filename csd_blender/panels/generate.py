@@ -31,7 +31,7 @@ class CSD_PT_text_to_mesh(CSDPanel, bpy.types.Panel):
         row = col.row(align=True)
         row.prop(settings, "seed")
         row.prop(settings, "use_random_seed", text="", icon="FILE_REFRESH")
-        layout.label(text="The new object appears at the 3D cursor", icon="PIVOT_CURSOR")
+        layout.label(text="The new object stands on the 3D cursor (origin at its base)", icon="PIVOT_CURSOR")
 
         if draw_job_progress(layout, "generate"):
             return

@@ -12,13 +12,14 @@ from ..link.session import SESSION
 from ..operators.texture import batch_block_reason, selected_meshes, texture_block_reason
 from ..props import prefs
 from ..scene.mesh import render_uv_name
-from ..scene.results import PARAMS_KEY
+from ..scene.results import PARAMS_KEY, stored_task
 from .common import (
     CSDPanel,
     draw_auto_field,
     draw_job_button,
     draw_job_progress,
     draw_prompt,
+    draw_region,
     resolved_preset,
 )
 
@@ -101,6 +102,7 @@ class CSD_PT_texture(CSDPanel, bpy.types.Panel):
                      placeholder="Default for Stable Diffusion 1.5")
             box.prop(settings, "controlnet_scale")
         draw_uvs(layout, context)
+        draw_region(layout, settings.region, context.active_object)
         draw_views(layout, settings)
 
         box = layout.box()
@@ -123,7 +125,7 @@ class CSD_PT_texture(CSDPanel, bpy.types.Panel):
                 if reason:
                     layout.label(text=reason, icon="INFO")
         obj = context.active_object
-        if obj is not None and PARAMS_KEY in obj:
+        if obj is not None and PARAMS_KEY in obj and stored_task(obj) == "texture":   # per task: its own panel
             layout.operator("csd.reuse_settings", icon="RECOVER_LAST")
 
 

@@ -6,6 +6,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..protocol.params.edit import PRESERVE_RANGE, STRENGTH_RANGE
+from .region import CSDRegionSettings
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few edit steps: a quick look"),
@@ -40,6 +41,8 @@ class CSDEditSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed (same seed, same result on a CPU)")
     use_random_seed: BoolProperty(name="Random Seed", default=False,
                                   description="Draw a new seed for every run (the one used is stored on the result)")
+    region: PointerProperty(type=CSDRegionSettings, name="Region",
+                            description="Edit only some faces; every texel outside them stays bit for bit")
 
 
 CLASSES = (CSDEditSettings,)

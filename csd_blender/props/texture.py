@@ -6,6 +6,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..protocol.params import MAX_PROMPT_CHARS, TEXTURE_SIZE_RANGE
+from .region import CSDRegionSettings
 
 QUALITY_ITEMS = [
     ("fast", "Fast", "Few steps and a small texture: a quick look"),
@@ -114,9 +115,11 @@ class CSDSettings(bpy.types.PropertyGroup):
                                 description="Bits per channel of the texture PNG")
     texture_storage: EnumProperty(name="Texture Storage", items=TEXTURE_STORAGE_ITEMS, default="PACK",
                                   description="Where the texture PNG is kept")
+    region: PointerProperty(type=CSDRegionSettings, name="Region",
+                            description="Texture only some faces; the rest of the object's texture is kept")
 
 
-CLASSES = (CSDSettings,)
+CLASSES = (CSDRegionSettings, CSDSettings)   # the region group first: CSDSettings points at it
 
 
 def register() -> None:

@@ -23,6 +23,7 @@ class ErrorCode(str, Enum):
     NO_TEXTURE = "no_texture"                    # edit: the object has no base-colour image texture
     NO_UVS = "no_uvs"                            # edit: the object has no UV map
     UV_TEXTURE_MISMATCH = "uv_texture_mismatch"  # edit: UVs outside the texture's square, or a UV map with no area
+    BAD_MASK = "bad_mask"                        # region jobs: an empty mask, bad values, a size that does not fit
     UNKNOWN_JOB = "unknown_job"
     # models and resources
     MODEL_MISSING = "model_missing"

@@ -121,6 +121,18 @@ def render_uv_name(mesh) -> str | None:
     return next((layer.name for layer in layers if layer.active_render), layers[0].name)
 
 
+def mesh_object_problem(obj) -> str:
+    """Why `obj` cannot be sent as a mesh ("" when it can): nothing active, not a mesh, a mesh without faces."""
+    if obj is None:
+        return "Select a mesh object"
+    if obj.type != "MESH":
+        return f"The active object {obj.name!r} is a {obj.type.lower()}, not a mesh"
+    if len(obj.data.polygons) == 0 and not obj.modifiers:
+        return (f"{obj.name!r} has no faces ({len(obj.data.vertices)} vertices, {len(obj.data.edges)} edges): "
+                "there is no surface to texture; fill it (F in Edit Mode) or add faces first")
+    return ""
+
+
 def mesh_arrays(obj, depsgraph, uv_name: str | None = None, unwrap: bool = False) -> MeshArrays:
     """The evaluated (modifiers applied) mesh of `obj` in world space, triangulated.
 
@@ -135,6 +147,10 @@ def mesh_arrays(obj, depsgraph, uv_name: str | None = None, unwrap: bool = False
     """
     if obj.type != "MESH":
         raise ValueError(f"{obj.name!r} is a {obj.type.lower()}, not a mesh")
+    # A script that changed the mesh (removed a UV map, moved vertices) without mesh.update() leaves the evaluated
+    # mesh stale: tag it and re-evaluate, so what is sent (and the UV map the material will name) is what exists.
+    obj.data.update()
+    depsgraph.update()
     obj_eval = obj.evaluated_get(depsgraph)
     mesh = obj_eval.to_mesh()
     try:
@@ -194,6 +210,18 @@ def write_uv_layer(mesh, name: str, uvs: np.ndarray, tri_loops: np.ndarray):
     layer.data.foreach_set("uv", loop_uvs.ravel())
     mesh.update()
     return layer
+
+
+def standing_on_origin(vertices: np.ndarray) -> np.ndarray:
+    """`vertices` moved so that the origin is at the centre of their base: x and y centred, the lowest point at
+    z = 0 (as Blender's Add operators place a new object's origin at the 3D cursor, a generated object stands on
+    the cursor instead of sinking half under a floor-level one)."""
+    v = np.asarray(vertices, np.float32)
+    if len(v) == 0:
+        return v
+    lo, hi = v.min(0), v.max(0)
+    base = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]], np.float32)
+    return (v - base).astype(np.float32)
 
 
 def new_mesh_object(

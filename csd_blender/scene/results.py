@@ -72,6 +72,14 @@ def assign(obj, index: int, mat, shared: bool) -> None:
     slot.material = mat
 
 
+def result_prompt(params: dict) -> str:
+    """What a result is called in the Results list: its prompt; an edit's "edit → target" (it has no `prompt`)."""
+    if params.get("prompt"):
+        return str(params["prompt"])
+    target, was = str(params.get("target_prompt", "")), str(params.get("edit_prompt", ""))
+    return f"{was} → {target}" if target and was else target
+
+
 def add_result(obj, *, image, materials: list, uv_name: str, params_json: str, resolved: dict,
                result_id: str, task: str = "texture"):
     """Append a record to obj.csd.results and make it the active entry; return it.
@@ -92,7 +100,7 @@ def add_result(obj, *, image, materials: list, uv_name: str, params_json: str, r
     rec = obj.csd.results.add()
     rec.result_id = result_id
     rec.task = task
-    rec.prompt = str(params.get("prompt", ""))
+    rec.prompt = result_prompt(params)
     rec.name = rec.prompt[:60] or task
     rec.model = str(params.get("model", ""))
     seed = int(params.get("seed", 0))
@@ -108,6 +116,28 @@ def add_result(obj, *, image, materials: list, uv_name: str, params_json: str, r
         rec.slots.add().material = mat
     obj.csd.active_result = len(obj.csd.results) - 1
     return rec
+
+
+def stored_task(obj) -> str:
+    """The task of the settings stored on `obj` (obj[PARAMS_KEY]): its applied result's, else read from the keys
+    ("" when there are none)."""
+    import json
+
+    stored = obj.get(PARAMS_KEY)
+    if stored is None:
+        return ""
+    for rec in obj.csd.results:
+        if rec.params_json == stored and rec.task:
+            return rec.task
+    try:
+        data = json.loads(stored)
+    except (TypeError, ValueError):
+        return "texture"
+    if not isinstance(data, dict):
+        return "texture"
+    if data.get("task") in ("texture", "edit", "generate"):     # props.job_params.dumps_params stores it
+        return data["task"]
+    return "edit" if "target_prompt" in data else "generate" if "steps_coarse" in data else "texture"
 
 
 def apply(obj, rec) -> None:

@@ -148,6 +148,11 @@ def summary(reports: dict[str, UVReport]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- before a job
+MODIFIER_ONLY_KEEP = ("Its modifiers (Mirror, Subdivision, …) change its faces, so a new unwrap cannot be written "
+                      "back to the object: only 'Use These UVs' fits (mirrored halves share texels, so they get "
+                      "the same texture).")
+
+
 class UVProblem(ValueError):
     """The chosen UV map does not fit one texture and the user has not decided what to do."""
 
@@ -174,6 +179,9 @@ def check_mesh_uvs(obj_name: str, mesh_info: MeshArrays, uv_action: str) -> None
     if uv_action != "ASK" or mesh_info.uvs is None:
         return
     problems = uv_report(mesh_info.uvs, mesh_info.uv_name or "").problems()
+    if problems and not mesh_info.maps_to_original:
+        raise UVProblem(f"{obj_name}: {' '.join(problems)}. {MODIFIER_ONLY_KEEP} Choose 'Use These UVs' "
+                        "(uv_action='KEEP'), or apply the modifiers and unwrap")
     if problems:
         raise UVProblem(f"{obj_name}: {' '.join(problems)}. Choose 'Unwrap New UV Map' (uv_action='UNWRAP') "
                         "or 'Use These UVs' (uv_action='KEEP')")
@@ -191,6 +199,7 @@ def uv_warnings(context, objects) -> list[str]:
         return []
     depsgraph = context.evaluated_depsgraph_get()
     reports = {}
+    modifier_bound = []
     for obj in objects:
         try:
             info = mesh_arrays(obj, depsgraph, uv_name=uv_name)
@@ -198,4 +207,9 @@ def uv_warnings(context, objects) -> list[str]:
             continue                       # prepare() reports it with the job's other checks
         if info.uvs is not None:
             reports[obj.name] = uv_report(info.uvs, info.uv_name or "")
-    return summary(reports)
+            if not info.maps_to_original and reports[obj.name].problems():
+                modifier_bound.append(obj.name)
+    lines = summary(reports)
+    if lines and modifier_bound:
+        lines.append(f"{', '.join(modifier_bound)}: {MODIFIER_ONLY_KEEP}")
+    return lines

@@ -25,7 +25,7 @@ from ..commands.common import JobCommand
 # options a batch line may not set: the batch decides where results go, and workers draw no bars
 BATCH_OWNED = ("out", "quiet", "help")
 # options naming input files: their bytes are part of the job id
-INPUT_FILES = ("mesh", "texture", "cameras")
+INPUT_FILES = ("mesh", "texture", "cameras", "mask")
 ID_CHARS = 16
 logger = logging.getLogger(__name__)
 

@@ -157,3 +157,63 @@ def run_command(run: Callable, args: argparse.Namespace, banner: str = "", opene
         if opener:
             print(opener)
     return code
+
+
+def add_mask_options(p: argparse.ArgumentParser) -> None:
+    """`--mask` and `--mask-border`: restrict a texture or edit job to a region (csd_blender/protocol/params/region.py)."""
+    p.add_argument("--mask", default=None, metavar="FILE",
+                   help="only change a region: faces.npy ((F,) 0/1 per triangle, in the order the mesh loads), a text "
+                        "file of triangle indices, or a texel mask on the UVs (.npy (H, W) in [0, 1] or a grey .png); "
+                        "texels beyond the border come back bit-identical")
+    p.add_argument("--mask-border", type=int, default=4, help="texels of soft border around the region (0-64)")
+
+
+def load_mask(path: str | None, n_faces: int) -> dict:
+    """A `--mask` file as the job's region array: {"face_mask": (F,) uint8} or {"texel_mask": (H, W) float32}.
+
+    Args:
+        path: .npy (a (F,) 0/1 array or an (H, W) texel mask), .png (grey texel mask, top row first) or a text file
+            of triangle indices separated by spaces, commas or newlines (`#` starts a comment); None: no region.
+        n_faces: triangles of the loaded mesh (what face indices count).
+
+    Raises:
+        RequestError: unreadable file, indices out of range, an array of another shape.
+    """
+    if not path:
+        return {}
+    import numpy as np
+
+    from ..errors import RequestError
+
+    file = Path(path)
+    try:
+        if file.suffix.lower() == ".npy":
+            value = np.load(file, allow_pickle=False)
+        elif file.suffix.lower() == ".png":
+            from ..mesh import load_texture_image
+
+            return {"texel_mask": np.ascontiguousarray(load_texture_image(file)[..., 0], dtype=np.float32)}
+        else:
+            words = " ".join(line.split("#")[0] for line in file.read_text(encoding="utf-8").splitlines())
+            indices = np.asarray([int(w) for w in words.replace(",", " ").split()], dtype=np.int64)
+            if indices.size and (indices.min() < 0 or indices.max() >= n_faces):
+                raise RequestError("mask", f"{path}: face index {int(indices.max())} is out of range for "
+                                           f"{n_faces} triangles")
+            value = np.zeros(n_faces, np.uint8)
+            value[indices] = 1
+    except (OSError, ValueError) as exc:
+        raise RequestError("mask", f"cannot read mask {path}: {exc}") from exc
+    if value.ndim == 1:
+        if value.shape[0] != n_faces:
+            raise RequestError("mask", f"{path}: {value.shape[0]} entries for {n_faces} triangles")
+        return {"face_mask": (value != 0).astype(np.uint8) if value.dtype == bool else value.astype(np.uint8)}
+    if value.ndim == 2:
+        return {"texel_mask": np.ascontiguousarray(value, dtype=np.float32)}
+    raise RequestError("mask", f"{path}: expected (F,) face values or an (H, W) texel mask, got {list(value.shape)}")
+
+
+def mask_record(path: str | None) -> dict:
+    """The mask file as job.json records it (absolute path and SHA-256), or {} without one."""
+    if not path:
+        return {}
+    return {"mask": {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}}

@@ -11,7 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import JobCommand, ProgressBar, mesh_record, out_dir, reproduce_argv, run_command, run_with_bar
+from ..models.store import job_sources, require_downloaded
+from .common import (
+    JobCommand,
+    ProgressBar,
+    add_mask_options,
+    load_mask,
+    mask_record,
+    mesh_record,
+    out_dir,
+    reproduce_argv,
+    run_command,
+    run_with_bar,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +56,7 @@ def add_edit_parser(subparsers) -> None:
     p.add_argument("--up", default="auto", choices=("auto", "y", "z"),
                    help="up axis of the mesh file (auto: Y for OBJ/glTF, Z for PLY/STL, as Blender's importers)")
     p.add_argument("--progress-every", type=int, default=10)
+    add_mask_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_edit)
 
@@ -57,7 +70,7 @@ def params_from_args(args: argparse.Namespace):
         preserve=args.preserve, geometry=args.geometry, model=args.model, quality=args.quality, steps=args.steps,
         fit_psnr=args.fit_psnr, fit_max_steps=args.fit_max_steps, batch_size=args.batch_size,
         learning_rate=args.lr, seed=args.seed, texture_size=args.texture_size, device=args.device,
-        progress_every=args.progress_every,
+        progress_every=args.progress_every, mask_border=args.mask_border,
     )
 
 
@@ -70,6 +83,7 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
         "--batch-size": params["batch_size"], "--lr": params["learning_rate"], "--seed": params["seed"],
         "--device": params["device"], "--up": args.up, "--texture": args.texture and Path(args.texture).resolve(),
         "--texture-size": params["texture_size"], "--geometry": params["geometry"],
+        "--mask": args.mask and Path(args.mask).resolve(), "--mask-border": args.mask and params["mask_border"],
     })
 
 
@@ -88,6 +102,7 @@ def run_edit_files(args: argparse.Namespace, write_dir: str | Path | None = None
     from ..tasks.edit import make_edit_job, run_edit
 
     params = params_from_args(args).validate()
+    require_downloaded(job_sources(params))  # before any work: jobs never download (`models download`)
     up = file_up_axis(args.mesh, args.up)
     mesh = load_mesh(args.mesh, up=up)
     texture = load_texture_image(args.texture) if args.texture else load_base_color(args.mesh)
@@ -96,6 +111,7 @@ def run_edit_files(args: argparse.Namespace, write_dir: str | Path | None = None
         arrays["uvs"] = mesh.uvs
     if texture is not None:
         arrays["texture"] = texture
+    arrays.update(load_mask(args.mask, len(mesh.faces)))
     job = make_edit_job(params, arrays)
     out = out_dir(args, write_dir)
     result, seconds = run_with_bar(run_edit, job,
@@ -104,7 +120,7 @@ def run_edit_files(args: argparse.Namespace, write_dir: str | Path | None = None
     files["before_after"] = save_png(out / "before_after.png", result.before_after)
     record = mesh_record(args.mesh, up, len(job.mesh.faces),
                          texture=str(Path(args.texture).resolve()) if args.texture else "from the mesh file",
-                         texture_size=list(job.texture.shape))
+                         texture_size=list(job.texture.shape), **mask_record(args.mask))
     write_job_record(files["job"], "edit", result.params, result.stats, _reproduce_argv(args, result.params),
                      seconds, mesh=record)
     return files

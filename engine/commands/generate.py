@@ -11,6 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..models.store import job_sources, require_downloaded
 from .common import JobCommand, ProgressBar, out_dir, reproduce_argv, run_command, run_with_bar
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,9 @@ def run_generate_files(args: argparse.Namespace, write_dir: str | Path | None = 
     from ..tasks.common.outputs import write_job_record, write_textured_mesh
     from ..tasks.generate import make_generate_job, run_generate
 
-    job = make_generate_job(params_from_args(args).validate(), {})
+    params = params_from_args(args).validate()
+    require_downloaded(job_sources(params))  # before any work: jobs never download (`models download`)
+    job = make_generate_job(params, {})
     out = out_dir(args, write_dir)
     result, seconds = run_with_bar(run_generate, job,
                                    ProgressBar("generate", quiet=args.quiet, bar_stages=("coarse", "refine")))

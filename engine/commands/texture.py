@@ -12,7 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import JobCommand, ProgressBar, mesh_record, out_dir, reproduce_argv, run_command, run_with_bar
+from ..models.store import job_sources, require_downloaded
+from .common import (
+    JobCommand,
+    ProgressBar,
+    add_mask_options,
+    load_mask,
+    mask_record,
+    mesh_record,
+    out_dir,
+    reproduce_argv,
+    run_command,
+    run_with_bar,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +39,10 @@ def add_texture_parser(subparsers) -> None:
     p.add_argument("--prompt", required=True, help='e.g. "a red striped sphere" (toy prior vocabulary)')
     p.add_argument("--out", required=True, help="output folder")
     _add_job_options(p)
+    add_mask_options(p)
+    p.add_argument("--texture", default=None,
+                   help="with --mask: the object's current texture, kept outside the region (default: the mesh "
+                        "file's own; without one the result is RGBA, transparent outside the region)")
     p.set_defaults(func=cmd_texture)
 
 
@@ -85,6 +101,7 @@ def params_from_args(args: argparse.Namespace):
         controlnets=[spec for arg in args.controlnet for spec in split_controlnet_arg(arg)], quality=args.quality,
         guidance=args.guidance, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         texture_size=args.texture_size, seed=args.seed, device=args.device, progress_every=args.progress_every,
+        mask_border=getattr(args, "mask_border", 4),
     )
 
 
@@ -101,6 +118,18 @@ def _load_rig(path: str | None) -> dict[str, np.ndarray]:
         raise RequestError("cameras", f"cannot read camera rig {path}: {exc}") from exc
 
 
+def _region_arrays(args: argparse.Namespace, n_faces: int) -> dict[str, np.ndarray]:
+    """`--mask` as the region array, with the texture kept outside it (`--texture`, else the mesh file's own)."""
+    region = load_mask(getattr(args, "mask", None), n_faces)
+    if not region:
+        return {}
+    from ..mesh import load_texture_image
+    from ..mesh.material import load_base_color
+
+    texture = load_texture_image(args.texture) if args.texture else load_base_color(args.mesh)
+    return {**region, **({"texture": texture} if texture is not None else {})}
+
+
 def run_texture_files(args: argparse.Namespace, write_dir: str | Path | None = None) -> dict[str, Path]:
     """Texture `args.mesh` and write textured.glb, textured.obj/.mtl, texture.png, turntable.png, job.json.
 
@@ -115,17 +144,20 @@ def run_texture_files(args: argparse.Namespace, write_dir: str | Path | None = N
     from ..tasks.texture import make_texture_job, run_texture
 
     params = params_from_args(args).validate()
+    require_downloaded(job_sources(params))  # before any work: jobs never download (`models download`)
     up = file_up_axis(args.mesh, args.up)
     mesh = load_mesh(args.mesh, up=up)
     arrays = {"vertices": mesh.vertices, "faces": mesh.faces.astype(np.int32), **_load_rig(args.cameras)}
     if mesh.uvs is not None:
         arrays["uvs"] = mesh.uvs
+    arrays.update(_region_arrays(args, len(mesh.faces)))
     job = make_texture_job(params, arrays)
     out = out_dir(args, write_dir)
     result, seconds = run_with_bar(run_texture, job, ProgressBar("texture", quiet=args.quiet))
     files = write_textured_mesh(out, job.mesh.with_uvs(result.uvs), result.texture, result.turntable,
                                 obj_up=up)
-    record = mesh_record(args.mesh, up, len(job.mesh.faces), unwrapped=result.unwrapped)
+    record = mesh_record(args.mesh, up, len(job.mesh.faces), unwrapped=result.unwrapped,
+                         **mask_record(getattr(args, "mask", None)))
     write_job_record(files["job"], "texture", result.params, result.stats, _reproduce_argv(args, result.params),
                      seconds, mesh=record, cameras=args.cameras)
     return files
@@ -138,7 +170,9 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
         "--steps": params["steps"], "--batch-size": params["batch_size"], "--lr": params["learning_rate"],
         "--seed": params["seed"], "--texture-size": params["texture_size"], "--device": params["device"],
         "--up": args.up, "--negative": params["negative_prompt"], "--controlnet": params["controlnets"],
-        "--cameras": args.cameras,
+        "--cameras": args.cameras, "--mask": getattr(args, "mask", None) and Path(args.mask).resolve(),
+        "--mask-border": getattr(args, "mask", None) and params["mask_border"],
+        "--texture": getattr(args, "texture", None) and Path(args.texture).resolve(),
     })
 
 

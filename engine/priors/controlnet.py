@@ -11,16 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csd_blender.protocol.errors import ProtocolError
+from csd_blender.protocol.models import DEFAULT_CONTROLNET_IDS
 
 from ..errors import EngineError, ErrorCode, RequestError
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_CONTROLNET_IDS = {
-    "depth": "lllyasviel/control_v11f1p_sd15_depth",
-    "normal": "lllyasviel/control_v11p_sd15_normalbae",
-    "canny": "lllyasviel/control_v11p_sd15_canny",
-}
+__all__ = ["DEFAULT_CONTROLNET_IDS", "ControlNetStack", "canny_edges", "depth_to_control", "parse_controlnet_spec",
+           "scales_for"]
 
 
 def parse_controlnet_spec(spec: str) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Loading diffusers/transformers components from a local folder or the Hugging Face cache, with clear errors."""
+"""Loading diffusers/transformers components from a local folder or the Hugging Face cache (the models folder), with
+clear errors. Loading never downloads: `python -m engine models download` (engine/priors/download.py) does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from csd_blender.protocol.models import ALIASES, MODELS_PANEL
 
 from ..errors import ModelMissingError
 
@@ -29,6 +32,24 @@ def hub_cache_dir() -> str:
     return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
 
 
+def cached_snapshot(source: str) -> str | None:
+    """The models folder's snapshot of a hub id, as a local folder (None when `source` is a folder or not there).
+
+    Loading a snapshot as a folder reads only the files that are there: optional files a library probes for
+    (a tokenizer's config.json, …) are simply absent, as in any local folder, instead of a cache miss that
+    offline mode turns into an error.
+    """
+    if Path(source).expanduser().is_dir() or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        return None
+    from ..models.store import is_present, models_cache, snapshot_folder
+
+    cache = models_cache()
+    for repo_id in (source, ALIASES.get(source)):   # an older id of the same weights loads the downloaded ones
+        if repo_id and is_present(cache, repo_id):
+            return str(snapshot_folder(cache, repo_id))
+    return None
+
+
 def load_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "these files are not available" (as opposed to a bug)."""
     from huggingface_hub.errors import EntryNotFoundError, HFValidationError
@@ -47,9 +68,9 @@ def missing_model(model_id: str, what: str, exc: BaseException | None = None) ->
     offline = " (HF_HUB_OFFLINE is set, so nothing is downloaded)" if hub_offline() else ""
     msg = (
         f"model {model_id!r}: cannot load {what}{offline}. It is neither a local diffusers folder nor in the "
-        f"Hugging Face cache {hub_cache_dir()}. On a machine with internet run "
-        f"`huggingface-cli download {model_id}` (into that cache, or copy the cache folder here), "
-        f"or pass the path of a local folder that holds the model"
+        f"models folder {hub_cache_dir()}; jobs never download. Download it in {MODELS_PANEL} or with "
+        f"`python -m engine models download {model_id}` (into that folder, or copy a models folder from a machine "
+        f"that has it), or pass the path of a local folder that holds the model"
     )
     return ModelMissingError(msg, detail=f"{type(exc).__name__}: {exc}" if exc is not None else "")
 
@@ -71,7 +92,7 @@ def read_model_index(source: str, is_local: bool) -> dict[str, Any]:
         try:
             path = Path(
                 hf_hub_download(
-                    source, "model_index.json", local_files_only=hub_offline(), cache_dir=hub_cache_dir()
+                    source, "model_index.json", local_files_only=True, cache_dir=hub_cache_dir()
                 )
             )
         except load_errors() as exc:
@@ -102,8 +123,9 @@ def load_component(
         variant: weight file variant to try first ("fp16").
         dtype_kw: the keyword the class uses for the dtype (`torch_dtype` for diffusers, `dtype` for transformers 5).
     """
+    source = cached_snapshot(source) or source
     is_local = Path(source).is_dir()
-    kwargs: dict[str, Any] = {"local_files_only": hub_offline() or is_local}
+    kwargs: dict[str, Any] = {"local_files_only": True}  # jobs never download: `python -m engine models download`
     if not is_local:
         kwargs["cache_dir"] = hub_cache_dir()
     if subfolder:

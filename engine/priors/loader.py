@@ -15,7 +15,7 @@ from ..errors import ModelMissingError, RequestError
 from .base import Prior, prepare_unet
 from .controlnet import ControlNetStack, parse_controlnet_spec, scales_for
 from .embedding_cache import EmbeddingCache, folder_fingerprint
-from .hub import TOY_PRIOR_DIR, load_component, read_model_index
+from .hub import TOY_PRIOR_DIR, cached_snapshot, load_component, read_model_index
 from .pixel import PixelPrior
 from .stable_diffusion import StableDiffusionPrior
 from .text import PromptEncoder
@@ -75,7 +75,8 @@ def _resolve_source(model: str) -> tuple[str, bool]:
         return str(path.resolve()), True
     if model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1:
         raise ModelMissingError(f"model {model!r}: no such folder")
-    return model, False
+    snapshot = cached_snapshot(model)  # a downloaded hub id loads as the folder it is
+    return (snapshot, True) if snapshot else (model, False)
 
 
 def _build(

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from ..errors import EngineError, ErrorCode, ModelMissingError
-from .hub import hub_cache_dir, hub_offline, missing_model
+from ..models.store import require_downloaded
+from .hub import hub_cache_dir, missing_model
 from .loader import _resolve_source
 
 
@@ -43,15 +44,15 @@ def model_folder(model: str, field: str = "model") -> str | None:
         return source
     from huggingface_hub import try_to_load_from_cache
 
+    try:  # a hub id: in the models folder (engine.models.store), or refused — jobs never download
+        require_downloaded([source])
+    except ModelMissingError as exc:
+        raise _with_field(exc, field) from None
     try:
         found = try_to_load_from_cache(source, "model_index.json", cache_dir=hub_cache_dir())
-    except Exception as exc:  # noqa: BLE001 - an id the hub refuses (bad characters) is not there either
-        raise _with_field(missing_model(source, "model_index.json", exc), field) from None
-    if isinstance(found, str):
-        return str(Path(found).parent)
-    if hub_offline():
-        raise _with_field(missing_model(source, "model_index.json"), field)
-    return None
+    except Exception:  # noqa: BLE001 - present by the store's account; its tokenizer is simply not checked
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
 
 
 @functools.lru_cache(maxsize=16)

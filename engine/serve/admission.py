@@ -1,7 +1,7 @@
 """Refusal at the door: everything a submitted job will need is checked in the socket loop, before `accepted`.
 
 `check_params` runs the task's own parameter checks and the generic ones (text fields are valid UTF-8,
-`guidance`/`guidance_overrides` against the guidance config schema); `build_job` checks a camera rig against the
+`guidance`/`guidance_overrides` against the guidance config schema, hub models present in the models folder); `build_job` checks a camera rig against the
 mesh and then runs the task's own `make_job`, so a job that is accepted has already passed every check its task
 does; the worker only runs it. A new task gets the generic checks for free when its params have the same field
 names (`guidance`, `guidance_overrides`, `model`, `steps`) and its arrays the same names (`c2w`, `intrinsics`,
@@ -20,6 +20,7 @@ from csd_blender.protocol.codec import is_text
 from csd_blender.protocol.params import check_prompt
 
 from ..errors import EngineError, RequestError
+from ..models.store import job_sources, require_downloaded
 
 # guidance="auto" resolves to one of these presets once the prior is loaded (engine.guidance.presets.auto_preset)
 AUTO_PRESETS = {"toy": ("csd-toy",), "": ("csd-if", "csd-sd-refine")}
@@ -148,7 +149,9 @@ def check_params(spec: Any, raw_params: Any, device: str | None = None) -> Any:
     if hasattr(params, "guidance_overrides"):
         check_guidance(getattr(params, "guidance", "auto"), params.guidance_overrides,
                        getattr(params, "model", "toy"), getattr(params, "steps", None))
-    check_models_and_words(params)
+    if hasattr(params, "model"):  # a hub model not in the models folder: refused here, never downloaded by the job
+        require_downloaded(job_sources(params))
+    check_models_and_words(params)  # folders, the refine model (named as such) and the prompts' words
     if device is not None and getattr(params, "device", None) == "auto":
         params.device = device
     return params

@@ -7,7 +7,7 @@ import numpy as np
 
 from csd_blender.protocol.errors import ErrorCode
 from csd_blender.protocol.messages import Array
-from csd_blender.protocol.params import ARRAY_SPECS, MAX_FACES, MAX_VERTICES
+from csd_blender.protocol.params import ARRAY_SPECS, ARRAY_VALUE_RANGES, MAX_FACES, MAX_VERTICES
 
 from ..errors import EngineError
 
@@ -66,7 +66,7 @@ def check_arrays(task: str, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
 
     Checks, in order: known names, required arrays present, dtype, rank and fixed dimensions, named
     dimensions consistent across arrays (uvs F == faces F), face/vertex limits (MESH_TOO_LARGE, checked on
-    the shapes before the data is read), empty meshes, finite floats and index ranges.
+    the shapes before the data is read), empty meshes, finite floats, mask value ranges and index ranges.
 
     Args:
         task: a task name with an entry in ARRAY_SPECS.
@@ -124,6 +124,10 @@ def check_arrays(task: str, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
             bad = _count_non_finite(value)
             if bad:
                 raise _error(name, f"{bad} value(s) are NaN or infinite")
+    for name, (lo, hi) in ARRAY_VALUE_RANGES.items():  # masks: 0/1 per face, [0, 1] per texel
+        value = views.get(name)
+        if value is not None and value.size and (value.min() < lo or value.max() > hi):
+            raise _error(name, f"values must lie in [{lo}, {hi}]", ErrorCode.BAD_MASK)
     for name, target in INDEX_ARRAYS.items():
         if name in views and target in views:
             index, count = views[name], views[target].shape[0]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from csd_blender.protocol.params import EditParams, check_edit_arrays
 
@@ -30,11 +29,12 @@ from ..registry import TASKS
 from ..render.surface import shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
-from .common.bake import bake_field
+from .common.bake import bake_field_to_shape
 from .common.defaults import fill_defaults
 from .common.optim import field_adam
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
+from .common.region import Region, RegionInput
 from .common.turntable import TURNTABLE_VIEWS, render_turntable
 from .common.views import OrbitRanges, ViewSampler
 from .edit_fit import OriginalObject, fit_field
@@ -59,12 +59,17 @@ class EditJob:
         mesh: world-space mesh with its per-corner UVs (degenerate faces dropped).
         texture: (H, W, 3|4) float32 copy of the input texture in [0, 1], top row first.
         dropped_faces: degenerate faces removed by validation.
+        region: the region mask (`face_mask` / `texel_mask`), or None to edit the whole object.
+        original: (H, W, 3|4) float32 copy of the texture as sent (a region edit copies its texels outside the
+            border from it, bit for bit).
     """
 
     params: EditParams
     mesh: Mesh
     texture: np.ndarray
     dropped_faces: int = 0
+    region: RegionInput | None = None
+    original: np.ndarray | None = None
 
 
 @dataclass
@@ -99,16 +104,21 @@ def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
     Args:
         params: validated edit parameters (`validate()` runs at the door: the command line and the server's
             admission; the job trusts them).
-        arrays: "vertices" (V, 3), "faces" (F, 3), "uvs" (F, 3, 2), "texture" (H, W, 3|4).
+        arrays: "vertices" (V, 3), "faces" (F, 3), "uvs" (F, 3, 2), "texture" (H, W, 3|4), optional region
+            "face_mask" (F,) or "texel_mask" (H, W) (csd_blender/protocol/params/region.py).
     """
     for name in ("vertices", "faces"):
         if name not in arrays:
             raise RequestError(name, "is required")
     check_edit_arrays(arrays)
     mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays["uvs"])
-    texture = texture_as_float(arrays["texture"])
+    original = texture_as_float(arrays["texture"])  # uint8, float16 or float32 in; float32 in [0, 1] out
+    region = RegionInput(arrays, original.shape, params.geometry) or None
+    if region is not None and params.texture_size is not None and params.texture_size != max(original.shape[:2]):
+        raise RequestError("texture_size", "a region edit keeps the input texture's size (leave it unset)")
     _build_guidance(params, 100)  # unknown presets or bad overrides fail here, before any work
-    return EditJob(params=params, mesh=mesh, texture=texture, dropped_faces=dropped)
+    return EditJob(params=params, mesh=mesh, texture=original, dropped_faces=dropped,
+                   region=region, original=original if region is not None else None)
 
 
 def texture_as_float(texture: np.ndarray) -> np.ndarray:
@@ -144,17 +154,16 @@ def _build_guidance(p: EditParams, steps: int):
 
 
 def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
-                        device, should_stop: StopFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        device, region: Region | None = None,
+                        should_stop: StopFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(texture, uvs): bake into the mesh's UVs (xatlas when it has none) at the input texture's size (or `size`²),
-    keeping the input's alpha."""
+    keeping the input's alpha; a region edit blends into the input (texels outside the border copied)."""
     h, w = job.texture.shape[:2]
-    side = size or max(h, w)
-    baked = bake_field(field_model, mesh, mesh_n, side, device, should_stop=should_stop)
-    image = baked.image[..., :3]
-    if size is None and (h, w) != (side, side):  # non-square input: the UV square maps onto any H × W
-        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-        image = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
-        image = image.permute(1, 2, 0).clamp(0, 1).numpy()
+    shape = (h, w) if size is None else (size, size)
+    baked = bake_field_to_shape(field_model, mesh, mesh_n, shape, device, should_stop=should_stop)
+    image = baked.image
+    if region is not None:
+        return region.blend(image), baked.uvs
     if job.texture.shape[2] == 4 and size is None:
         alpha = job.texture[..., 3:] if not baked.unwrapped else np.ones((h, w, 1), np.float32)
         image = np.concatenate([image, alpha], axis=2)
@@ -195,6 +204,8 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
 
     mesh_n, norm = normalize(job.mesh)
     original = OriginalObject(mesh_n, job.mesh.uvs, job.texture, device)
+    region = (job.region.region(job.mesh.uvs, job.texture.shape[:2], p.mask_border, job.original, device)
+              if job.region is not None else None)
     gen = torch.Generator().manual_seed(p.seed)
     noise_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     with torch.random.fork_rng(devices=[]):
@@ -213,7 +224,8 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     timings["fit"], partial = fit.seconds, fit.stopped
 
     # --- stage 2: Eq. 11 from the fitted field ---------------------------------------------------------------
-    views = ViewSampler(ranges, p.render_size, gen)
+    views = ViewSampler(region.aimed(ranges, mesh_n) if region is not None else ranges,
+                        p.render_size, gen)
 
     opt = field_adam(field_model.parameters(), lr=p.learning_rate)
     unet_calls, last_loss, loss_value, steps_run = 0, None, float("nan"), 0
@@ -245,6 +257,8 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         hits, target = original.hits(cams)
         bg = solid_backgrounds(p.background, p.batch_size, gen).to(device)
         image = shade_field(field_model, hits, bg)
+        if region is not None:  # the object's own colours outside the region: only the region is optimised
+            image = region.composite(image, hits, target)
         t1 = time.perf_counter()
         x = prior.to_model_space(image.permute(0, 3, 1, 2), generator=noise_gen)
         t2 = time.perf_counter()
@@ -284,7 +298,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     if new_mesh_n is not None:  # the new surface, back in the object's world frame
         out_mesh_n = new_mesh_n
         out_mesh = Mesh(norm.invert(new_mesh_n.vertices).astype(np.float32), new_mesh_n.faces)
-    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device,
+    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device, region,
                                            None if p.return_partial else stop)
     out_mesh = out_mesh.with_uvs(uvs)
     timings["bake"] = time.perf_counter() - t0
@@ -298,6 +312,7 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
         "final_loss": loss_value, "guidance_preset": p.guidance, "device": str(device), "prior": prior.name,
         "prior_family": prior.family, "view_prompts": prompts.view_dependent, "dropped_faces": job.dropped_faces,
         "texture_sha256": image_sha256(new_texture), "faces": len(out_mesh.faces),
+        **(region.stats() if region is not None else {}),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     return EditResult(texture=new_texture, uvs=uvs, mesh=out_mesh,

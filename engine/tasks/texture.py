@@ -8,6 +8,7 @@ own UVs (xatlas when it has none) with seam padding, and a turntable sheet of th
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from csd_blender.protocol.params import TextureParams
+from csd_blender.protocol.params import TextureParams, check_edit_arrays
 
 from ..device_info import resolve_device
 from ..errors import CancelledError, RequestError
@@ -24,18 +25,19 @@ from ..guidance import build_guidance
 from ..guidance.presets import auto_preset
 from ..guidance.view_prompts import ViewPrompts, job_negative
 from ..images import png_bytes, sheet
-from ..mesh import Mesh, normalize, validate_mesh
+from ..mesh import Mesh, ensure_uvs, normalize, validate_mesh
 from ..registry import TASKS
 from ..render.rig import check_rig
 from ..render.surface import depth_and_normal, hit_surface, shade_field
 from .base import ProgressEvent, ProgressFn, StopFn, TaskSpec
 from .common.backgrounds import solid_backgrounds
-from .common.bake import bake_field
+from .common.bake import bake_field, bake_field_to_shape
 from .common.clock import device_clock
 from .common.defaults import fill_defaults
 from .common.optim import field_adam
 from .common.outputs import image_sha256
 from .common.preview import field_preview_png
+from .common.region import Region, RegionInput
 from .common.turntable import TURNTABLE_VIEWS, mesh_turntable, render_turntable
 from .common.views import OrbitRanges, ViewSampler
 from .quality import quality_for
@@ -52,6 +54,8 @@ class TextureJob:
         c2w: (N, 4, 4) float32 rig camera-to-world matrices, or None for orbit sampling.
         intrinsics: (N, 6) float32 rows [fx, fy, cx, cy, width, height], or None.
         dropped_faces: degenerate faces removed by validation.
+        region: the region mask (`face_mask` / `texel_mask`), or None to texture the whole object.
+        texture: (H, W, 3|4) float32 copy of the object's texture (region jobs only): kept outside the region.
     """
 
     params: TextureParams
@@ -59,6 +63,8 @@ class TextureJob:
     c2w: np.ndarray | None = None
     intrinsics: np.ndarray | None = None
     dropped_faces: int = 0
+    region: RegionInput | None = None
+    texture: np.ndarray | None = None
 
 
 @dataclass
@@ -92,7 +98,9 @@ def make_texture_job(params: TextureParams, arrays: dict[str, np.ndarray]) -> Te
     Args:
         params: validated job parameters (`validate()` runs at the door: the command line and the server's
             admission; the job trusts them).
-        arrays: "vertices" (V, 3), "faces" (F, 3), optional "uvs" (F, 3, 2), "c2w" (N, 4, 4), "intrinsics" (N, 6).
+        arrays: "vertices" (V, 3), "faces" (F, 3), optional "uvs" (F, 3, 2), "c2w" (N, 4, 4), "intrinsics" (N, 6);
+            a region job "face_mask" (F,) or "texel_mask" (H, W) and, to keep the rest of a textured object, its
+            "texture" (H, W, 3|4) with "uvs" (csd_blender/protocol/params/region.py).
     """
     for name in ("vertices", "faces"):
         if name not in arrays:
@@ -102,7 +110,16 @@ def make_texture_job(params: TextureParams, arrays: dict[str, np.ndarray]) -> Te
     c2w, intr = arrays.get("c2w"), arrays.get("intrinsics")
     if c2w is not None:
         c2w, intr = np.asarray(c2w, dtype=np.float32), np.asarray(intr, dtype=np.float32)
-    return TextureJob(params=params, mesh=mesh, c2w=c2w, intrinsics=intr, dropped_faces=dropped)
+    texture = arrays.get("texture")
+    region = RegionInput(arrays, None if texture is None else tuple(texture.shape)) or None
+    if texture is not None:
+        if region is None:
+            raise RequestError("texture", "an input texture is only used by a region job (face_mask or texel_mask): "
+                                          "a whole-object texture job paints everything anew")
+        check_edit_arrays(arrays)   # a texture with UVs that fit it, as an edit needs
+        texture = np.array(texture, dtype=np.float32, copy=True)
+    return TextureJob(params=params, mesh=mesh, c2w=c2w, intrinsics=intr, dropped_faces=dropped, region=region,
+                      texture=texture)
 
 
 def resolve_params(params: TextureParams, family: str, resolution: int) -> TextureParams:
@@ -115,6 +132,21 @@ def resolve_params(params: TextureParams, family: str, resolution: int) -> Textu
 def result_views(result: TextureResult, size: int = 128, views: int = TURNTABLE_VIEWS) -> np.ndarray:
     """(views, size, size, 3) turntable renders of a result's baked texture on its (normalised) mesh."""
     return mesh_turntable(result.mesh, result.texture, result.uvs, size=size, views=views)
+
+
+def _region(job: TextureJob, p: TextureParams, device) -> Region | None:
+    """The job's Region on its UVs (xatlas ones when the mesh has none): the input texture's size, else the texel
+    mask's, else `texture_size`."""
+    if job.region is None:
+        return None
+    uvs, _ = ensure_uvs(job.mesh)
+    if job.texture is not None:
+        shape = job.texture.shape[:2]
+    elif job.region.name == "texel_mask":
+        shape = job.region.arrays["texel_mask"].shape
+    else:
+        shape = (p.texture_size, p.texture_size)
+    return job.region.region(uvs, shape, p.mask_border, job.texture, device)
 
 
 def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
@@ -162,6 +194,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
     face_normals = torch.nn.functional.normalize(torch.cross(verts[faces[:, 1].long()] - verts[faces[:, 0].long()],
                                                              verts[faces[:, 2].long()] - verts[faces[:, 0].long()],
                                                              dim=1), dim=1)
+    region = _region(job, p, device)
     gen = torch.Generator().manual_seed(p.seed)
     noise_gen = torch.Generator(device=device).manual_seed(p.seed + 1)
     with torch.random.fork_rng(devices=[]):
@@ -169,7 +202,8 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         field_model = TextureField(TextureFieldConfig(max_resolution=q.max_resolution,
                                                       log2_hashmap_size=q.log2_hashmap_size)).to(device)
     opt = field_adam(field_model.parameters(), lr=p.learning_rate)
-    views = ViewSampler(OrbitRanges.from_params(p), p.render_size, gen,
+    ranges = OrbitRanges.from_params(p)
+    views = ViewSampler(region.aimed(ranges, mesh_n) if region is not None else ranges, p.render_size, gen,
                         rig=(job.c2w, job.intrinsics) if job.c2w is not None else None, norm=norm,
                         jitter=p.camera_jitter)
 
@@ -190,6 +224,8 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         cams = cams.to(device)
         hits = hit_surface(cams, verts, faces)
         image = shade_field(field_model, hits, solid_backgrounds(p.background, p.batch_size, gen).to(device))
+        if region is not None:  # the object's own colours outside the region: only the region is optimised
+            image = region.composite(image, hits)
         control = None
         if prior.controlnets:
             depth, normal = depth_and_normal(cams, hits, face_normals)
@@ -224,9 +260,13 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         loss_value = float(last_loss)
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     t0 = time.perf_counter()
-    # a cancel lands between bake chunks too, unless the job was asked to bake what it has when cancelled
-    baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device,
-                       should_stop=None if p.return_partial else stop)
+    # a cancel lands between bake bands too, unless the job was asked to bake what it has when cancelled
+    bake_stop = None if p.return_partial else stop
+    if region is None:
+        baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device, should_stop=bake_stop)
+    else:
+        baked = bake_field_to_shape(field_model, job.mesh, mesh_n, region.weight.shape, device, should_stop=bake_stop)
+        baked = dataclasses.replace(baked, image=region.blend(baked.image))
     texture, uvs, unwrapped = baked.image, baked.uvs, baked.unwrapped
     timings["bake"] = time.perf_counter() - t0
     turntable = sheet(render_turntable(mesh_n, texture, uvs), cols=4)
@@ -237,7 +277,7 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         "final_loss": loss_value, "guidance_preset": preset, "device": str(device), "prior": prior.name,
         "prior_family": prior.family, "view_prompts": prompts.view_dependent, "negative_prompt": negative,
         "dropped_faces": job.dropped_faces,
-        "texture_sha256": image_sha256(texture),
+        "texture_sha256": image_sha256(texture), **(region.stats() if region is not None else {}),
     }
     emit(ProgressEvent("done", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     return TextureResult(texture=texture, uvs=uvs, unwrapped=unwrapped, mesh=job.mesh,

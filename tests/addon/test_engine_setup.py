@@ -103,7 +103,8 @@ def test_a_failing_install_reports_pips_error_line(tmp_path, engine_wheel):
     status = setup.wait(300)
     assert status.state == engine_setup.FAILED, status
     assert status.title.startswith("Installing PyTorch")
-    assert status.error[-1] == "ERROR: No matching distribution found for torch>=2.1", status.error
+    assert status.error[-2:] == ["ERROR: No matching distribution found for torch>=2.1",
+                                 f"Full log: {tmp_path / 'setup.log'}"], status.error      # the log named (issue 23)
     lines = status.lines()
     assert lines[0] == "Set Up Engine failed at 'Installing PyTorch (CPU only)':" and "Traceback" not in str(lines)
     log = (tmp_path / "setup.log").read_text()
@@ -205,3 +206,27 @@ def test_online_cuda_setup_runs_pip_with_pytorchs_index_then_the_engine_wheel(tm
 def test_a_source_checkout_without_the_bundled_wheel_says_how_to_get_one(tmp_path):
     with pytest.raises(engine_setup.SetupError, match="install the add-on from a zip made by build.py"):
         engine_setup.bundled_engine_wheel(tmp_path)
+
+
+# --- issue 23, trap 2: a set-up that cannot reach PyTorch's index says so in one line --------------------------
+UNREACHABLE = textwrap.dedent("""\
+    Looking in indexes: https://download.pytorch.org/whl/cu128
+    WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection broken by 'NameResolutionError("<pip._vendor.urllib3.connection.HTTPSConnection object at 0x7f3c>: Failed to resolve 'download.pytorch.org' ([Errno -3] Temporary failure in name resolution)")': /whl/cu128/torch/
+    ERROR: Could not find a version that satisfies the requirement torch>=2.1 (from versions: none)
+    ERROR: No matching distribution found for torch>=2.1
+""")
+
+
+def test_an_unreachable_index_is_the_one_line_cause_with_the_log_and_the_package_folder_hint(tmp_path):
+    log_file = tmp_path / "logs" / "engine_setup.log"
+    config = engine_setup.SetupConfig(env_dir=str(tmp_path / "env"), compute="cpu", engine_wheel="engine.whl",
+                                      log_file=str(log_file))
+    setup = engine_setup.EngineSetup(config)
+    fake_pip = [sys.executable, "-c", f"import sys; sys.stdout.write({UNREACHABLE!r}); sys.exit(1)"]
+    with pytest.raises(engine_setup.SetupError) as info:
+        setup._call(fake_pip)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("Cannot reach download.pytorch.org") and "resolved" in lines[0], lines
+    assert any(str(log_file) in line for line in lines), lines
+    assert any("Package Folder" in line for line in lines), lines
+    assert not any("No matching distribution" in line for line in lines)        # the symptom, not the cause

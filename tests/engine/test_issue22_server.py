@@ -86,9 +86,8 @@ def test_the_client_fails_a_refused_job_at_once(server):
     with EngineClient(server.endpoint, TOKEN) as client:
         client.connect(timeout_s=10)
         started = time.monotonic()
-        job = client.submit("sleepy", {"steps": 2}, {"blob": np.zeros(2 * MiB, np.uint8)})
-        with pytest.raises(Exception) as info:
-            client.wait(job, timeout_s=30)
+        with pytest.raises(Exception) as info:  # the client knows the limits (1.1): refused before sending
+            client.wait(client.submit("sleepy", {"steps": 2}, {"blob": np.zeros(2 * MiB, np.uint8)}), timeout_s=30)
         assert getattr(info.value, "code", None) in (ErrorCode.MESSAGE_TOO_LARGE, ErrorCode.BAD_ARRAY), info.value
         assert time.monotonic() - started < 10
 

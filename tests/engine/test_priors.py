@@ -264,7 +264,7 @@ def test_missing_hub_model_names_id_and_cache(monkeypatch, tmp_path):
     msg = err.value.message
     assert err.value.code == ErrorCode.MODEL_MISSING
     assert "csd-blender-tests/no-such-model" in msg and str(tmp_path / "hf-cache") in msg
-    assert "huggingface-cli download csd-blender-tests/no-such-model" in msg
+    assert "python -m engine models download csd-blender-tests/no-such-model" in msg
     with pytest.raises(ModelMissingError, match="no such folder"):
         load_prior(str(tmp_path / "nothing-here"))
 

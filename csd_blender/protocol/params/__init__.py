@@ -22,6 +22,7 @@ from .base import (
 )
 from .edit import EDIT_ARRAY_SPECS, EditParams, check_edit_arrays
 from .generate import GenerateParams
+from .region import ARRAY_VALUE_RANGES, MASK_ARRAYS, MASK_BORDER_RANGE, check_mask_arrays, region_mask_name
 from .texture import TEXTURE_ARRAY_SPECS, TextureParams
 
 # Array inputs per task: name -> (dtype, shape with -1 for free dims and names for shared dims, required)
@@ -35,8 +36,32 @@ TASK_NAMES: tuple[str, ...] = tuple(PARAMS)
 GUIDANCE_NAMES: tuple[str, ...] = ("csd", "sds")   # must equal engine.registry.GUIDANCE (tested)
 
 __all__ = [
-    "ARRAY_SPECS", "BACKGROUNDS", "CONTROLNET_KINDS", "EDIT_ARRAY_SPECS", "GUIDANCE_NAMES", "MAX_CAMERAS", "MAX_FACES",
-    "MAX_MODEL_CHARS", "MAX_PROMPT_CHARS", "MAX_STEPS", "MAX_VERTICES", "PARAMS", "QUALITY_PRESETS", "TASK_NAMES",
-    "TEXTURE_ARRAY_SPECS", "TEXTURE_SIZE_RANGE", "EditParams", "GenerateParams", "Params", "TextureParams",
-    "check_edit_arrays", "check_prompt", "split_controlnet_spec",
+    "ARRAY_SPECS",
+    "ARRAY_VALUE_RANGES",
+    "BACKGROUNDS",
+    "CONTROLNET_KINDS",
+    "EDIT_ARRAY_SPECS",
+    "GUIDANCE_NAMES",
+    "MASK_ARRAYS",
+    "MASK_BORDER_RANGE",
+    "MAX_CAMERAS",
+    "MAX_FACES",
+    "MAX_MODEL_CHARS",
+    "MAX_PROMPT_CHARS",
+    "MAX_STEPS",
+    "MAX_VERTICES",
+    "PARAMS",
+    "QUALITY_PRESETS",
+    "TASK_NAMES",
+    "TEXTURE_ARRAY_SPECS",
+    "TEXTURE_SIZE_RANGE",
+    "EditParams",
+    "GenerateParams",
+    "Params",
+    "TextureParams",
+    "check_edit_arrays",
+    "check_mask_arrays",
+    "check_prompt",
+    "region_mask_name",
+    "split_controlnet_spec",
 ]

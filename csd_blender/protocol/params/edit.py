@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from ..errors import ErrorCode, ProtocolError
 from ..limits import DTYPE_SIZES
 from .base import Params, check_prompt, check_prompts_differ, check_range, fail
+from .region import MASK_ARRAY_SPECS
 from .texture import TextureParams
 
 STRENGTH_RANGE = (0.0, 4.0)          # ω1: pull towards the target prompt
@@ -35,6 +36,7 @@ EDIT_ARRAY_SPECS: dict[str, tuple[str | tuple[str, ...], tuple, bool]] = {
     "faces": ("int32", ("F", 3), True),
     "uvs": ("float32", ("F", 3, 2), False),
     "texture": (EDIT_TEXTURE_DTYPES, (-1, -1, -1), False),
+    **MASK_ARRAY_SPECS,                # a region: only there does the texture change (params/region.py)
 }
 
 
@@ -109,6 +111,7 @@ class EditParams(Params):
     preview_size: int = 128
     device: str = "auto"
     return_partial: bool = False
+    mask_border: int = 4                   # region edits: texels of soft border around the mask
 
     def validate(self) -> EditParams:
         """Raise ProtocolError naming the first field at fault; return self.

@@ -1,4 +1,4 @@
-"""The texture job's parameters and its array inputs (mesh, optional UVs and camera rig)."""
+"""The texture job's parameters and its array inputs (mesh, optional UVs, camera rig and region)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from .base import (
     fail,
     split_controlnet_spec,
 )
+from .region import MASK_ARRAY_SPECS, MASK_BORDER_RANGE
 
 
 @dataclass
@@ -27,7 +28,8 @@ class TextureParams(Params):
 
     Arrays that travel with it: `vertices (V,3) float32` world space, `faces (F,3) int32`, optional
     `uvs (F,3,2) float32` per corner, optional camera rig `c2w (N,4,4) float32` + `intrinsics (N,6) float32`
-    (fx, fy, cx, cy, width, height in pixels).
+    (fx, fy, cx, cy, width, height in pixels). A region job adds `face_mask` or `texel_mask` and, to keep the rest
+    of an object that has a texture, that `texture (H,W,3|4) float32` (params/region.py says what is kept).
     """
 
     TASK: ClassVar[str] = "texture"
@@ -56,6 +58,7 @@ class TextureParams(Params):
     preview_size: int = 128
     device: str = "auto"                   # "auto", "cpu", "cuda", "cuda:N"
     return_partial: bool = False           # on cancel, bake and return what exists so far
+    mask_border: int = 4                   # region jobs: texels of soft border around the mask (params/region.py)
 
     def validate(self) -> TextureParams:
         """Raise ProtocolError naming the first field out of range; return self."""
@@ -94,6 +97,9 @@ class TextureParams(Params):
         check_interval("fov_range", self.fov_range, 5.0, 150.0)
         check_range("camera_jitter", self.camera_jitter, 0.0, 1.0)
         check_run_options(self.progress_every, self.preview_size, self.device)
+        lo, hi = MASK_BORDER_RANGE
+        if isinstance(self.mask_border, bool) or not (lo <= self.mask_border <= hi):
+            raise fail("mask_border", f"must be in [{lo}, {hi}] texels, got {self.mask_border}")
         return self
 
 
@@ -104,4 +110,6 @@ TEXTURE_ARRAY_SPECS: dict[str, tuple[str, tuple, bool]] = {
     "uvs": ("float32", ("F", 3, 2), False),
     "c2w": ("float32", ("N", 4, 4), False),
     "intrinsics": ("float32", ("N", 6), False),
+    "texture": ("float32", (-1, -1, -1), False),   # region jobs only: the texture outside the region is kept
+    **MASK_ARRAY_SPECS,
 }

@@ -52,3 +52,24 @@ def bake_field(
             should_stop=should_stop,
         )
     return BakedTexture(image=image, uvs=uvs.astype(np.float32), unwrapped=unwrapped)
+
+
+def bake_field_to_shape(field, mesh: Mesh, mesh_n: Mesh, shape: tuple[int, int], device,
+                        should_stop: Callable[[], bool] | None = None) -> BakedTexture:
+    """Like `bake_field`, for an H × W texture: baked at max(H, W)² and resized when not square (the UV square maps
+    onto any H × W). The image has 3 channels.
+
+    Args:
+        field, mesh, mesh_n, device, should_stop: as `bake_field`.
+        shape: (H, W) of the output.
+    """
+    import torch.nn.functional as F
+
+    h, w = int(shape[0]), int(shape[1])
+    baked = bake_field(field, mesh, mesh_n, max(h, w), device, should_stop=should_stop)
+    image = baked.image[..., :3]
+    if h != w:
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        image = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
+        image = image.permute(1, 2, 0).clamp(0, 1).numpy()
+    return dataclasses.replace(baked, image=np.ascontiguousarray(image, dtype=np.float32))
