@@ -37,8 +37,8 @@ class RequestError(EngineError):
 class ModelMissingError(EngineError):
     """A diffusion model that is neither a local folder nor in the Hugging Face cache."""
 
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(ErrorCode.MODEL_MISSING, message, detail, field="model")
+    def __init__(self, message: str, detail: str = "", field: str = "model"):
+        super().__init__(ErrorCode.MODEL_MISSING, message, detail, field=field)
 
 
 class CancelledError(EngineError):

@@ -26,10 +26,27 @@ from ..protocol import codec
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.limits import REPLY_LIMITS
 from ..protocol.messages import (
-    PROTOCOL_VERSION_STR, Cancel, Cancelled, ErrorReply, Hello, HelloReply, Message, Ping, Pong, Release,
-    Released, Result, Shutdown, Status, StatusReply, Submit,
+    MINOR,
+    PROTOCOL_VERSION_STR,
+    Cancel,
+    Cancelled,
+    ErrorReply,
+    Hello,
+    HelloReply,
+    Message,
+    Ping,
+    Pong,
+    Release,
+    Released,
+    Result,
+    Shutdown,
+    Status,
+    StatusReply,
+    Submit,
+    negotiate,
 )
 from .events import EngineDied, EngineRecovered, Event, JobResult, array_from_wire, array_to_wire
+from .outgoing import wire_arrays
 
 __all__ = ["EngineClient", "EngineDied", "EngineRecovered", "Event", "JobResult", "array_from_wire",
            "array_to_wire"]
@@ -67,6 +84,7 @@ class EngineClient:
         self.recover_s = recover_s
         self.session = codec.new_id()
         self.hello: HelloReply | None = None
+        self.minor = MINOR  # the protocol minor both sides speak, settled by `connect`
         self._token = token
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.DEALER)
@@ -101,7 +119,7 @@ class EngineClient:
     def _send(self, message: Message) -> str:
         if self._closed:
             raise ProtocolError(ErrorCode.ENGINE_DIED, "the client is closed")
-        frames, header = codec.encode(message, token=self._token, session=self.session)
+        frames, header = codec.encode(message, token=self._token, session=self.session, minor=self.minor)
         try:
             self._socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -127,6 +145,7 @@ class EngineClient:
             raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"expected hello_reply, got {reply.MSG_TYPE}")
         codec.check_version(reply.protocol_version)
         self.hello = reply
+        self.minor = negotiate(codec.peek_minor(reply.protocol_version))  # what both sides speak
         self._alive = True
         return reply
 
@@ -140,7 +159,8 @@ class EngineClient:
         """
         if dataclasses.is_dataclass(params) and not isinstance(params, type):
             params = params.to_dict() if hasattr(params, "to_dict") else dataclasses.asdict(params)
-        wire = {name: array_to_wire(value, name) for name, value in (arrays or {}).items()}
+        limits = self.hello.limits if self.hello is not None else None
+        wire = wire_arrays(task, arrays or {}, self.minor, limits)  # MESSAGE_TOO_LARGE at once, naming the limit
         job_id = self._send(Submit(task, dict(params), wire))
         self._open_jobs.add(job_id)
         return job_id
@@ -213,6 +233,8 @@ class EngineClient:
                 return
             self._revive()
         job_id = getattr(message, "job_id", None)
+        if isinstance(message, ErrorReply) and job_id is None and header.parent_id in self._open_jobs:
+            message.job_id = job_id = header.parent_id  # a refused submit (too large to read): its job ends now
         if isinstance(message, (Result, Cancelled)) or (isinstance(message, ErrorReply) and job_id):
             self._open_jobs.discard(job_id)
             self._abandoned.discard(job_id)

@@ -74,6 +74,7 @@ class JobState:
     batch_index: int = 0              # this job's place in its operator's batch (0-based)
     batch_total: int = 1              # jobs in the batch (Texture Selected Objects: one per mesh)
     queue_position: int | None = None  # while it waits in the engine's queue: 1 = it starts next
+    silent_since: float | None = None  # the engine stopped answering (EngineDied): waiting for it to recover
 
     @property
     def fraction(self) -> float:
@@ -99,6 +100,8 @@ class JobState:
         """One line: [object i/n,] stage [position in the queue], step/total, ETA."""
         if self.cancel_requested:
             return "Cancelling..."
+        if self.silent_since is not None:
+            return f"the engine is not answering ({time.monotonic() - self.silent_since:.0f} s), waiting for it"
         parts = [f"{self.target} {self.batch_index + 1}/{self.batch_total}"] if self.batch_total > 1 else []
         parts.append(self.stage.capitalize())
         if self.stage == "queued" and self.queue_position:
@@ -172,6 +175,7 @@ class EngineSession:
         self.mode = "LOCAL"
         self.last_error = ""
         self.log_file = ""
+        self.idle_silent_since: float | None = None  # idle heartbeat lost: the client probes for a recovery
         self.memory_allocated: int | None = None
         self.job: JobState | None = None
         self._attempt: _StartAttempt | None = None
@@ -317,10 +321,22 @@ class EngineSession:
         from .client import EngineDied
 
         for event in self.client.poll():
-            if isinstance(event, EngineDied):
-                self.mark_dead(event.reason)
-                return True
-            log.debug("ignoring %s while idle", type(event).__name__)
+            if isinstance(event, EngineDied):  # perhaps a false death (paused, swapping): the client probes on
+                self.idle_silent_since = self.idle_silent_since or time.monotonic()
+            elif type(event).__name__ == "EngineRecovered":
+                log.info("the engine answers again")
+                self.idle_silent_since = None
+            else:
+                log.debug("ignoring %s while idle", type(event).__name__)
+        if self.idle_silent_since is not None and (
+                self.client.alive or time.monotonic() - self.idle_silent_since > self.client.recover_s):
+            if self.client.alive:
+                self.idle_silent_since = None
+                return False
+            self.mark_dead(f"the engine at {self.client.endpoint} did not answer for "
+                           f"{time.monotonic() - self.idle_silent_since:.0f} s")
+            self.idle_silent_since = None
+            return True
         return False
 
 

@@ -13,8 +13,10 @@ import logging
 import bpy
 import numpy as np
 
+from ..link.outgoing import LIMITS_1_0
 from ..link.session import SESSION
 from ..props import job_params, prefs
+from ..protocol.params.edit import texture_refusal, texture_wire_dtype
 from ..scene import apply_result
 from ..scene.images import array_from_image
 from ..scene.mesh import mesh_arrays, mesh_object_problem, new_mesh_object, remove_object
@@ -101,6 +103,24 @@ def _loads(image) -> bool:
     return image.has_data
 
 
+def edit_texture(image) -> np.ndarray:
+    """The image's pixels as the engine takes them: (H, W, 4) top row first, uint8 for an 8-bit image (what it
+    holds, exactly: a quarter of float32's size), float32 for a float one (the client sends it as float16 to a 1.1
+    engine). Refused at once, naming the limit, when it is too large for the engine (JobRefused)."""
+    w, h = image.size
+    client = SESSION.client
+    minor = client.minor if client is not None else 0
+    limits = (client.hello.limits if client is not None and client.hello is not None else None) or {}
+    why = texture_refusal(h, w, 4, texture_wire_dtype(image.is_float, minor),
+                          int(limits.get("max_buffer_bytes", LIMITS_1_0.max_buffer_bytes)))
+    if why:
+        raise JobRefused(f"{image.name!r}: {why}")
+    pixels = array_from_image(image)
+    if image.is_float:
+        return np.ascontiguousarray(pixels, dtype=np.float32)
+    return np.round(pixels * 255.0).astype(np.uint8)
+
+
 class CSD_OT_edit_object(ModalJobOperator, bpy.types.Operator):
     """Change the active object's texture from text: towards the target prompt, away from the edit prompt
     (the result goes into a new image and copies of its materials; the originals stay in the file)"""
@@ -129,7 +149,7 @@ class CSD_OT_edit_object(ModalJobOperator, bpy.types.Operator):
         mesh_info = mesh_arrays(obj, context.evaluated_depsgraph_get(), uv_name=uv_name)
         if mesh_info.faces.shape[0] == 0:
             raise JobRefused(f"{obj.name!r} has no faces")
-        texture = np.ascontiguousarray(array_from_image(image), dtype=np.float32)
+        texture = edit_texture(image)
         arrays = {"vertices": mesh_info.vertices, "faces": mesh_info.faces, "uvs": mesh_info.uvs,
                   "texture": texture}
         region = context.scene.csd_edit.region

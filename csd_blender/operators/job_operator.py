@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import bpy
 
-from ..link.events import EngineDied, JobResult
+from ..link.events import EngineDied, EngineRecovered, JobResult
 from ..link.session import SESSION, JobState
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import Accepted, Cancelled, ErrorReply, Progress
@@ -225,9 +225,16 @@ class ModalJobOperator:
             if job is None:                       # the engine was stopped from the panel
                 return self._stop_all(context, "WARNING", "stopped: the engine was stopped")
             client = SESSION.client
-            if client is None or not client.alive:
+            if client is None:
                 SESSION.mark_dead(SESSION.last_error or "the engine connection was closed")
                 return self._stop_all(context, "ERROR", f"failed: {SESSION.last_error}")
+            if not client.alive and job.silent_since is None:
+                job.silent_since = time.monotonic()
+            if not client.alive and time.monotonic() - job.silent_since > client.recover_s:
+                client.abandon(job.job_id)  # cancelled should the engine come back after all
+                SESSION.mark_dead(f"the engine did not answer for {time.monotonic() - job.silent_since:.0f} s")
+                return self._stop_all(context, "ERROR", f"failed: {SESSION.last_error}; restart it from the "
+                                                        "Engine panel")
             if job.cancel_requested and job.cancelling_since is None:
                 client.cancel(job.job_id)
                 job.cancelling_since = time.monotonic()
@@ -244,10 +251,16 @@ class ModalJobOperator:
         return None
 
     def _handle(self, context, job: JobState, event):
-        if isinstance(event, EngineDied):
-            SESSION.mark_dead(event.reason)
-            return self._stop_all(context, "ERROR", f"failed: the engine died ({event.reason}); "
-                                                    "restart it from the Engine panel")
+        if isinstance(event, EngineDied):  # perhaps false (paused, swapping): the client probes for a while
+            job.silent_since = job.silent_since or time.monotonic()
+            log.warning("%s; waiting up to %g s for it to answer again", event.reason, SESSION.client.recover_s)
+            self._status(context, f"CSD {job.task}: {job.text()}")
+            return None
+        if isinstance(event, EngineRecovered):  # the client asked the engine which of our jobs it still has
+            if job.job_id in event.resumed:
+                job.silent_since = None
+                log.info("the engine answers again; job %s goes on", job.job_id)
+            return None  # a lost job gets its own engine_died error event
         if getattr(event, "job_id", None) != job.job_id:
             log.debug("ignoring %s of another job", type(event).__name__)
             return None

@@ -18,7 +18,15 @@ from typing import Any
 
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_ID_CHARS, MAX_TOKEN_CHARS, REQUEST_LIMITS, Limits
-from .messages import MESSAGE_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_STR, Message, _Unpacker
+from .messages import (
+    MESSAGE_TYPES,
+    MINOR,
+    PROTOCOL_VERSION,
+    PROTOCOL_VERSION_STR,
+    Message,
+    _Unpacker,
+    version_str,
+)
 
 # canonical "major.minor": no sign, no leading zeros, no surrounding space or newline ("01.0" is not "1.0")
 _VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
@@ -129,6 +137,7 @@ def encode(
     token: str = "",
     session: str = "",
     replaced: list[str] | None = None,
+    minor: int = MINOR,
 ) -> tuple[list, Header]:
     """Turn a message into frames.
 
@@ -140,12 +149,15 @@ def encode(
         session: the sender's session id.
         replaced: when given, the content is made JSON-safe first (`json_safe`: NaN/inf become null) and the
             paths of the replaced values are appended here; without it a non-finite float raises ValueError.
+        minor: the protocol minor the receiver speaks (the handshake's `negotiate`): the header says
+            "major.minor" of it and fields added after it are left out.
 
     Returns:
         (frames, header): frames are bytes for header/content and the arrays' own buffers (zero-copy).
     """
-    header = Header(msg_id or new_id(), message.MSG_TYPE, PROTOCOL_VERSION_STR, parent_id, token, session)
-    content, arrays = message.to_wire()
+    minor = min(int(minor), MINOR)
+    header = Header(msg_id or new_id(), message.MSG_TYPE, version_str(minor), parent_id, token, session)
+    content, arrays = message.to_wire(minor)
     if replaced is not None:
         content = json_safe(content, message.MSG_TYPE, replaced)
     header_json = _dumps(
@@ -253,14 +265,23 @@ def decode_header(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> Hea
 
 def peek_msg_id(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> str | None:
     """Best effort: the msg_id of a message that failed to decode (so an error reply can name its parent)."""
+    return peek_header(frames, limits)[0]
+
+
+def peek_header(frames: Sequence[Any], limits: Limits = REQUEST_LIMITS) -> tuple[str | None, str | None]:
+    """Best effort: (msg_id, msg_type) of a message that failed to decode, e.g. one too large to accept, so the
+    error reply can name its parent and, for a submit, its job (the client then closes that job at once).
+    Only the header frame is read, and only when it is within the JSON limit; either is None when unreadable."""
     try:
         view = memoryview(frames[0])
         if view.nbytes > limits.max_json_bytes:
-            return None
-        msg_id = json.loads(bytes(view).decode("utf-8")).get("msg_id")
+            return None, None
+        header = json.loads(bytes(view).decode("utf-8"))
+        msg_id, msg_type = header.get("msg_id"), header.get("msg_type")
     except Exception:  # noqa: BLE001 - anything unparsable simply has no id
-        return None
-    return msg_id if isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS and is_text(msg_id) else None
+        return None, None
+    ok = isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_ID_CHARS and is_text(msg_id)
+    return (msg_id if ok else None), (msg_type if ok and isinstance(msg_type, str) and len(msg_type) <= 64 else None)
 
 
 def check_version(version: str) -> tuple[int, int]:
@@ -281,9 +302,15 @@ def check_version(version: str) -> tuple[int, int]:
     return major, minor
 
 
+def peek_minor(version: str) -> int:
+    """The minor of a "major.minor" header version, 0 when it is not one (decode_body then refuses it)."""
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
+    return int(match.group(2)) if match else 0
+
+
 def decode_body(header: Header, frames: Sequence[Any]) -> Message:
     """Check the version and the message type, then build the message from the content and buffers."""
-    check_version(header.version)
+    _, sender_minor = check_version(header.version)
     cls = MESSAGE_TYPES.get(header.msg_type)
     if cls is None:
         raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"unknown msg_type {header.msg_type!r}")
@@ -294,7 +321,7 @@ def decode_body(header: Header, frames: Sequence[Any]) -> Message:
             ErrorCode.MALFORMED_MESSAGE, f"content must be a JSON object, got {type(content).__name__}"
         )
     unpacker = _Unpacker(views[2:])
-    message = cls.from_wire(content, unpacker)
+    message = cls.from_wire(content, unpacker, sender_minor)
     unpacker.check_all_used()
     return message
 

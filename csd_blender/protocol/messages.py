@@ -8,198 +8,21 @@ A message becomes `content` (a JSON object) plus a list of `Array` buffers. Fiel
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, get_type_hints
+from typing import ClassVar
 
 from .errors import ErrorCode, ProtocolError
-from .limits import DTYPE_SIZES, MAX_NDIM
-
-PROTOCOL_VERSION: tuple[int, int] = (1, 0)
-PROTOCOL_VERSION_STR = f"{PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]}"
-
-
-def _malformed(message: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.MALFORMED_MESSAGE, message)
-
-
-@dataclass
-class Array:
-    """A raw little-endian, C-contiguous array: dtype name, shape and its bytes (no numpy needed).
-
-    Args:
-        dtype: one of `limits.DTYPE_SIZES` ("float32", "int32", "int64", "uint8", "float16").
-        shape: non-negative dimensions; prod(shape) * itemsize must equal the number of bytes.
-        data: the raw bytes (bytes, bytearray, memoryview or any buffer, e.g. a zmq.Frame).
-    """
-
-    dtype: str
-    shape: tuple[int, ...]
-    data: Any
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_SIZES:
-            raise ProtocolError(
-                ErrorCode.BAD_ARRAY,
-                f"dtype {self.dtype!r} is not allowed; use one of {', '.join(DTYPE_SIZES)}",
-            )
-        if (
-            not isinstance(self.shape, (list, tuple))
-            or len(self.shape) > MAX_NDIM
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.shape)
-        ):
-            raise ProtocolError(
-                ErrorCode.BAD_ARRAY,
-                f"shape {self.shape!r} must be a list of at most {MAX_NDIM} non-negative integers",
-            )
-        self.shape = tuple(self.shape)
-        expected = math.prod(self.shape) * DTYPE_SIZES[self.dtype]
-        if self.nbytes != expected:
-            raise ProtocolError(
-                ErrorCode.BAD_ARRAY,
-                f"buffer holds {self.nbytes} bytes but {self.dtype} {list(self.shape)} needs {expected}",
-            )
-
-    @property
-    def nbytes(self) -> int:
-        return memoryview(self.data).nbytes
-
-    def ref(self, index: int) -> dict:
-        """The BufferRef that stands for this array in the JSON content."""
-        return {"index": index, "dtype": self.dtype, "shape": list(self.shape)}
-
-
-class _Packer:
-    """Collects buffers while a message is turned into content."""
-
-    def __init__(self) -> None:
-        self.arrays: list[Array] = []
-
-    def add(self, array: Array) -> dict:
-        self.arrays.append(array)
-        return array.ref(len(self.arrays) - 1)
-
-
-class _Unpacker:
-    """Resolves BufferRefs against the received buffer frames; each buffer must be used exactly once."""
-
-    def __init__(self, buffers: list) -> None:
-        self.buffers = buffers
-        self.used: set[int] = set()
-
-    def take(self, ref: Any, where: str) -> Array:
-        if not isinstance(ref, dict) or set(ref) != {"index", "dtype", "shape"}:
-            raise _malformed(f"{where}: expected a buffer reference {{index, dtype, shape}}, got {ref!r:.80}")
-        index = ref["index"]
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.buffers):
-            raise _malformed(
-                f"buffer count mismatch: {where} refers to buffer {index!r} "
-                f"but the message has {len(self.buffers)} buffer frame(s)"
-            )
-        if index in self.used:
-            raise _malformed(f"{where}: buffer {index} is referenced twice")
-        self.used.add(index)
-        if not isinstance(ref["dtype"], str):
-            raise ProtocolError(ErrorCode.BAD_ARRAY, f"{where}: dtype must be a string")
-        try:
-            return Array(ref["dtype"], ref["shape"], self.buffers[index])
-        except ProtocolError as exc:
-            raise ProtocolError(exc.code, f"{where}: {exc.message}", field=where.split(".")[-1]) from None
-
-    def check_all_used(self) -> None:
-        if len(self.used) != len(self.buffers):
-            raise _malformed(
-                f"buffer count mismatch: {len(self.buffers)} buffer frame(s) sent, "
-                f"{len(self.used)} referenced"
-            )
-
-
-_SCALARS = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict, "list": list}
-
-
-def _kind(hint: Any) -> tuple[str, bool]:
-    """A field's type hint as (kind, optional); kind: str/int/float/bool/dict/list/bytes/array/arrays."""
-    text = str(hint).replace("typing.", "")
-    optional = "None" in text
-    text = text.replace(" | None", "").replace("Optional[", "").replace("<class '", "").replace("'>", "")
-    if "dict[str" in text and "Array" in text:
-        return "arrays", optional
-    if "Array" in text:
-        return "array", optional
-    for name in ("bytes", "str", "int", "float", "bool", "dict", "list", "tuple"):
-        if text.startswith(name):
-            return ("list" if name == "tuple" else name), optional
-    raise TypeError(f"unsupported message field type {hint!r}")
-
-
-class Message:
-    """Base of all message types: `to_wire()` -> (content, arrays); `from_wire(content, unpacker)`."""
-
-    MSG_TYPE: ClassVar[str] = ""
-
-    def to_wire(self) -> tuple[dict, list[Array]]:
-        packer = _Packer()
-        content: dict[str, Any] = {}
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind, _ = _kind(hints[f.name])
-            if value is None:
-                content[f.name] = None
-            elif kind == "array":
-                content[f.name] = packer.add(value)
-            elif kind == "arrays":
-                content[f.name] = {name: packer.add(a) for name, a in value.items()}
-            elif kind == "bytes":
-                content[f.name] = packer.add(Array("uint8", (len(value),), value))
-            elif kind == "list":
-                content[f.name] = list(value)
-            else:
-                content[f.name] = value
-        return content, packer.arrays
-
-    @classmethod
-    def from_wire(cls, content: dict, unpacker: _Unpacker) -> Message:
-        hints = get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(content) - set(fields))
-        if unknown:
-            raise _malformed(f"{cls.MSG_TYPE}: unknown field {unknown[0]!r} (known: {', '.join(fields)})")
-        kwargs: dict[str, Any] = {}
-        for name, f in fields.items():
-            where = f"{cls.MSG_TYPE}.{name}"
-            if name not in content:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise _malformed(f"{where} is missing")
-                continue
-            value = content[name]
-            kind, optional = _kind(hints[name])
-            if value is None:
-                if not optional:
-                    raise _malformed(f"{where} must not be null")
-                kwargs[name] = None
-            elif kind == "array":
-                kwargs[name] = unpacker.take(value, where)
-            elif kind == "arrays":
-                if not isinstance(value, dict):
-                    raise _malformed(f"{where} must be an object of buffer references")
-                kwargs[name] = {str(k): unpacker.take(v, f"{where}.{k}") for k, v in value.items()}
-            elif kind == "bytes":
-                array = unpacker.take(value, where)
-                if array.dtype != "uint8" or len(array.shape) != 1:
-                    raise ProtocolError(ErrorCode.BAD_ARRAY, f"{where} must be a 1-D uint8 buffer")
-                kwargs[name] = bytes(memoryview(array.data))
-            else:
-                expected = _SCALARS[kind]
-                ok = isinstance(value, expected) and not (
-                    kind in ("int", "float") and isinstance(value, bool)
-                )
-                if not ok:
-                    raise _malformed(f"{where} must be {kind}, got {type(value).__name__}")
-                kwargs[name] = float(value) if kind == "float" else value
-        return cls(**kwargs)
-
+from .wire import (  # noqa: F401 - Array, Message and the version names are this module's public names too
+    MINOR,
+    PROTOCOL_VERSION,
+    PROTOCOL_VERSION_STR,
+    Array,
+    Message,
+    _Unpacker,
+    negotiate,
+    since,
+    version_str,
+)
 
 # --- handshake -------------------------------------------------------------------------------------------
 
@@ -224,6 +47,14 @@ class HelloReply(Message):
         memory_total_bytes / memory_free_bytes: of the device (system RAM on CPU).
         tasks: registered task names; guidance: guidance names; priors: priors available locally;
         backends: optional accelerators present, e.g. {"nvdiffrast": false, "tinycudann": false}.
+        limits (1.1): what a request may hold, so a client refuses too large input at once, naming the limit:
+            {"max_message_bytes", "max_buffer_bytes", "max_json_bytes", "max_buffers", "edit_texture_side": [lo, hi],
+            "edit_texture_dtypes": [...]}.
+        workers (1.1): one {"device", "device_name"} per worker that runs jobs (each Ray actor of `serve --ray`;
+            the engine itself otherwise).
+
+    `protocol_version` is the version both sides speak (the lower minor of the client's hello header and the
+    engine's), and the reply's header carries it too.
     """
 
     MSG_TYPE: ClassVar[str] = "hello_reply"
@@ -237,6 +68,8 @@ class HelloReply(Message):
     guidance: list = field(default_factory=list)
     priors: list = field(default_factory=list)
     backends: dict = field(default_factory=dict)
+    limits: dict = field(default_factory=dict, metadata=since(1))
+    workers: list = field(default_factory=list, metadata=since(1))
 
 
 # --- jobs ------------------------------------------------------------------------------------------------

@@ -118,6 +118,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, executor: Any, max_retr
     busy: dict[int, BatchJob] = {}
     cold: set[int] = set()  # slots whose worker was replaced: it still has to start and load its prior
     finished = failed = retried = 0
+    started = False
     bar = _Bar(len(todo), quiet)
     try:
         while todo or busy:
@@ -129,6 +130,10 @@ def run_batch(jobs: list[BatchJob], out_dir: str | Path, executor: Any, max_retr
                     busy[slot] = job
                     executor.start(slot, job, str(result_dir(out_dir, job)))
                     emit("started", job, {"slot": slot, "attempt": entry.attempts})
+                    started = True
+            if started:  # a batch killed now (kill -9) leaves a summary that shows what was running
+                summary.write(summary_path)
+                started = False
             bar.show(finished, len(busy), failed, retried)
             for slot, outcome in executor.finished(0.25):
                 job = busy.pop(slot)

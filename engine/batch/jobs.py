@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ BATCH_OWNED = ("out", "quiet", "help")
 # options naming input files: their bytes are part of the job id
 INPUT_FILES = ("mesh", "texture", "cameras", "mask")
 ID_CHARS = 16
+logger = logging.getLogger(__name__)
 
 
 class BatchFileError(ValueError):
@@ -115,6 +117,16 @@ def _argv(line: int, task: str, subparser: argparse.ArgumentParser, fields: dict
     return argv
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """json object_pairs_hook: a key given twice is an error (json would silently keep the last one)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r:.60}")
+        out[key] = value
+    return out
+
+
 def _file_digest(path: Any) -> str:
     """SHA-256 of a file's bytes, or "unreadable" (the job then fails at run time with the loader's error)."""
     try:
@@ -143,7 +155,7 @@ def parse_line(line_no: int, text: str, parser: argparse.ArgumentParser | None =
 
     parser = parser or command_parser()
     try:
-        fields = json.loads(text)
+        fields = json.loads(text, object_pairs_hook=_unique_keys)  # a key given twice: refused, as on the wire
     except ValueError as exc:
         raise BatchFileError(line_no, f"not valid JSON: {exc}") from None
     if not isinstance(fields, dict):
@@ -151,8 +163,8 @@ def parse_line(line_no: int, text: str, parser: argparse.ArgumentParser | None =
     fields = dict(fields)
     task = fields.pop("task", None)
     commands = task_commands()
-    if task not in commands:
-        raise BatchFileError(line_no, f"task: must be one of {', '.join(commands)}, got {task!r}")
+    if not isinstance(task, str) or task not in commands:
+        raise BatchFileError(line_no, f"task: must be one of {', '.join(commands)}, got {task!r:.80}")
     owned = sorted(set(fields) & set(BATCH_OWNED))
     if owned:
         raise BatchFileError(line_no, f"{owned[0]}: set by the batch (results go to --out DIR/<job id>)")
@@ -178,15 +190,16 @@ def parse_line(line_no: int, text: str, parser: argparse.ArgumentParser | None =
 def read_jobs(path: str | Path, skip_invalid: bool = False) -> tuple[list[BatchJob], list[BatchFileError]]:
     """Every job of a JSONL batch file, checked before any runs; blank lines and `#` comments are skipped.
 
-    A line repeating an earlier job (same id) is dropped: it would write the same folder. Relative input paths
-    are relative to the batch file's folder.
+    A line repeating an earlier job (same id) runs once: it would write the same folder; it is logged and returned
+    among the errors (the CLI prints it, the summary records it). Relative input paths are relative to the batch
+    file's folder.
 
     Args:
         path: the batch file.
         skip_invalid: collect bad lines instead of raising at the first.
 
     Returns:
-        (jobs in file order, the bad lines' errors; empty unless `skip_invalid`).
+        (jobs in file order, the bad lines' errors (only with `skip_invalid`) and the repeated lines).
 
     Raises:
         BatchFileError: the first bad line (unless `skip_invalid`).
@@ -195,7 +208,8 @@ def read_jobs(path: str | Path, skip_invalid: bool = False) -> tuple[list[BatchJ
     parser = command_parser()
     jobs: list[BatchJob] = []
     errors: list[BatchFileError] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # job id -> the line that first gave it
+    duplicates: list[BatchFileError] = []
     for line_no, text in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not text.strip() or text.lstrip().startswith("#"):
             continue
@@ -206,7 +220,13 @@ def read_jobs(path: str | Path, skip_invalid: bool = False) -> tuple[list[BatchJ
                 raise
             errors.append(exc)
             continue
-        if job.job_id not in seen:
-            seen.add(job.job_id)
-            jobs.append(job)
+        if job.job_id in seen:  # it would write the same folder: run once, and say so
+            logger.warning("%s: line %d is the same job as line %d (%s); it runs once", path, line_no,
+                           seen[job.job_id], job.job_id)
+            duplicates.append(BatchFileError(line_no, f"the same job as line {seen[job.job_id]} ({job.job_id}); "
+                                                      "it runs once"))
+            continue
+        seen[job.job_id] = line_no
+        jobs.append(job)
+    errors.extend(duplicates)
     return jobs, errors

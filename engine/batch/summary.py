@@ -77,6 +77,7 @@ class BatchSummary:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a summary is as readable as the results
         os.replace(tmp, path)
 
     def table(self) -> str:
@@ -93,3 +94,10 @@ class BatchSummary:
         lines.append(f"{len(self.jobs)} job(s): {counts}; {self.workers} worker(s) ({self.mode}), "
                      f"{self.wall_s:.0f} s")
         return "\n".join(line.rstrip() for line in lines)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -33,11 +33,39 @@ def setup_logging(log_file: str | None, verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _read_token(token_file: str | None, env: str = TOKEN_ENV) -> str:
+# clients ping every 0.2-0.5 s; a timeout of a few heartbeats would cancel a healthy client's jobs whenever one
+# ping is late (a busy laptop, a garbage collection in Blender)
+MIN_CLIENT_TIMEOUT_S = 2.0
+
+
+def _read_token(token_file: str | None, env: str = TOKEN_ENV, option: str = "--token-file") -> str:
+    """The token in `token_file` (or `$env` when no file is given), stripped.
+
+    Raises:
+        ValueError: the file is given but holds nothing but whitespace (an admin token file that silently meant
+            "no admin" would let any client shut a shared engine down).
+    """
     if token_file:
         with open(token_file, encoding="utf-8") as fh:
-            return fh.read().strip()
+            token = fh.read().strip()
+        if not token:
+            raise ValueError(f"{option} {token_file}: the file is empty (or only whitespace); put the token in it")
+        return token
     return os.environ.get(env, "").strip()
+
+
+def check_serve_args(args: argparse.Namespace) -> None:
+    """Refuse option values that would start an engine that misbehaves (ValueError naming the option)."""
+    if args.client_timeout is not None and not args.client_timeout >= MIN_CLIENT_TIMEOUT_S:
+        raise ValueError(f"--client-timeout: must be at least {MIN_CLIENT_TIMEOUT_S:g} s (clients ping every "
+                         f"0.2-0.5 s), got {args.client_timeout}")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise ValueError(f"--ray-workers: must be at least 1 (leave it out for as many as the cluster holds), "
+                         f"got {args.ray_workers}")
+    if not args.ray_health_timeout > 0:
+        raise ValueError(f"--ray-health-timeout: must be > 0, got {args.ray_health_timeout}")
+    if args.ray_workers is not None and not args.ray:
+        raise ValueError("--ray-workers: needs --ray ADDRESS")
 
 
 def add_serve_parser(subparsers) -> None:
@@ -67,6 +95,9 @@ def add_serve_parser(subparsers) -> None:
                    help="pool actors (default: as many as the cluster's GPUs, or CPUs, allow)")
     p.add_argument("--gpus-per-worker", type=float, default=1.0, help="GPUs each pool actor reserves (0 on CPUs)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each pool actor reserves")
+    p.add_argument("--ray-health-timeout", type=float, default=30.0,
+                   help="seconds a pool actor running a job may leave a progress request unanswered before it is "
+                        "replaced and its job ends with engine_died")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_serve)
 
@@ -86,17 +117,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         setup_logging(args.log_file, args.verbose)
         logging_ready = True
+        check_serve_args(args)
         load_registries()
         from ..serve.config import ServerConfig
         from ..serve.server import EngineServer
 
-        if args.client_timeout is not None and not args.client_timeout > 0:
-            raise ValueError(f"--client-timeout: must be > 0, got {args.client_timeout}")
         server = EngineServer(
             ServerConfig(
                 bind=args.bind,
                 token=_read_token(args.token_file),
-                admin_token=_read_token(args.admin_token_file, ADMIN_TOKEN_ENV),
+                admin_token=_read_token(args.admin_token_file, ADMIN_TOKEN_ENV, "--admin-token-file"),
                 client_timeout_s=args.client_timeout,
                 device=resolve_device(args.device),
                 curve_dir=args.curve_dir,
@@ -105,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 ray_workers=args.ray_workers,
                 gpus_per_worker=args.gpus_per_worker,
                 cpus_per_worker=args.cpus_per_worker,
+                ray_health_timeout_s=args.ray_health_timeout,
             )
         )
         server.bind()

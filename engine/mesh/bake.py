@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import CancelledError
 from ..render.rasterize import interpolate, rasterize
 from .types import Mesh
 
 logger = logging.getLogger(__name__)
+TILE_TEXELS = 1 << 20  # texels rasterised and evaluated at once (a band of 256 rows of a 4096² texture)
 
 Field = Callable[[Tensor], Tensor]
 
@@ -51,6 +53,17 @@ def _field_device(field: Field, device: str | torch.device | None) -> torch.devi
         for p in field.parameters():
             return p.device
     return torch.device("cpu")
+
+
+def _stoppable(field: Field, should_stop: Callable[[], bool]) -> Field:
+    """`field`, raising CancelledError before a call once `should_stop()` is True."""
+
+    def checked(points: Tensor) -> Tensor:
+        if should_stop():
+            raise CancelledError()
+        return field(points)
+
+    return checked
 
 
 @torch.no_grad()
@@ -98,7 +111,7 @@ def _dilate_once(img: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersample: int = 1,
                  chunk: int = 1 << 16, device: str | torch.device | None = None,
-                 raster_backend: str = "auto") -> BakeResult:
+                 raster_backend: str = "auto", should_stop: Callable[[], bool] | None = None) -> BakeResult:
     """Bake `field` over `mesh`'s UV layout.
 
     Args:
@@ -111,6 +124,8 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
         chunk: points per field call.
         device: where to rasterise and evaluate (default: the field's parameters' device, else CPU).
         raster_backend: `engine.render.rasterize` backend.
+        should_stop: checked before every field call and padding ring; True raises CancelledError (a 4096²
+            bake is 256 chunks and 8 rings, so a cancel lands within a fraction of a second).
 
     Returns:
         BakeResult with the (size, size, C) float32 image, top row first, and its masks.
@@ -124,6 +139,8 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
     if supersample < 1:
         raise ValueError(f"supersample: must be >= 1, got {supersample}")
     dev = _field_device(field, device)
+    if should_stop is not None:
+        field = _stoppable(field, should_stop)
     outside = float(np.mean((mesh.uvs < -1e-4) | (mesh.uvs > 1 + 1e-4)))
     if outside > 1e-3:
         logger.warning("bake: %.1f%% of UV coordinates lie outside [0, 1]; those parts are not baked "
@@ -137,17 +154,9 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
                       torch.ones_like(corners_uv[:, :1])], 1)
     tri = torch.arange(n_faces * 3, device=dev, dtype=torch.int32).view(n_faces, 3)
     hi = size * supersample
-    rast = rasterize(clip, tri, (hi, hi), backend=raster_backend)                         # (1, hi, hi, 4)
-    pts = interpolate(p3.reshape(-1, 3), rast, tri)[0]                                     # (hi, hi, 3)
-    face_id = rast[0, ..., 3].round().long() - 1                                           # -1 = empty
+    face_id, sub = _raster_tiles(field, clip, tri, p3, hi, supersample, chunk, raster_backend, should_stop)
     covered = face_id >= 0
-    values = _evaluate(field, pts[covered], chunk)
-    if values.shape[0] == 0:
-        logger.warning("bake: no texel centre lies on any UV triangle (UVs outside [0, 1]?)")
-        values = _evaluate(field, p3[0, :1], chunk)[:0]       # learn the channel count
-    n_ch = values.shape[1]
-    sub = torch.zeros(hi, hi, n_ch, device=dev)
-    sub[covered] = values
+    n_ch = sub.shape[2]
     # average the sub-samples of each texel
     k = supersample
     counts = covered.view(size, k, size, k).sum((1, 3))                                    # (size, size)
@@ -160,11 +169,43 @@ def bake_texture(field: Field, mesh: Mesh, size: int, padding: int = 8, supersam
     for _ in range(padding - 1):
         if bool(filled.all()):
             break
+        if should_stop is not None and should_stop():
+            raise CancelledError()
         img, filled = _dilate_once(img, filled)
     logger.info("baked %dx%d texture: %.1f%% covered, %.1f%% after padding", size, size,
                 100.0 * coverage.float().mean().item(), 100.0 * filled.float().mean().item())
     flip = lambda t: torch.flip(t, dims=[0]).cpu().numpy()
     return BakeResult(flip(img).astype(np.float32), flip(coverage), flip(filled))
+
+
+def _raster_tiles(field: Field, clip: Tensor, tri: Tensor, p3: Tensor, hi: int, k: int, chunk: int,
+                  raster_backend: str, should_stop: Callable[[], bool] | None) -> tuple[Tensor, Tensor]:
+    """(face id (hi, hi) with -1 for empty, values (hi, hi, C)): the UV layout rasterised and the field evaluated
+    in bands of about TILE_TEXELS texels (a band's clip y is stretched onto its rows), so memory stays bounded and
+    a cancel lands between bands (a 4096² bake rasterises for tens of seconds on a CPU)."""
+    rows = max(k, (TILE_TEXELS // hi) // k * k)
+    face_id = torch.full((hi, hi), -1, dtype=torch.long, device=clip.device)
+    sub: Tensor | None = None
+    for r0 in range(0, hi, rows):
+        if should_stop is not None and should_stop():
+            raise CancelledError()
+        h = min(rows, hi - r0)
+        band = clip.clone()
+        band[:, 1] = (clip[:, 1] - ((2 * r0 + h) / hi - 1)) * (hi / h)  # rows r0..r0+h onto [-1, 1]
+        rast = rasterize(band, tri, (h, hi), backend=raster_backend)        # (1, h, hi, 4)
+        fid = rast[0, ..., 3].round().long() - 1
+        face_id[r0:r0 + h] = fid
+        cov = fid >= 0
+        if bool(cov.any()):
+            values = _evaluate(field, interpolate(p3.reshape(-1, 3), rast, tri)[0][cov], chunk)
+            if sub is None:
+                sub = torch.zeros(hi, hi, values.shape[1], device=clip.device)
+            sub[r0:r0 + h][cov] = values
+    if sub is None:
+        logger.warning("bake: no texel centre lies on any UV triangle (UVs outside [0, 1]?)")
+        n_ch = _evaluate(field, p3[0, :1], chunk).shape[1]  # learn the channel count
+        sub = torch.zeros(hi, hi, n_ch, device=clip.device)
+    return face_id, sub
 
 
 def _extrapolate_ring(field: Field, img: Tensor, filled: Tensor, face_id: Tensor, uv: Tensor, p3: Tensor,

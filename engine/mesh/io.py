@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MeshError
+from ..errors import EngineError, ErrorCode, MeshError
 from ..images import save_png, to_uint8  # noqa: F401 - re-exported for engine.mesh users
 from .axes import file_up_axis, to_world
 from .types import Mesh
@@ -106,9 +106,18 @@ def load_mesh(path: str | Path, up: str = "z") -> Mesh:
 
 
 def load_texture_image(path: str | Path) -> np.ndarray:
-    """Read an image as (H, W, C) float32 in [0, 1], top row first (C = 3 or 4)."""
+    """Read an image as (H, W, C) float32 in [0, 1], top row first (C = 3 or 4).
+
+    Raises:
+        EngineError: NO_TEXTURE naming field `texture` when the file is missing, unreadable or not an image.
+    """
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
-        return np.asarray(im, dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
+            return np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise EngineError(ErrorCode.NO_TEXTURE, f"texture: cannot read the image {str(path)!r} ({reason})",
+                          field="texture") from None

@@ -20,6 +20,11 @@ from csd_blender.protocol.errors import ErrorCode, ProtocolError
 logger = logging.getLogger(__name__)
 
 MIN_TOKEN_CHARS = 16
+# A session id is a bearer secret: whoever sends it owns that client's jobs, from any connection (a client that
+# reconnects after a false death takes its jobs along that way). It is therefore random (the client's is 128 bits),
+# never sent to another client and logged only by a short prefix; shorter ones are refused.
+MIN_SESSION_CHARS = 16
+LOGGED_SESSION_CHARS = 6
 
 
 def check_bind(bind: str, curve_dir: str | None) -> None:
@@ -118,6 +123,12 @@ class Clients:
             header: the request's decoded header.
             jobs: the job records (with `owner` and `identity`) whose messages follow their owner.
         """
+        if header.session and len(header.session) < MIN_SESSION_CHARS:
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED,
+                f"session: a session id is a secret that owns its jobs; use at least {MIN_SESSION_CHARS} random "
+                f"characters (got {len(header.session)}), or none",
+            )
         owner = ("session", header.session) if header.session else ("connection", identity)
         client = self._clients.get(owner)
         if client is None:
@@ -125,7 +136,7 @@ class Clients:
         else:
             client.last_seen = time.monotonic()
             if client.identity != identity:
-                logger.info("client session %s reconnected", header.session[:12])
+                logger.info("client session %s… reconnected", header.session[:LOGGED_SESSION_CHARS])
                 client.identity = identity
                 for record in jobs:
                     if record.owner == owner:
@@ -147,6 +158,6 @@ class Clients:
 
 
 def describe(owner: Any) -> str:
-    """An owner key for the log: the session id's or connection's first 12 characters."""
+    """An owner key for the log: the session id's first characters (it is a secret), or the connection's."""
     kind, value = owner
-    return f"session {value[:12]}" if kind == "session" else f"connection {value.hex()[:12]}"
+    return f"session {value[:LOGGED_SESSION_CHARS]}…" if kind == "session" else f"connection {value.hex()[:12]}"

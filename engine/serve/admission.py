@@ -112,8 +112,28 @@ def check_guidance(guidance: str, overrides: Any, model: str = "toy", steps: int
                                                      f"{type(exc).__name__}") from None
 
 
+PROMPT_FIELDS = ("prompt", "negative_prompt", "target_prompt", "edit_prompt")
+MODEL_FIELDS = ("model", "refine_model")
+
+
+def check_models_and_words(params: Any) -> None:
+    """Refuse, before any loading, a model that is not there and a prompt word its word-level tokenizer lacks
+    (the toy prior's), naming the field (`model`, `refine_model`, `prompt`, `target_prompt`, …).
+
+    Raises:
+        EngineError: MODEL_MISSING or BAD_PROMPT.
+    """
+    from ..priors.presence import check_prompt_words, model_folder
+
+    folders = [model_folder(value, name) for name in MODEL_FIELDS if (value := getattr(params, name, ""))]
+    for folder in dict.fromkeys(folders):
+        for name in PROMPT_FIELDS:
+            check_prompt_words(folder, name, getattr(params, name, ""))
+
+
 def check_params(spec: Any, raw_params: Any, device: str | None = None) -> Any:
-    """A submit's params, validated: the task's own `from_dict().validate()`, text, guidance.
+    """A submit's params, validated: the task's own `from_dict().validate()`, text, guidance, the models' presence
+    and the prompts' words.
 
     Args:
         spec: the task's TaskSpec.
@@ -131,6 +151,7 @@ def check_params(spec: Any, raw_params: Any, device: str | None = None) -> Any:
                        getattr(params, "model", "toy"), getattr(params, "steps", None))
     if hasattr(params, "model"):  # a hub model not in the models folder: refused here, never downloaded by the job
         require_downloaded(job_sources(params))
+    check_models_and_words(params)  # folders, the refine model (named as such) and the prompts' words
     if device is not None and getattr(params, "device", None) == "auto":
         params.device = device
     return params

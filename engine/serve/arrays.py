@@ -91,8 +91,9 @@ def check_arrays(task: str, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
                 raise _error(name, "is required", ErrorCode.BAD_ARRAY)
             continue
         array = arrays[name]
-        if array.dtype != dtype:
-            raise _error(name, f"dtype is {array.dtype}, expected {dtype}", ErrorCode.BAD_ARRAY)
+        allowed = (dtype,) if isinstance(dtype, str) else tuple(dtype)
+        if array.dtype not in allowed:
+            raise _error(name, f"dtype is {array.dtype}, expected {' or '.join(allowed)}", ErrorCode.BAD_ARRAY)
         if len(array.shape) != len(shape):
             raise _error(
                 name,

@@ -30,6 +30,8 @@ class ServerConfig:
             None: on the local worker thread.
         ray_workers: pool actors (None: as many as the cluster's GPUs, or CPUs, allow).
         gpus_per_worker, cpus_per_worker: what each pool actor reserves.
+        ray_health_timeout_s: a pool actor that leaves a progress request unanswered this long while running a job
+            (hung, stopped, its machine lost) is replaced and its job ends with `engine_died`.
     """
 
     bind: str = "tcp://127.0.0.1:0"
@@ -47,3 +49,4 @@ class ServerConfig:
     ray_workers: int | None = None
     gpus_per_worker: float = 1.0
     cpus_per_worker: float = 1.0
+    ray_health_timeout_s: float = 30.0

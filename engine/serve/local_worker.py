@@ -44,6 +44,7 @@ class JobRecord:
         owner: the client that submitted it (its session id, or its connection when it sends none).
         job: the task's job, built by `make_job` at the door (None: the worker builds it).
         queue_position: the place its client was last told while it waits (1: it starts next).
+        minor: the protocol minor of its client's submit (negotiated: at most this side's).
     """
 
     job_id: str
@@ -57,6 +58,7 @@ class JobRecord:
     submitted_at: float = field(default_factory=time.monotonic)
     status: dict = field(default_factory=dict)
     queue_position: int = 0
+    minor: int = 0  # the protocol minor its client speaks: its messages carry only that minor's fields
 
 
 @dataclass
@@ -69,11 +71,16 @@ class Outgoing:
     finished: str | None = None
 
 
+# what torch's allocators say when they cannot allocate: CUDA ("CUDA out of memory"), the CPU ("DefaultCPUAllocator:
+# can't allocate memory: you tried to allocate …"), MPS, and Windows' "not enough memory"
+OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch.cuda.OutOfMemoryError, MemoryError and 'out of memory' RuntimeErrors."""
+    """True for torch.cuda.OutOfMemoryError, MemoryError and the allocators' out-of-memory RuntimeErrors (CPU too)."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(p in str(exc).lower() for p in OOM_PHRASES)
 
 
 def oom_error(params: Any, device: str, task: str) -> ProtocolError:
@@ -138,6 +145,10 @@ class Worker(threading.Thread):
     @property
     def loaded_priors(self) -> list[str]:
         return [] if self._prior_key is None else [str(self._prior_key[0])]
+
+    def devices(self) -> list[dict] | None:
+        """One {"device", "device_name"} per worker for the handshake (None: the engine's own device)."""
+        return None
 
     def run(self) -> None:
         while True:
@@ -214,11 +225,15 @@ class Worker(threading.Thread):
                 "total": event.total,
                 "elapsed_s": now - started,
             }
+            same = (event.stage, event.step, event.total) == last.get("sent") and event.preview_png is None
+            if same:  # the worker and the task both announce "loading": the client hears it once
+                return
             important = (
                 event.preview_png is not None or event.stage != last["stage"] or event.step >= event.total
             )
             if not important and now - last["t"] < self.min_interval:
                 return
+            last["sent"] = (event.stage, event.step, event.total)
             last["t"], last["stage"] = now, event.stage
             loss = event.loss if event.loss is not None and math.isfinite(event.loss) else None
             eta = event.eta_s if event.eta_s is not None and math.isfinite(event.eta_s) else None

@@ -54,6 +54,8 @@ def pool_size(ray: ModuleType, gpus_per_worker: float, cpus_per_worker: float, w
     Raises:
         ValueError: the cluster has none of the resources a worker needs.
     """
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1):
+        raise ValueError(f"workers: must be at least 1 (None: as many as fit), got {wanted!r}")
     resources = ray.cluster_resources()
     gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
     if gpus_per_worker > 0 and gpus < gpus_per_worker:

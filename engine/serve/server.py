@@ -9,8 +9,9 @@ end it (an unexpected failure becomes an `internal` reply with an error id; the 
 With `ray_address` (`serve --ray`) the jobs run on a pool of Ray actors (engine/serve/ray_pool.py), one job per actor
 at a time, instead of the worker thread; the loop, the protocol, the checks and the client rules are the same.
 
-Clients are told apart by the `session` of their request headers (by their connection when they send none):
-a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
+Clients are told apart by the `session` of their request headers (by their connection when they send none). A
+session id is a secret of at least 16 random characters (engine/serve/access.py: it follows its client to a new
+connection, which is how a client recovers after a false death, so whoever knows it owns the jobs): a client sees and cancels only its own jobs, and the jobs of a client silent for `client_timeout_s` are
 cancelled. A request carrying the admin token sees and cancels every job; when an admin token is set, only it
 may shut the engine down.
 """
@@ -43,8 +44,8 @@ from csd_blender.protocol.messages import (
     Release,
     Shutdown,
     Status,
-    StatusReply,
     Submit,
+    negotiate,
 )
 
 from .. import __version__
@@ -54,7 +55,7 @@ from .access import Clients, Tokens, check_bind, describe, setup_curve
 from .admission import build_job, check_params
 from .arrays import check_arrays
 from .config import ServerConfig
-from .hello import hello_reply, write_endpoint_file
+from .hello import hello_reply, status_reply, write_endpoint_file
 from .local_worker import JobRecord, Outgoing, Worker, malloc_trim
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ class EngineServer:
             from .ray_pool import RayPool
 
             self.worker = RayPool(config.ray_address, self.outbox, config.ray_workers, config.gpus_per_worker,
-                                  config.cpus_per_worker, config.progress_hz)
+                                  config.cpus_per_worker, config.progress_hz,
+                                  health_timeout_s=config.ray_health_timeout_s)
         else:
             self.worker = Worker(config.device, self.outbox, config.progress_hz)
         self.slots: int = self.worker.slots  # jobs that run at once
@@ -100,6 +102,7 @@ class EngineServer:
         self._signalled = threading.Event()
         self._last_tick = time.monotonic()
         self._next_expiry_check = 0.0
+        self._reply_minor = 0  # the protocol minor of the request being handled (negotiated)
 
     @property
     def running(self) -> JobRecord | None:
@@ -118,7 +121,9 @@ class EngineServer:
         sock = self.context.socket(zmq.ROUTER)
         try:
             sock.setsockopt(zmq.LINGER, 1000)
-            sock.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_message_bytes)
+            # frames up to twice the limit are still read, so their sender gets a message_too_large reply to its
+            # msg_id; ZeroMQ cuts larger ones (the client checks the limits hello_reply names before sending)
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.config.limits.max_message_bytes)
             if self.config.curve_dir:
                 self._auth = setup_curve(self.context, sock, self.config.curve_dir)
             address = self.config.bind
@@ -252,15 +257,19 @@ class EngineServer:
 
     # -- sending --------------------------------------------------------------------------------------------
 
-    def _send(self, identity: bytes, message: Message, parent_id: str | None) -> bool:
-        """Encode and send one message; never raises. Returns True when it went out.
+    def _send(self, identity: bytes, message: Message, parent_id: str | None, minor: int | None = None) -> bool:
+        """Encode and send one message for a peer of protocol 1.`minor` (None: the job's client's, else the
+        current request's); never raises. Returns True when it went out.
 
         Non-finite floats are sent as null (with a warning naming the fields). A message that cannot be encoded
         or sent becomes an `internal` error reply for its job (or its request).
         """
+        if minor is None:
+            record = self.jobs.get(parent_id) if parent_id else None
+            minor = record.minor if record is not None else self._reply_minor
         try:
             replaced: list[str] = []
-            frames, _ = codec.encode(message, parent_id=parent_id, replaced=replaced)
+            frames, _ = codec.encode(message, parent_id=parent_id, replaced=replaced, minor=minor)
             if replaced:
                 logger.warning(
                     "%s %s: non-finite value(s) sent as null: %s",
@@ -276,7 +285,7 @@ class EngineServer:
         if isinstance(message, ErrorReply) and message.code == ErrorCode.INTERNAL.value:
             return False  # the error reply itself failed: the log has it, nothing more to try
         job_id = getattr(message, "job_id", None)
-        return self._send(identity, ErrorReply.from_exception(error, job_id), parent_id)
+        return self._send(identity, ErrorReply.from_exception(error, job_id), parent_id, minor)
 
     def _flush_outbox(self) -> None:
         while self.outbox:
@@ -286,7 +295,7 @@ class EngineServer:
                     record = self.jobs.get(item.parent_id) if item.parent_id else None
                     # a job's messages follow its owner to its latest connection
                     identity = record.identity if record is not None else item.identity
-                    self._send(identity, item.message, item.parent_id)
+                    self._send(identity, item.message, item.parent_id, record.minor if record is not None else 0)
             finally:
                 if item.finished is not None:
                     self.jobs.pop(item.finished, None)
@@ -339,36 +348,40 @@ class EngineServer:
         identity, frames = frames[0].bytes, frames[1:]
         header = None
         msg_id = None
+        msg_type = None
+        self._reply_minor = 0  # until the request's header says which minor it speaks
         try:
             header = codec.decode_header(frames, self.config.limits)
-            msg_id = header.msg_id
+            msg_id, msg_type = header.msg_id, header.msg_type
+            self._reply_minor = negotiate(codec.peek_minor(header.version))
             admin = self.tokens.authorise(header)
             owner = self.clients.seen(identity, header, self.jobs.values())
             message = codec.decode_body(header, frames)
             self._dispatch(identity, header, message, owner, admin)
         except ProtocolError as exc:  # EngineError included
-            if header is None:
-                msg_id = codec.peek_msg_id(frames, self.config.limits)
-            job_id = msg_id if header is not None and header.msg_type == "submit" else None
+            if header is None:  # too large, or an unreadable header: still answer the request that caused it
+                msg_id, msg_type = codec.peek_header(frames, self.config.limits)
+            job_id = msg_id if msg_type == "submit" else None  # a refused submit closes its job at once
             logger.info("request %s rejected: %s", msg_id, exc)
-            self._send(identity, ErrorReply.from_exception(exc, job_id), msg_id)
+            self._send(identity, ErrorReply.from_exception(exc, job_id), msg_id, self._reply_minor)
         except Exception as exc:  # noqa: BLE001 - never let one request stop the loop
-            error = internal_error(exc, f"request {msg_id} ({header.msg_type if header else '?'})")
-            job_id = msg_id if header is not None and header.msg_type == "submit" else None
-            self._send(identity, ErrorReply.from_exception(error, job_id), msg_id)
+            error = internal_error(exc, f"request {msg_id} ({msg_type or '?'})")
+            job_id = msg_id if msg_type == "submit" else None
+            self._send(identity, ErrorReply.from_exception(error, job_id), msg_id, self._reply_minor)
 
     def _dispatch(self, identity: bytes, header: codec.Header, message: Message, owner: Any, admin: bool) -> None:
         reply_to = header.msg_id
         if isinstance(message, Ping):
             self._send(identity, Pong(busy=bool(self.active)), reply_to)
         elif isinstance(message, Hello):
-            self._send(identity, hello_reply(self.config.device), reply_to)
+            self._send(identity, hello_reply(self.config.device, self.config.limits, self.worker.devices(),
+                                             self._reply_minor), reply_to)
         elif isinstance(message, Submit):
             self._submit(identity, header, message, owner)
         elif isinstance(message, Cancel):
             self._cancel(identity, message.job_id, reply_to, owner, admin)
         elif isinstance(message, Status):
-            self._send(identity, self._status(owner, admin), reply_to)
+            self._send(identity, status_reply(self, owner, admin), reply_to)
         elif isinstance(message, Release):
             if self.active or self.pending:  # never make a UI wait for a job to finish
                 raise ProtocolError(
@@ -383,24 +396,9 @@ class EngineServer:
                     "shutdown of a shared engine (started with an admin token) needs the admin token; "
                     "cancel your own jobs instead, or ask whoever runs the engine",
                 )
-            self._begin_shutdown(f"requested by client session {header.session[:12] or '?'}")
+            self._begin_shutdown(f"requested by client {describe(owner)}")
         else:
             raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"{message.MSG_TYPE!r} is not a request")
-
-    def _status(self, owner: Any, admin: bool) -> StatusReply:
-        """The asker's running jobs and queue; other clients' jobs only as counts (all of them for an admin);
-        the pool's size and load."""
-        mine = [
-            dict(r.status) or {"job_id": r.job_id, "task": r.spec.name, "stage": "starting"}
-            for r in self.active.values() if admin or r.owner == owner
-        ]
-        queue = [r.job_id for r in self.pending if admin or r.owner == owner]
-        pool = {"kind": self.worker.kind, "workers": self.slots, "busy": len(self.active),
-                "queued": len(self.pending)}
-        return StatusReply(
-            mine[0] if mine else None, queue, self.worker.loaded_priors, self.config.device,
-            len(self.active) - len(mine), len(self.pending) - len(queue), mine, pool,
-        )
 
     def _submit(self, identity: bytes, header: codec.Header, message: Submit, owner: Any) -> None:
         job_id = header.msg_id
@@ -419,7 +417,7 @@ class EngineServer:
         params = check_params(spec, message.params, None if self.config.ray_address else self.config.device)
         arrays = check_arrays(message.task, message.arrays)
         job = build_job(spec, params, arrays)  # everything the job needs is checked before `accepted`
-        record = JobRecord(job_id, identity, spec, params, arrays, owner=owner, job=job)
+        record = JobRecord(job_id, identity, spec, params, arrays, owner=owner, job=job, minor=self._reply_minor)
         position = len(self.pending) + (1 if len(self.active) >= self.slots else 0)
         record.queue_position = position
         self.jobs[job_id] = record

@@ -112,13 +112,23 @@ def make_edit_job(params: EditParams, arrays: dict[str, np.ndarray]) -> EditJob:
             raise RequestError(name, "is required")
     check_edit_arrays(arrays)
     mesh, dropped = validate_mesh(arrays["vertices"], arrays["faces"], arrays["uvs"])
-    original = np.array(arrays["texture"], dtype=np.float32, copy=True)
+    original = texture_as_float(arrays["texture"])  # uint8, float16 or float32 in; float32 in [0, 1] out
     region = RegionInput(arrays, original.shape, params.geometry) or None
     if region is not None and params.texture_size is not None and params.texture_size != max(original.shape[:2]):
         raise RequestError("texture_size", "a region edit keeps the input texture's size (leave it unset)")
     _build_guidance(params, 100)  # unknown presets or bad overrides fail here, before any work
-    return EditJob(params=params, mesh=mesh, texture=np.clip(original, 0.0, 1.0), dropped_faces=dropped,
+    return EditJob(params=params, mesh=mesh, texture=original, dropped_faces=dropped,
                    region=region, original=original if region is not None else None)
+
+
+def texture_as_float(texture: np.ndarray) -> np.ndarray:
+    """An edit texture as float32 in [0, 1] (a copy): uint8 (0-255, an 8-bit image), float16 or float32."""
+    if texture.dtype == np.uint8:
+        out = texture.astype(np.float32)
+        out *= 1.0 / 255.0
+        return out
+    out = texture.astype(np.float32, copy=True)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def resolve_params(params: EditParams, family: str, resolution: int) -> EditParams:
@@ -128,18 +138,29 @@ def resolve_params(params: EditParams, family: str, resolution: int) -> EditPara
 
 
 def _build_guidance(p: EditParams, steps: int):
-    """csd-edit (or the chosen preset) with ω1 = strength, ω2 = omega2; `guidance_overrides` may schedule them."""
+    """csd-edit (or the chosen preset) with ω1 = strength, ω2 = omega2; `guidance_overrides` may schedule them.
+
+    Raises:
+        RequestError: `guidance` is not a CSD formula (SDS has no edit branch for ω1/ω2 to weigh).
+    """
+    from ..guidance.presets import get_preset
+
+    kind = get_preset(p.guidance).kind
+    if kind != "csd":
+        raise RequestError("guidance", f"{p.guidance!r} is {kind.upper()} guidance, which has no edit-prompt branch; "
+                                       "an edit (Eq. 11) needs a CSD guidance such as 'csd-edit'")
     return build_guidance(p.guidance, total_steps=steps, **{"omega1": p.strength, "omega2": p.omega2,
                                                            **p.guidance_overrides})
 
 
 def _bake_to_input_size(field_model, mesh: Mesh, mesh_n: Mesh, job: EditJob, size: int | None,
-                        device, region: Region | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        device, region: Region | None = None,
+                        should_stop: StopFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(texture, uvs): bake into the mesh's UVs (xatlas when it has none) at the input texture's size (or `size`²),
     keeping the input's alpha; a region edit blends into the input (texels outside the border copied)."""
     h, w = job.texture.shape[:2]
     shape = (h, w) if size is None else (size, size)
-    baked = bake_field_to_shape(field_model, mesh, mesh_n, shape, device)
+    baked = bake_field_to_shape(field_model, mesh, mesh_n, shape, device, should_stop=should_stop)
     image = baked.image
     if region is not None:
         return region.blend(image), baked.uvs
@@ -277,7 +298,8 @@ def run_edit(job: EditJob, prior=None, progress: ProgressFn | None = None,
     if new_mesh_n is not None:  # the new surface, back in the object's world frame
         out_mesh_n = new_mesh_n
         out_mesh = Mesh(norm.invert(new_mesh_n.vertices).astype(np.float32), new_mesh_n.faces)
-    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device, region)
+    new_texture, uvs = _bake_to_input_size(field_model, out_mesh, out_mesh_n, job, p.texture_size, device, region,
+                                           None if p.return_partial else stop)
     out_mesh = out_mesh.with_uvs(uvs)
     timings["bake"] = time.perf_counter() - t0
     before = render_turntable(mesh_n, job.texture, np.asarray(job.mesh.uvs, np.float32), size=128)

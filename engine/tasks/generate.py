@@ -273,7 +273,7 @@ def run_generate(
     raw_faces = len(mesh.faces)
     # decimation can pinch a thin part off: keep the largest component after it too (one connected mesh)
     mesh = largest_component(decimate(largest_component(mesh), p.face_budget))
-    baked = bake_field(field_model.albedo, mesh, mesh, p.texture_size, device)
+    baked = bake_field(field_model.albedo, mesh, mesh, p.texture_size, device, should_stop=stop)
     mesh = _to_output_frame(mesh.with_uvs(baked.uvs), p.size)
     turntable = sheet(mesh_turntable(mesh, baked.image, baked.uvs, size=256, views=TURNTABLE_VIEWS), cols=4)
     seconds["bake"] = time.perf_counter() - t0

@@ -260,10 +260,12 @@ def run_texture(job: TextureJob, prior=None, progress: ProgressFn | None = None,
         loss_value = float(last_loss)
     emit(ProgressEvent("baking", steps_run, p.steps, loss_value, time.perf_counter() - t_start, 0.0))
     t0 = time.perf_counter()
+    # a cancel lands between bake bands too, unless the job was asked to bake what it has when cancelled
+    bake_stop = None if p.return_partial else stop
     if region is None:
-        baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device)
+        baked = bake_field(field_model, job.mesh, mesh_n, p.texture_size, device, should_stop=bake_stop)
     else:
-        baked = bake_field_to_shape(field_model, job.mesh, mesh_n, region.weight.shape, device)
+        baked = bake_field_to_shape(field_model, job.mesh, mesh_n, region.weight.shape, device, should_stop=bake_stop)
         baked = dataclasses.replace(baked, image=region.blend(baked.image))
     texture, uvs, unwrapped = baked.image, baked.uvs, baked.unwrapped
     timings["bake"] = time.perf_counter() - t0

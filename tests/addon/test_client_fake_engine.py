@@ -59,7 +59,8 @@ class FakeEngine(threading.Thread):
             for reply, parent in replies:
                 out, _ = codec.encode(reply, parent_id=parent)
                 if self.version != m.PROTOCOL_VERSION_STR:
-                    out[0] = out[0].replace(b'"version":"1.0"', f'"version":"{self.version}"'.encode())
+                    out[0] = out[0].replace(f'"version":"{m.PROTOCOL_VERSION_STR}"'.encode(),
+                                            f'"version":"{self.version}"'.encode())
                 self.socket.send_multipart([identity, *out])
 
     def stop(self) -> None:
@@ -114,7 +115,7 @@ def test_handshake_with_a_different_major_names_both_versions(engine_factory):
     with pytest.raises(ProtocolError) as info:
         client.connect(timeout_s=5)
     assert info.value.code == ErrorCode.PROTOCOL_MISMATCH
-    assert "2.3" in info.value.message and "1.0" in info.value.message
+    assert "2.3" in info.value.message and m.PROTOCOL_VERSION_STR in info.value.message
 
 
 def test_handshake_checks_the_version_in_the_reply_body(engine_factory):

@@ -134,7 +134,7 @@ def _base_requests(rng: random.Random) -> list:
 
 def mutated_frames(rng: random.Random) -> list[bytes]:
     message = rng.choice(_base_requests(rng))
-    frames, _ = codec.encode(message, token=TOKEN, session="fuzz-" + str(rng.randrange(4)))
+    frames, _ = codec.encode(message, token=TOKEN, session="fuzz-session-000000-" + str(rng.randrange(4)))
     frames = [bytes(memoryview(f)) for f in frames]
     for _ in range(rng.randrange(1, 4)):
         target = rng.randrange(10)

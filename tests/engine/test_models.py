@@ -173,5 +173,6 @@ def test_the_server_refuses_a_job_whose_model_or_controlnet_is_missing(tmp_path,
             check_params(TEXTURE_SPEC, params)
         assert info.value.code == ErrorCode.MODEL_MISSING and "models download" in info.value.message
     assert check_params(TEXTURE_SPEC, {"prompt": "a red sphere"}).model == "toy"
+    (tmp_path / "model_index.json").write_text("{}")  # a local model folder: not subject to the download gate
     assert isinstance(check_params(TEXTURE_SPEC, {"prompt": "a red sphere", "model": str(tmp_path)}),
                       TextureParams)

@@ -66,7 +66,7 @@ def curve_server(tmp_path):
 def test_curve_server_answers_only_encrypted_clients(curve_server):
     server, server_public, endpoint_file = curve_server
     info = json.loads(endpoint_file.read_text())
-    assert info["endpoint"] == server.endpoint and info["protocol_version"] == "1.0"
+    assert info["endpoint"] == server.endpoint and info["protocol_version"] == m.PROTOCOL_VERSION_STR
     with EngineClient(server.endpoint, TOKEN, server_public_key=server_public) as client:
         assert "sleepy" in client.connect(timeout_s=10).tasks
         result = client.wait(client.submit("sleepy", {"steps": 2, "step_s": 0.01, "seed": 3}), timeout_s=10)

@@ -90,7 +90,7 @@ def test_round_trip(message):
         got_header == header
         and header.parent_id == "p1"
         and header.token == "tok"
-        and header.version == "1.0"
+        and header.version == m.PROTOCOL_VERSION_STR
     )
     assert type(got) is type(message)
     for name in message.__dataclass_fields__:
@@ -263,7 +263,7 @@ def test_version_check(version, ok):
 
 
 def test_protocol_version_is_separate_from_the_package_version():
-    assert m.PROTOCOL_VERSION == (1, 0) and m.PROTOCOL_VERSION_STR == "1.0"
+    assert m.PROTOCOL_VERSION == (1, 1) and m.PROTOCOL_VERSION_STR == "1.1"
 
 
 def test_error_reply_maps_back_to_exceptions():

@@ -1,7 +1,7 @@
 """Job parameters, one typed definition per task shared by the add-on, the command line and the engine.
 
-Standard library only; imports nothing of the protocol but `errors`. `base` holds the limits and checks every task
-shares, and one module per task (`texture`, `edit`, `generate`) its dataclass and array inputs. `from_dict` rejects
+Standard library only; imports nothing of the protocol but `errors` and `limits`. `base` holds the limits and checks
+every task shares, and one module per task (`texture`, `edit`, `generate`) its dataclass and array inputs. `from_dict` rejects
 unknown fields and wrong types; `validate()` checks ranges and names the field at fault. This module is the table
 the rest of the code looks tasks up in.
 """

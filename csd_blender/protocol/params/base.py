@@ -17,6 +17,7 @@ QUALITY_PRESETS = ("fast", "balanced", "best")
 CONTROLNET_KINDS = ("depth", "normal", "canny")
 MAX_MODEL_CHARS = 512           # hub id or folder path of a model or ControlNet
 BACKGROUNDS = ("random", "white", "black", "gray")
+PROMPT_PUNCTUATION = ".,;:!?\"'"   # the characters a text encoder's normaliser turns into spaces
 
 
 def fail(field_name: str, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> ProtocolError:
@@ -37,6 +38,19 @@ def check_prompt(field_name: str, value: Any, *, allow_empty: bool) -> None:
         raise fail(field_name, "is not valid UTF-8 (it contains a lone surrogate)", ErrorCode.BAD_PROMPT) from None
     if any(ord(c) < 32 and c not in "\t\n" for c in value):
         raise fail(field_name, "contains control characters", ErrorCode.BAD_PROMPT)
+
+
+def prompt_words(text: str) -> str:
+    """A prompt as a text encoder's tokenizer sees it: lower case, punctuation dropped, single spaces."""
+    return " ".join("".join(" " if c in PROMPT_PUNCTUATION else c for c in text.lower()).split())
+
+
+def check_prompts_differ(field_name: str, value: str, other_name: str, other: str, why: str) -> None:
+    """Raise BAD_PROMPT naming `field_name` when two prompts say the same once case and punctuation are ignored
+    (the pair's guidance difference is then zero: the job would change nothing or run silently wrong)."""
+    if value.strip() and prompt_words(value) == prompt_words(other):
+        raise fail(field_name, f"says the same as {other_name} (case and punctuation aside): {why}",
+                   ErrorCode.BAD_PROMPT)
 
 
 def split_controlnet_spec(spec: Any) -> tuple[str, str]:

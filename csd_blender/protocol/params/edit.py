@@ -3,8 +3,8 @@
 Standard library only. The edit job changes an existing textured object: it first fits a texture field to the
 object's current texture, then moves it towards `target_prompt` and away from `edit_prompt` (what the object is
 now), and bakes the result into a NEW texture on the object's own UVs. Arrays that travel with it:
-`vertices (V,3) float32`, `faces (F,3) int32`, `uvs (F,3,2) float32` and `texture (H,W,3|4) float32` (sRGB in
-[0, 1], top row first). `uvs` and `texture` are optional in `EDIT_ARRAY_SPECS` only so that their absence gets its
+`vertices (V,3) float32`, `faces (F,3) int32`, `uvs (F,3,2) float32` and `texture (H,W,3|4)` (sRGB, top row first:
+float32/float16 in [0, 1], or uint8 0-255). `uvs` and `texture` are optional in `EDIT_ARRAY_SPECS` only so that their absence gets its
 own error code (`no_uvs`, `no_texture`) from `check_edit_arrays` instead of a generic `bad_array`.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import ErrorCode, ProtocolError
-from .base import Params, check_prompt, check_range, fail
+from ..limits import DTYPE_SIZES
+from .base import Params, check_prompt, check_prompts_differ, check_range, fail
 from .region import MASK_ARRAY_SPECS
 from .texture import TextureParams
 
@@ -26,13 +27,46 @@ FIT_PSNR_RANGE = (10.0, 60.0)        # reconstruction target, dB
 EDIT_TEXTURE_SIDE = (8, 4096)        # accepted input texture width/height in pixels
 UV_MARGIN = 0.1                      # UVs may overhang [0, 1] by this much (real meshes do: Spot by 0.05)
 
-EDIT_ARRAY_SPECS: dict[str, tuple[str, tuple, bool]] = {
+# The texture travels as what it holds (protocol 1.1): an 8-bit image as uint8 (0-255), a float image as float16
+# (or float32, the only dtype of 1.0). A 4096² RGBA texture is then 64 MiB (uint8) or 128 MiB (float16), within the
+# request limits (limits.REQUEST_LIMITS: 128 MiB per buffer), where float32 (256 MiB) fits only up to 2896².
+EDIT_TEXTURE_DTYPES = ("uint8", "float16", "float32")
+EDIT_ARRAY_SPECS: dict[str, tuple[str | tuple[str, ...], tuple, bool]] = {
     "vertices": ("float32", ("V", 3), True),
     "faces": ("int32", ("F", 3), True),
     "uvs": ("float32", ("F", 3, 2), False),
-    "texture": ("float32", (-1, -1, -1), False),
+    "texture": (EDIT_TEXTURE_DTYPES, (-1, -1, -1), False),
     **MASK_ARRAY_SPECS,                # a region: only there does the texture change (params/region.py)
 }
+
+
+def texture_wire_dtype(is_float: bool, minor: int) -> str:
+    """The dtype to send an edit texture as to an engine speaking protocol 1.`minor`: uint8 for an 8-bit image and
+    float16 for a float one (1.1), float32 for a 1.0 engine."""
+    if minor < 1:
+        return "float32"
+    return "float16" if is_float else "uint8"
+
+
+def texture_refusal(height: int, width: int, channels: int, dtype: str, max_buffer_bytes: int) -> str:
+    """Why an edit texture is too large to send ("" when it is not), naming the limit it breaks (a texture too
+    small is the engine's to refuse: bad_array).
+
+    Args:
+        height, width, channels: the texture's shape.
+        dtype: the dtype it would travel as (`texture_wire_dtype`).
+        max_buffer_bytes: the engine's per-buffer request limit (limits.Limits.max_buffer_bytes).
+    """
+    lo, hi = EDIT_TEXTURE_SIDE
+    if height > hi or width > hi:
+        return (f"the texture is {width}×{height} pixels; the engine accepts sides of {lo} to {hi} pixels: scale "
+                f"the image down (Image > Resize) or edit a copy")
+    nbytes = height * width * channels * DTYPE_SIZES[dtype]
+    if nbytes > max_buffer_bytes:
+        return (f"the texture is {width}×{height}×{channels} {dtype}, {nbytes / 2**20:.0f} MiB; the engine accepts "
+                f"at most {max_buffer_bytes / 2**20:.0f} MiB per array (update the engine to send it as "
+                f"{'float16' if dtype == 'float32' else dtype}, or scale the image down)")
+    return ""
 
 
 @dataclass
@@ -87,9 +121,8 @@ class EditParams(Params):
         """
         check_prompt("target_prompt", self.target_prompt, allow_empty=False)
         check_prompt("edit_prompt", self.edit_prompt, allow_empty=False)
-        if " ".join(self.target_prompt.lower().split()) == " ".join(self.edit_prompt.lower().split()):
-            raise fail("edit_prompt", "must differ from target_prompt (the edit is the difference between "
-                                       "them); describe what the object is now", ErrorCode.BAD_PROMPT)
+        check_prompts_differ("edit_prompt", self.edit_prompt, "target_prompt", self.target_prompt,
+                             "the edit is the difference between them; describe what the object is now")
         check_range("strength", self.strength, *STRENGTH_RANGE)
         check_range("omega2", self.omega2, *OMEGA2_RANGE)
         if self.strength == 0 and self.omega2 == 0:

@@ -11,6 +11,7 @@ from .base import (
     TEXTURE_SIZE_RANGE,
     Params,
     check_prompt,
+    check_prompts_differ,
     check_range,
     check_run_options,
     fail,
@@ -61,6 +62,8 @@ class GenerateParams(Params):
         """Raise ProtocolError naming the first field out of range; return self."""
         check_prompt("prompt", self.prompt, allow_empty=False)
         check_prompt("negative_prompt", self.negative_prompt, allow_empty=True)
+        check_prompts_differ("negative_prompt", self.negative_prompt, "prompt", self.prompt,
+                             "the negative score would cancel the prompt's; leave it empty or name what to avoid")
         for name in ("model", "refine_model"):
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > 512 or (name == "model" and not value.strip()):

@@ -13,6 +13,7 @@ from .base import (
     Params,
     check_interval,
     check_prompt,
+    check_prompts_differ,
     check_range,
     check_run_options,
     fail,
@@ -63,6 +64,8 @@ class TextureParams(Params):
         """Raise ProtocolError naming the first field out of range; return self."""
         check_prompt("prompt", self.prompt, allow_empty=False)
         check_prompt("negative_prompt", self.negative_prompt, allow_empty=True)
+        check_prompts_differ("negative_prompt", self.negative_prompt, "prompt", self.prompt,
+                             "the negative score would cancel the prompt's; leave it empty or name what to avoid")
         if not isinstance(self.model, str) or not self.model.strip() or len(self.model) > MAX_MODEL_CHARS:
             raise fail("model", "must be 'toy', a hub id or a local folder path")
         kinds = [split_controlnet_spec(spec)[0] for spec in self.controlnets]

@@ -33,6 +33,7 @@ def bake_field(
     mesh_n: Mesh,
     size: int,
     device: torch.device | str = "cpu",
+    should_stop: Callable[[], bool] | None = None,
 ) -> BakedTexture:
     """Bake `field` (defined in the normalised frame) into `mesh`'s UVs (xatlas unwrap when it has none).
 
@@ -42,27 +43,30 @@ def bake_field(
         mesh_n: the same mesh normalised (same faces), where the field is evaluated.
         size: texture width = height.
         device: the field's device.
+        should_stop: the job's cancel check, honoured between bake chunks (CancelledError).
     """
     uvs, unwrapped = ensure_uvs(mesh)
     with torch.no_grad():
         image = bake(
-            lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size
+            lambda pts: field(pts.to(device)).float().cpu(), dataclasses.replace(mesh_n, uvs=uvs), size,
+            should_stop=should_stop,
         )
     return BakedTexture(image=image, uvs=uvs.astype(np.float32), unwrapped=unwrapped)
 
 
-def bake_field_to_shape(field, mesh: Mesh, mesh_n: Mesh, shape: tuple[int, int], device) -> BakedTexture:
+def bake_field_to_shape(field, mesh: Mesh, mesh_n: Mesh, shape: tuple[int, int], device,
+                        should_stop: Callable[[], bool] | None = None) -> BakedTexture:
     """Like `bake_field`, for an H × W texture: baked at max(H, W)² and resized when not square (the UV square maps
     onto any H × W). The image has 3 channels.
 
     Args:
-        field, mesh, mesh_n, device: as `bake_field`.
+        field, mesh, mesh_n, device, should_stop: as `bake_field`.
         shape: (H, W) of the output.
     """
     import torch.nn.functional as F
 
     h, w = int(shape[0]), int(shape[1])
-    baked = bake_field(field, mesh, mesh_n, max(h, w), device)
+    baked = bake_field(field, mesh, mesh_n, max(h, w), device, should_stop=should_stop)
     image = baked.image[..., :3]
     if h != w:
         t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]

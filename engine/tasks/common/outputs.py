@@ -54,7 +54,9 @@ def write_textured_mesh(
 
 
 def engine_versions() -> dict:
-    """Versions that decide whether a run reproduces: engine, Python, torch, diffusers, transformers."""
+    """What decides whether a run reproduces bit for bit: engine, Python, torch, diffusers and transformers
+    versions, and on the CPU torch's thread count (it sets how reductions are split, so 1 and 2 threads round
+    differently) and the CPU capability its kernels were chosen for (AVX2 and AVX-512 kernels round differently)."""
     import diffusers
     import torch
     import transformers
@@ -67,6 +69,9 @@ def engine_versions() -> dict:
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
     }
 
 
