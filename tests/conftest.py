@@ -15,6 +15,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("CSD_CACHE_DIR", tempfile.mkdtemp(prefix="csd-test-cache-"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))  # shared helpers: import engine_fakes, paths
+# The add-on's protocol package exactly as released at 1.0 (main 5a4c031), kept as a zipped artefact an old client
+# would run, for the version-skew tests: `import protocol_v1_0` (zipimport).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "protocol_v1_0.zip"))
 
 try:
     import torch

@@ -1,6 +1,6 @@
 """Issue 22, finding 5: neighbouring minor versions talk. Every message type, generated from the message tables
 (not written per message), crosses between this protocol (1.1) and the released 1.0 (a frozen copy in
-tests/fixtures/protocol_v1_0) in both directions at the negotiated version; a newer minor's unknown fields are
+tests/fixtures/protocol_v1_0.zip) in both directions at the negotiated version; a newer minor's unknown fields are
 ignored and logged once, a lower or equal minor's and another major's are refused."""
 
 from __future__ import annotations
