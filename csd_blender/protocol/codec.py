@@ -102,7 +102,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     """object_pairs_hook: a key given twice is an error (json would silently keep the last one)."""
     out: dict = {}
     for key, value in pairs:
@@ -121,7 +121,7 @@ def _loads(view: memoryview, what: str) -> Any:
         ) from None
     try:
         return json.loads(
-            text, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+            text, parse_constant=_reject_constant, parse_float=_finite_float, object_pairs_hook=unique_keys
         )
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(

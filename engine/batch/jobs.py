@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csd_blender.protocol.codec import unique_keys
 from csd_blender.protocol.errors import ProtocolError
 
 from ..commands import edit, generate, texture
@@ -117,16 +118,6 @@ def _argv(line: int, task: str, subparser: argparse.ArgumentParser, fields: dict
     return argv
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-    """json object_pairs_hook: a key given twice is an error (json would silently keep the last one)."""
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r:.60}")
-        out[key] = value
-    return out
-
-
 def _file_digest(path: Any) -> str:
     """SHA-256 of a file's bytes, or "unreadable" (the job then fails at run time with the loader's error)."""
     try:
@@ -155,7 +146,7 @@ def parse_line(line_no: int, text: str, parser: argparse.ArgumentParser | None =
 
     parser = parser or command_parser()
     try:
-        fields = json.loads(text, object_pairs_hook=_unique_keys)  # a key given twice: refused, as on the wire
+        fields = json.loads(text, object_pairs_hook=unique_keys)  # a key given twice: refused, as on the wire
     except ValueError as exc:
         raise BatchFileError(line_no, f"not valid JSON: {exc}") from None
     if not isinstance(fields, dict):

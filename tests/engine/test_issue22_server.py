@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 
-import engine_fakes
 import numpy as np
 import protocol_v1_0 as old
 import pytest
 import zmq
 from server_jobs import ARRAYS, EDIT, edit_arrays, params
-from server_thread import TOKEN, start_server, stop_server
+from server_thread import TOKEN, serving, sleepy_task_registered
 
 from csd_blender.link.client import EngineClient
 from csd_blender.protocol import codec
@@ -25,16 +24,12 @@ SMALL = Limits(max_message_bytes=2 * MiB, max_buffer_bytes=1 * MiB, max_json_byt
 
 @pytest.fixture(scope="module", autouse=True)
 def _sleepy_task_only_here():
-    engine_fakes.register()
-    yield
-    engine_fakes.unregister()
+    yield from sleepy_task_registered()
 
 
 @pytest.fixture(scope="module")
 def server():
-    started = start_server(limits=SMALL)
-    yield started[0]
-    stop_server(*started)
+    yield from serving(limits=SMALL)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 import zmq
 from paths import REPO
 from server_jobs import ARRAYS, FACES, VERTS, params
-from server_thread import TOKEN, assert_clean, start_server, stop_server
+from server_thread import TOKEN, assert_clean, serving, sleepy_task_registered, start_server, stop_server
 
 from csd_blender.link.client import EngineClient
 from csd_blender.protocol import codec
@@ -35,16 +35,12 @@ _start, _stop = start_server, stop_server  # test_fuzz.py imports TOKEN, _start,
 
 @pytest.fixture(scope="module", autouse=True)
 def _sleepy_task_only_here():
-    engine_fakes.register()
-    yield
-    engine_fakes.unregister()
+    yield from sleepy_task_registered()
 
 
 @pytest.fixture(scope="module")
 def server():
-    started = start_server()
-    yield started[0]
-    stop_server(*started)
+    yield from serving()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import time
 import engine_fakes
 import pytest
 from paths import REPO
-from server_thread import ADMIN, TOKEN, start_server, stop_server
+from server_thread import ADMIN, TOKEN, serving, sleepy_task_registered, start_server, stop_server
 
 from csd_blender.link.client import EngineClient, EngineDied, EngineRecovered, JobResult
 from csd_blender.protocol import messages as m
@@ -28,17 +28,13 @@ from csd_blender.protocol.errors import ErrorCode
 
 @pytest.fixture(scope="module", autouse=True)
 def _sleepy_task_only_here():
-    engine_fakes.register()
-    yield
-    engine_fakes.unregister()
+    yield from sleepy_task_registered()
 
 
 
 @pytest.fixture(scope="module")
 def server():
-    started = start_server()
-    yield started[0]
-    stop_server(*started)
+    yield from serving()
 
 
 # --- finding 5: clients see and cancel each other's jobs; a gone client's jobs run on ------------------------
