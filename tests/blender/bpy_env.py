@@ -114,3 +114,16 @@ def add_suzanne(with_material: bool = True):
         mat = bpy.data.materials.new("Original")
         obj.data.materials.append(mat)
     return obj
+
+
+def paint(obj, image, name: str = "Painted"):
+    """Give `obj` a new material whose Base Color is `image` (an image texture node), as an artist's would be."""
+    import bpy
+
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    mat.node_tree.links.new(tex.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
+    obj.data.materials.append(mat)
+    return mat

@@ -40,14 +40,12 @@ def _textured_sphere(with_image=True, with_uvs=True):
     if not with_uvs:
         while obj.data.uv_layers:
             obj.data.uv_layers.remove(obj.data.uv_layers[0])
-    mat = bpy.data.materials.new("Painted")
-    mat.use_nodes = True
     if with_image:
-        tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
-        tex.image = _striped_image()
-        bsdf = mat.node_tree.nodes["Principled BSDF"]
-        mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
-    obj.data.materials.append(mat)
+        bpy_env.paint(obj, _striped_image())
+    else:
+        mat = bpy.data.materials.new("Painted")
+        mat.use_nodes = True
+        obj.data.materials.append(mat)
     return obj
 
 

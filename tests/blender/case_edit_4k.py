@@ -34,12 +34,7 @@ def _textured_sphere(width: int, height: int):
     img = bpy.data.images.new("Big", width=width, height=height, alpha=True, float_buffer=True)
     rows = np.where((np.arange(height) // 256 % 2 == 0)[:, None], [0.8, 0.05, 0.05, 1.0], [0.9, 0.9, 0.9, 1.0])
     img.pixels.foreach_set(np.broadcast_to(rows[:, None, :], (height, width, 4)).astype(np.float32).ravel())
-    mat = bpy.data.materials.new("Painted")
-    mat.use_nodes = True
-    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    tex.image = img
-    mat.node_tree.links.new(tex.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
-    obj.data.materials.append(mat)
+    bpy_env.paint(obj, img)
     return obj
 
 

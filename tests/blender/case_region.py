@@ -30,12 +30,7 @@ def _red_cube():
     rgb = np.clip(np.array([0.85, 0.08, 0.08]) + rng.uniform(-0.04, 0.04, (SIZE, SIZE, 3)), 0, 1)
     img.pixels.foreach_set(np.concatenate([rgb, np.ones((SIZE, SIZE, 1))], 2).astype(np.float32).ravel())
     img.pack()
-    mat = bpy.data.materials.new("Painted")
-    mat.use_nodes = True
-    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    tex.image = img
-    mat.node_tree.links.new(tex.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
-    obj.data.materials.append(mat)
+    bpy_env.paint(obj, img)
     for p in obj.data.polygons:
         p.select = p.normal.z > 0.9
     return obj
