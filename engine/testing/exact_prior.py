@@ -75,6 +75,8 @@ class ExactPrior(Prior):
         colour: RGB in [0, 1] of every reference object (flat, unlit).
         background: RGB in [0, 1] of every reference background.
         supersample: references are rasterized at this multiple of the camera size and averaged down.
+        geometry_looks: each shape is also seen as a geometry batch shows it (the toy family: grey Lambertian
+            shading lit from the camera; others: the normal map), a second image of the same class.
         device: where tensors live.
     """
 
@@ -89,6 +91,7 @@ class ExactPrior(Prior):
         colour: Sequence[float] = (0.45, 0.45, 0.45),
         background: Sequence[float] = (1.0, 1.0, 1.0),
         supersample: int = 2,
+        geometry_looks: bool = True,
         device: torch.device | str = "cpu",
     ):
         # no UNet, scheduler or text encoder: Prior.__init__ is not called, its attributes are set here
@@ -105,11 +108,13 @@ class ExactPrior(Prior):
         self.colour = torch.tensor(colour, dtype=torch.float32)
         self.background = torch.tensor(background, dtype=torch.float32)
         self.supersample = int(supersample)
+        self.looks = ("flat", "geometry") if geometry_looks else ("flat",)
         self._meshes = []
         for shape in self.shapes:
             mesh = primitive(shape)
             self._meshes.append((torch.tensor(mesh.vertices, dtype=torch.float32),
-                                 torch.tensor(mesh.faces, dtype=torch.int32)))
+                                 torch.tensor(mesh.faces, dtype=torch.int32),
+                                 torch.tensor(mesh.face_normals, dtype=torch.float32)))
         self.cameras: Cameras | None = None
         self._references: Tensor | None = None
         self.calls = 0
@@ -148,28 +153,38 @@ class ExactPrior(Prior):
             setattr(owner, method, original)
 
     def render_references(self, cameras: Cameras) -> Tensor:
-        """(K, B, 3, R, R) references in [−1, 1] (model space) of every shape from `cameras`."""
+        """(K, L, B, 3, R, R) references in [−1, 1] (model space) of every shape in every look from `cameras`."""
+        from ..tasks.generate_shading import geometry_colour
+
         s = self.supersample
         cams = cameras.to("cpu").rescaled(cameras.width * s, cameras.height * s)
         clip = cams.world_to_clip().float()
+        light = F.normalize(cams.c2w[:, :3, 3].float(), dim=-1)
         out = []
-        for verts, faces in self._meshes:
+        for verts, faces, normals in self._meshes:
             pos = torch.einsum("bij,vj->bvi", clip, F.pad(verts, (0, 1), value=1.0))
             rast = rasterize(pos.contiguous(), faces, (cams.height, cams.width), backend="torch")
-            mask = (rast[..., 3:] > 0).float()
-            img = self.colour * mask + self.background * (1 - mask)          # (B, H, W, 3)
-            img = img.permute(0, 3, 1, 2)
-            if s > 1:
-                img = F.avg_pool2d(img, s)
-            img = img * 2.0 - 1.0
-            if img.shape[-2:] != (self.resolution, self.resolution):
-                img = F.interpolate(img, size=(self.resolution,) * 2, mode="bilinear", align_corners=False)
-            out.append(img)
+            tri = rast[..., 3].long()
+            mask = (tri > 0).float()[..., None]
+            looks = []
+            for look in self.looks:
+                if look == "flat":
+                    fg = self.colour.expand(*mask.shape[:-1], 3)
+                else:
+                    fg = geometry_colour(normals[(tri - 1).clamp(min=0)], light, self.family == "toy")
+                img = (fg * mask + self.background * (1 - mask)).permute(0, 3, 1, 2)
+                if s > 1:
+                    img = F.avg_pool2d(img, s)
+                img = img * 2.0 - 1.0
+                if img.shape[-2:] != (self.resolution, self.resolution):
+                    img = F.interpolate(img, size=(self.resolution,) * 2, mode="bilinear", align_corners=False)
+                looks.append(img)
+            out.append(torch.stack(looks))
         return torch.stack(out).to(self.device)
 
     @property
     def references(self) -> Tensor:
-        """(K, B, 3, R, R) references of the observed cameras."""
+        """(K, L, B, 3, R, R) references of the observed cameras (L looks per shape)."""
         if self.cameras is None:
             raise EngineError(ErrorCode.INTERNAL, "ExactPrior: no cameras observed (use `watching()` or `observe`)")
         if self._references is None:
@@ -216,8 +231,8 @@ class ExactPrior(Prior):
         self._check_inputs(x_t, t, embeddings)
         if control:
             raise EngineError(ErrorCode.INTERNAL, "ExactPrior has no ControlNets")
-        refs = self.references                                   # (K, B, 3, R, R)
-        k, b = refs.shape[:2]
+        refs = self.references                                   # (K, L, B, 3, R, R)
+        k, n_looks, b = refs.shape[:3]
         n = x_t.shape[0]
         if n % b or x_t.shape[-2:] != refs.shape[-2:]:
             raise EngineError(
@@ -225,22 +240,22 @@ class ExactPrior(Prior):
                 f"ExactPrior: a call of {tuple(x_t.shape)} does not fit the observed batch of {b} cameras at "
                 f"{tuple(refs.shape[-2:])}",
             )
-        self.calls += 1
-        x_t = x_t.to(self.device).float()
-        x0 = refs.repeat(1, n // b, 1, 1, 1).transpose(0, 1)     # (N, K, 3, R, R), sample n ↔ camera n mod B
-        a = self.alphas_cumprod[t.to(self.device)].view(n, 1, 1, 1, 1)
-        sigma = (1.0 - a).sqrt()
-        eps_k = (x_t[:, None] - a.sqrt() * x0) / sigma           # (N, K, 3, R, R)
-        log_lik = -0.5 * eps_k.pow(2).flatten(2).sum(-1)          # −‖x_t − √ᾱ x_k‖² / 2σ²
         e = embeddings.reshape(n, -1).to(self.device).float().clamp_min(0.0)
         if e.shape[1] != k:
             raise EngineError(ErrorCode.INTERNAL, f"ExactPrior: embeddings of {e.shape[1]} shapes, expected {k}")
+        self.calls += 1
+        x_t = x_t.to(self.device).float()
+        # (N, K·L, 3, R, R): sample n ↔ camera n mod B; every look of a shape is an image of its class
+        x0 = refs.flatten(0, 1).repeat(1, n // b, 1, 1, 1).transpose(0, 1)
+        a = self.alphas_cumprod[t.to(self.device)].view(n, 1, 1, 1, 1)
+        sigma = (1.0 - a).sqrt()
+        eps_k = (x_t[:, None] - a.sqrt() * x0) / sigma           # (N, K·L, 3, R, R)
+        log_lik = -0.5 * eps_k.pow(2).flatten(2).sum(-1)          # −‖x_t − √ᾱ x_k‖² / 2σ²
         uniform = e.sum(1, keepdim=True) <= 0
-        e = torch.where(uniform, torch.ones_like(e), e)
+        e = torch.where(uniform, torch.ones_like(e), e).repeat_interleave(n_looks, dim=1)
         log_post = log_lik + torch.log(e.clamp_min(1e-30)) + torch.where(e > 0, 0.0, -torch.inf)
-        w = torch.softmax(log_post, dim=1)                        # (N, K)
+        w = torch.softmax(log_post, dim=1)                        # (N, K·L)
         return (w[..., None, None, None] * eps_k).sum(1)
-
 
 # --- measuring a generated mesh against the references --------------------------------------------------------
 

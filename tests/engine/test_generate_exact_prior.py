@@ -38,26 +38,29 @@ def test_exact_prior_prompts_name_shapes_and_anything_else_is_the_mixture():
 
 def test_exact_prior_denoiser_at_small_t_recovers_each_reference():
     prior = _prior_with_views()
-    refs = prior.references                                          # (K, B, 3, R, R)
-    b = refs.shape[1]
+    refs = prior.references                                          # (K, looks, B, 3, R, R)
+    assert refs.shape[:2] == (len(SHAPES), 2)
+    b = refs.shape[2]
     t = torch.full((b,), 5)
     a = prior.alphas_cumprod[5]
     gen = torch.Generator().manual_seed(0)
     for k, shape in enumerate(SHAPES):
-        noise = torch.randn(refs[k].shape, generator=gen)
-        x_t = prior.add_noise(refs[k], noise, t)
-        for prompt in (f"a {shape}", ""):   # the conditional, and the mixture (its posterior is sure at small t)
-            eps = prior.predict_noise(x_t, t, prior.encode_prompts([prompt]).expand(b, -1, -1))
-            x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-            assert (x0 - refs[k]).abs().max() < 1e-4, (shape, prompt)
-            assert torch.allclose(eps, noise, atol=1e-3), (shape, prompt)
+        for look in range(refs.shape[1]):   # the flat render and the geometry batch's grey shading
+            x = refs[k, look]
+            noise = torch.randn(x.shape, generator=gen)
+            x_t = prior.add_noise(x, noise, t)
+            for prompt in (f"a {shape}", ""):   # the conditional, and the mixture (sure at small t)
+                eps = prior.predict_noise(x_t, t, prior.encode_prompts([prompt]).expand(b, -1, -1))
+                x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+                assert (x0 - x).abs().max() < 1e-4, (shape, look, prompt)
+                assert torch.allclose(eps, noise, atol=1e-3), (shape, look, prompt)
 
 
 def test_exact_prior_classifier_direction_points_from_a_mixture_to_the_named_shape():
     """ε(y) − ε(∅) is the (scaled, negative) classifier score: a CSD step −(ε(y) − ε(∅)) from the average of the
     references moves towards the named one, away from every other, at every noise level."""
     prior = _prior_with_views()
-    refs = prior.references
+    refs = prior.references[:, 0]   # the flat look
     b = refs.shape[1]
     mix = refs.mean(0)
     gen = torch.Generator().manual_seed(1)
@@ -91,7 +94,7 @@ def test_exact_prior_references_match_the_volume_renderer_and_a_flipped_camera_d
     cams = ViewSampler(OrbitRanges(), 32, torch.Generator().manual_seed(2)).sample(4)
     prior = ExactPrior(supersample=1)
     prior.observe(cams)
-    ref_mask = prior.references[SHAPES.index("cube")][:, 0] < 0.0   # object grey 0.45 → −0.1, background +1
+    ref_mask = prior.references[SHAPES.index("cube"), 0][:, 0] < 0.0   # object grey 0.45 → −0.1, background +1
 
     def cube_field(x):
         return (x.abs().max(-1).values < 0.5).float() * 200.0, torch.full((len(x), 3), 0.45)
