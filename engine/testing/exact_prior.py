@@ -30,9 +30,13 @@ prior=prior)`; task code is not touched and cannot tell this prior from a learne
 
 Framing. The references use the toy data's framing: the object fills [-0.5, 0.5]^3 at scale 1, no spin (the cube
 is axis-aligned), rendered at 2× and averaged down (as the toy's dataset), then resized bilinearly to the prior's
-resolution exactly as `Prior.signed_image` resizes a render. One colour for every shape (`colour`, a mid grey by
-default) over one background (`background`, white), so two references differ only where their silhouettes do: the
-classifier direction is pure shape, and grey-shaded geometry batches (the toy path) are not pulled towards a hue.
+resolution exactly as `Prior.signed_image` resizes a render. Each shape is seen in two looks, both images of its
+class (the sums over k above run over every look of every shape): flat, one colour for every shape (`colour`, a
+mid grey) over one background (`background`, white), so the flat references differ only where their silhouettes
+do; and as a geometry batch of text to mesh shows it (`generate_shading.geometry_colour`: on the toy path grey
+Lambertian shading lit from the camera, else the normal map), so geometry batches are in the data set too.
+Without the second look a shaded render is pulled towards a flat colour at random normals, which the exact prior
+turned into a 364-face fragment (issue 21's notes).
 """
 from __future__ import annotations
 
