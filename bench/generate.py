@@ -3,6 +3,15 @@ before and after occupancy culling, and the share of a step spent in the prior.
 
     python bench/generate.py [--steps-coarse 60] [--steps-refine 30] [--quality fast] [--prompt "a red cube"]
     python bench/generate.py --cuda [--cuda-steps 20]      # on a CUDA machine: real-size architectures
+    python bench/generate.py --iou [--prior exact|toy|FOLDER] [--guidance csd,sds] [--shapes cube,sphere,cone,torus]
+                             [--quality fast] [--seeds 0]     # does the mesh have the prompted shape?
+
+`--iou`: `generate` for each shape and guidance (CSD as the task runs it, or SDS at equal steps: the same
+preset's timesteps, weighting and normalisation with classifier-free scale `--sds-scale`, swapped in for the
+task's CSD preset), then the 8-view silhouette IoU of each mesh with every reference shape
+(`engine.testing.exact_prior.shape_ious`), steps/s per stage and an IoU table (rows shape × guidance; "own" is the
+IoU with the prompted shape, "next" the best other one). `--prior exact` is the exact prior of
+`engine.testing.exact_prior` (prompts "a {shape}"); any other prior gets "a {colour} {shape}" prompts.
 
 Prints tables; asserts nothing. The generate demo (`python -m engine generate-demo`, quality "fast") runs the
 preset's full step counts; its wall time is the last row when `--demo` is given.
@@ -46,9 +55,21 @@ def main() -> None:
     ap.add_argument(
         "--tiny-arch", action="store_true", help="with --cuda: tiny widths, any device (script check)"
     )
+    ap.add_argument("--iou", action="store_true", help="shape IoU table (exact prior by default)")
+    ap.add_argument("--prior", default="exact", help="with --iou: exact, toy or a local prior folder")
+    ap.add_argument("--guidance", default="csd,sds", help="with --iou: csd, sds or both")
+    ap.add_argument("--shapes", default="cube,sphere,cone,torus")
+    ap.add_argument("--seeds", default="0", help="with --iou: comma-separated seeds")
+    ap.add_argument("--sds-scale", type=float, default=21.0, help="SDS classifier-free scale (diffusers convention)")
     args = ap.parse_args()
     if args.cuda:
         cuda_bench(args.cuda_steps, args.tiny_arch)
+        return
+    if args.iou:
+        from generate_iou import iou_bench  # bench/generate_iou.py
+
+        iou_bench(args.prior, args.guidance.split(","), args.shapes.split(","), args.quality,
+                  [int(s) for s in args.seeds.split(",")], args.sds_scale)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, toy prior")
     runs = [("short", dict(steps_coarse=args.steps_coarse, steps_refine=args.steps_refine))]

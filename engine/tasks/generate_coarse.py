@@ -20,6 +20,7 @@ from ..errors import CancelledError
 from ..fields.density_field import DensityField, DensityFieldConfig
 from ..fields.env_background import EnvironmentBackground
 from ..guidance import Schedule
+from ..guidance.schedule import ScheduleSpec
 from ..guidance.view_prompts import ViewPrompts
 from ..images import png_bytes
 from ..render.cameras import Cameras
@@ -35,8 +36,8 @@ from .generate_shading import choose_shading, geometry_colour, light_directions
 logger = logging.getLogger(__name__)
 
 REFERENCE_STEPS = 10_000
-ORIENT = Schedule.parse([0, 1.0, 100.0, 5000])  # lambda_orient (csd-if.yaml)
-SPARSITY = Schedule.parse([0, 10.0, 1.0, 5000])  # lambda_sparsity (csd-if.yaml)
+ORIENT = (0, 1.0, 100.0, 5000)  # lambda_orient (csd-if.yaml)
+SPARSITY = (0, 10.0, 1.0, 5000)  # lambda_sparsity (csd-if.yaml)
 COARSE_RANGES = OrbitRanges(
     elevation=(-10.0, 45.0), azimuth=(-180.0, 180.0), distance=(1.5, 2.0), fov=(40.0, 70.0)
 )
@@ -59,6 +60,7 @@ class CoarseConfig:
         front_back_frac: front/back-only views as a fraction of the run (csd-if: 1000 / 10 000).
         ranges: orbit camera ranges (official: elevation −10..45, distance 1.5..2, fovy 40..70).
         toy: the prior is the toy prior (grey shading for geometry batches).
+        orient, sparsity: λ_orient and λ_sparsity schedules written for `REFERENCE_STEPS` (rescaled to the run).
         profile: synchronise the device before every part's clock (exact per-part CUDA times, a little
             slower).
     """
@@ -75,6 +77,8 @@ class CoarseConfig:
     front_back_frac: float = 0.1
     ranges: OrbitRanges = COARSE_RANGES
     toy: bool = True
+    orient: ScheduleSpec = ORIENT
+    sparsity: ScheduleSpec = SPARSITY
     profile: bool = False
 
 
@@ -214,7 +218,8 @@ def run_coarse(
     occupancy = OccupancyGrid(cfg.occupancy_resolution, radius, threshold=0.01 / step_size, device=device)
     views = ViewSampler(cfg.ranges, cfg.size, gen)
     scale = cfg.steps / REFERENCE_STEPS
-    orient_w, sparsity_w = ORIENT.scaled(scale), SPARSITY.scaled(scale)
+    orient_w = Schedule.parse(cfg.orient, "orient").scaled(scale)
+    sparsity_w = Schedule.parse(cfg.sparsity, "sparsity").scaled(scale)
     ambient_only = int(round(cfg.ambient_only_frac * cfg.steps))
     front_back = int(round(cfg.front_back_frac * cfg.steps))
     light_gen = torch.Generator().manual_seed(seed + 2)
