@@ -133,16 +133,18 @@ def generate_on_exact_prior(shape: str, **params):
         return run_generate(job, prior=prior)
 
 
-CUBE_XFAIL = pytest.mark.xfail(
+GROWS_OUT_OF_THE_BLOB = pytest.mark.xfail(
     strict=True,
-    reason="issue 21 open (2026-12-06): at `fast` the coarse NeRF's corners never grow out of its blob (a sphere "
-    "inscribed in the cube), so 'a cube' gives a squircle: cube IoU 0.48-0.55 vs sphere 0.83-0.88 with the csd-if, "
-    "csd-if-object and no-orientation regularisers and without occupancy culling alike; drop when it passes",
+    reason="issue 21 open (2026-12-06): at `fast` the coarse NeRF never grows out of its blob (a sphere inscribed in "
+    "the cube), so 'a cube' gives a squircle (cube IoU 0.44-0.55 vs sphere 0.83-0.88 with the csd-if, csd-if-object "
+    "and no-orientation regularisers and without occupancy culling alike) and 'a cone' a rounded lump (cone 0.45 vs "
+    "sphere 0.73); sphere and torus, carved from the blob, pass; drop when they pass",
 )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", [pytest.param(s, marks=CUBE_XFAIL) if s == "cube" else s for s in SHAPES])
+@pytest.mark.parametrize("shape", [pytest.param(s, marks=GROWS_OUT_OF_THE_BLOB) if s in ("cube", "cone") else s
+                                   for s in SHAPES])
 def test_generate_on_the_exact_prior_makes_the_prompted_shape(shape):
     result = generate_on_exact_prior(shape)
     m = result.mesh
