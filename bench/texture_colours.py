@@ -15,6 +15,7 @@ negative prompt, ω2 annealed 0 → 1 over the first half of the run):
   anchor-decay:L  the anchor L decaying linearly to 0 over the run
   apg:E         paper with the classifier direction's component along ε(y) scaled by E (APG's projection)
   anchor+apg:L:E  both
+  t-drop        paper with csd-if's late t_max drop (0.98 → 0.5 at mid-run) that csd-toy leaves out
   sds           SDS (threestudio IF scale 20 = diffusers 21)
 Prints markdown tables (a mean row last); asserts nothing.
 """
@@ -57,6 +58,9 @@ def variant_settings(name: str, steps: int) -> tuple[str, dict]:
     if kind == "anchor+apg":
         lam, eta = arg.split(":")
         return "csd-toy", {"anchor": float(lam), "parallel": float(eta)}
+    if kind == "t-drop":
+        half = steps // 2
+        return "csd-toy", {**PAPER, "t_max": [half, 0.98, 0.5, half + 1]}
     if kind == "sds":
         return "sds-sd", {"guidance_scale": 21.0}
     raise SystemExit(f"unknown variant {name!r}")

@@ -42,7 +42,7 @@ class GuidanceConfig:
         negative_prompt: the preset's recommended negative prompt ("" = none); tasks may override it.
         reference_steps: the run length the step breakpoints were written for (`scaled` rescales from it).
         perpneg_scale: weight of the Perp-Neg term (official csd-if: 3); it applies only when the prompts carry
-            view negatives (`PromptEmbeddings.perp_neg`), which the tasks build for real priors.
+            view negatives (`PromptEmbeddings.perp_neg`), which text to mesh's coarse stage builds.
     """
 
     kind: ClassVar[str] = ""

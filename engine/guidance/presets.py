@@ -19,7 +19,7 @@ TOY_DEFAULT_STEPS = 400
 # `configs/csd-if-object.yaml` (csd_reference.md §1a/§2a): cond 1, uncond [0,-0,-1,5000], null [0,-1,0,5000]
 # ⇔ ω1 = 1, ω2 0 → 1 over steps 0-5000; t_max steps from 0.98 to 0.5 after step 5000; uniform w; unit-L2.
 # Perp-Neg (csd-if.yaml; not csd-if-object.yaml) with perpneg_scale 3: it applies when a task passes view negatives
-# (PromptEmbeddings.perp_neg; text to mesh on real priors does), so the texture task keeps csd-if-object's form.
+# (PromptEmbeddings.perp_neg; text to mesh's coarse stage does), so the texture task keeps csd-if-object's form.
 CSD_IF = CSDConfig(
     name="csd-if",
     omega1=1.0,
