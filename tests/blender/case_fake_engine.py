@@ -240,7 +240,7 @@ def test_engine_death_mid_job_is_reported_and_the_engine_restarts(engine, sessio
     _configure(steps=200)
     before = bpy_env.counts()
     helper = bpy_env.when(_running_step(session, 2), engine.die)
-    with pytest.raises(RuntimeError, match="engine died"):
+    with pytest.raises(RuntimeError, match="the engine did not answer"):
         bpy.ops.csd.texture_from_text()
     helper.join()
     assert bpy_env.counts() == before

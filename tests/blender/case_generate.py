@@ -93,7 +93,7 @@ def test_engine_killed_mid_job_leaves_the_scene_as_it_was(session):
     pid = session.process.pid
     running = lambda: session.job is not None and session.job.step >= 1
     helper = bpy_env.when(running, lambda: os.killpg(pid, signal.SIGKILL))
-    with pytest.raises(RuntimeError, match="engine died"):
+    with pytest.raises(RuntimeError, match="the engine did not answer"):
         bpy.ops.csd.text_to_mesh()
     helper.join()
     assert bpy_env.counts() == before
