@@ -120,7 +120,10 @@ class CSD_OT_setup_engine(bpy.types.Operator):
             _adopt(status)
             level = {"INFO"} if status.state == engine_setup.DONE else {"ERROR"}
             lines = status.lines()
-            self.report(level, " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
+            if status.state == engine_setup.DONE:  # where it went and what the check found
+                self.report(level, " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else lines[0])
+            else:  # the failed step, the cause (pip's error line), the log's path and any hint: all of it
+                self.report(level, " ".join(lines))
             return {"FINISHED"} if status.state == engine_setup.DONE else {"CANCELLED"}
         _setup = setup
         setup.start()
