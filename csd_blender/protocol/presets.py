@@ -14,16 +14,12 @@ from dataclasses import dataclass
 
 TOY_PIPELINE_CLASS = "CSDToyPipeline"     # model_index.json "_class_name" of toy-layout priors
 
-# The words the bundled toy prior was trained on ("a {colour} {pattern} {shape}, {view} view" and the official CSD
-# negative prompt's artefact words); a test checks them against engine/assets/toy_prior/tokenizer. Other words are
-# refused by the engine with bad_prompt.
+# The words the bundled toy prior was trained on ("a {colour} {pattern} {shape}"); a test checks them against
+# engine/assets/toy_prior/tokenizer. Other words are refused by the engine with bad_prompt.
 TOY_COLOURS = ("black", "blue", "green", "orange", "purple", "red", "white", "yellow")
 TOY_PATTERNS = ("checkered", "dotted", "plain", "striped")
 TOY_SHAPES = ("capsule", "cone", "cube", "cylinder", "sphere", "torus")
-TOY_VIEW_WORDS = ("back", "front", "overhead", "side", "view")
-TOY_NEGATIVE_PROMPT = "oversaturated color, ugly, tiling, low quality, noisy"   # the official one; the default
-TOY_ARTEFACT_WORDS = ("color", "low", "noisy", "oversaturated", "quality", "tiling", "ugly")
-TOY_VOCABULARY = ("a", *TOY_COLOURS, *TOY_PATTERNS, *TOY_SHAPES, *TOY_VIEW_WORDS, *TOY_ARTEFACT_WORDS)
+TOY_VOCABULARY = ("a", *TOY_COLOURS, *TOY_PATTERNS, *TOY_SHAPES)
 
 
 @dataclass(frozen=True)

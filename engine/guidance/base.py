@@ -13,15 +13,7 @@ from torch import Tensor
 
 from ..errors import RequestError
 from .perp_neg import perp_neg_term
-from .plan import (
-    BranchPlan,
-    Coefficients,
-    PromptEmbeddings,
-    combine,
-    ensure_branches,
-    evaluate_branches,
-    plan_branches,
-)
+from .plan import Coefficients, PromptEmbeddings, combine, ensure_branches, evaluate_branches, plan_branches
 from .schedule import Schedule, ScheduleSpec
 from .weighting import GRAD_MODES, WEIGHTINGS, postprocess_grad, timestep_weight
 
@@ -42,7 +34,7 @@ class GuidanceConfig:
         negative_prompt: the preset's recommended negative prompt ("" = none); tasks may override it.
         reference_steps: the run length the step breakpoints were written for (`scaled` rescales from it).
         perpneg_scale: weight of the Perp-Neg term (official csd-if: 3); it applies only when the prompts carry
-            view negatives (`PromptEmbeddings.perp_neg`), which text to mesh's coarse stage builds.
+            view negatives (`PromptEmbeddings.perp_neg`), which the tasks build for real priors.
     """
 
     kind: ClassVar[str] = ""
@@ -160,17 +152,6 @@ class ScoreGuidance:
         """δ/w(t) as cond·ε(y) + neg·ε(y_neg) + null·ε(∅) + noise·ε at `step`."""
         raise NotImplementedError
 
-    def direction(self, plan: BranchPlan, eps: Mapping[str, Tensor], noise: Tensor, step: int) -> Tensor:
-        """The un-weighted δ from the branch predictions: Σ coefficient·ε(branch) + noise coefficient·ε.
-
-        Args:
-            plan: this step's branch plan (its coefficients).
-            eps: branch → ε prediction.
-            noise: the ε that made x_t.
-            step: the optimisation step.
-        """
-        return combine(plan, eps, noise)
-
     def timestep_range(self, step: int, num_train_timesteps: int) -> tuple[int, int]:
         """(low, high) for randint: low = int(T·t_min), high = int(T·t_max) + 1 (exclusive), as the official code.
 
@@ -223,7 +204,7 @@ class ScoreGuidance:
         with torch.no_grad():
             x_t = prior.add_noise(x.detach().float(), noise, t)
             eps = evaluate_branches(prior, plan, x_t, t, prompts, control, extra=extra)
-            delta = self.direction(plan, eps, noise, step)
+            delta = combine(plan, eps, noise)
             if pn is not None:
                 delta = delta + self.config.perpneg_scale * perp_neg_term(
                     eps["cond"], eps[ref], [eps["perp_neg_0"], eps["perp_neg_1"]], pn.weights.to(delta.device))

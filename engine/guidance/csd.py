@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from torch import Tensor
-
 from ..registry import GUIDANCE
 from .base import GuidanceConfig, ScoreGuidance
-from .plan import BranchPlan, Coefficients, combine
+from .plan import Coefficients
 from .schedule import ScheduleSpec
 
 
@@ -25,19 +22,14 @@ class CSDConfig(GuidanceConfig):
             classifier direction alone pushes whatever is not "y" away from y — on a colour prompt, towards the
             complementary colour; the anchor (an SDS term without guidance scale) pulls renders back towards images
             the prior would generate, where a pattern's second colour is neutral. Schedulable.
-        parallel: η, the weight kept of the classifier direction's component parallel to ε(y), per sample, as
-            adaptive projected guidance does (APG, Sadat et al. 2024; csd_reference.md §6): with Δ the Eq. 10
-            direction, Δ_∥ = (⟨Δ, ε(y)⟩ / ‖ε(y)‖²)·ε(y) and Δ ← Δ − (1 − η)·Δ_∥ (1: plain CSD; APG uses 0, the part
-            that saturates). The anchor term is not projected. Schedulable.
     """
 
     kind: ClassVar[str] = "csd"
-    schedule_fields: ClassVar[tuple[str, ...]] = ("t_min", "t_max", "omega1", "omega2", "anchor", "parallel")
+    schedule_fields: ClassVar[tuple[str, ...]] = ("t_min", "t_max", "omega1", "omega2", "anchor")
 
     omega1: ScheduleSpec = 1.0
     omega2: ScheduleSpec = 1.0
     anchor: ScheduleSpec = 0.0
-    parallel: ScheduleSpec = 1.0
 
 
 @GUIDANCE.register("csd")
@@ -67,16 +59,3 @@ class CSDGuidance(ScoreGuidance):
         w2 = self.config.schedule("omega2")(step)
         lam = self.config.schedule("anchor")(step)
         return Coefficients(cond=w1 + lam, neg=-w2, null=w2 - w1, noise=-lam)
-
-    def direction(self, plan: BranchPlan, eps: Mapping[str, Tensor], noise: Tensor, step: int) -> Tensor:
-        """Eq. 10 (+ the anchor); with `parallel` η ≠ 1 the classifier part's component along ε(y) is scaled by η."""
-        delta = combine(plan, eps, noise)
-        eta = self.config.schedule("parallel")(step)
-        if eta == 1.0 or "cond" not in eps:
-            return delta
-        lam = self.config.schedule("anchor")(step)
-        anchor = lam * (eps["cond"] - noise) if lam else 0.0
-        cls = delta - anchor
-        ref = eps["cond"].flatten(1)
-        coef = (cls.flatten(1) * ref).sum(1) / ref.pow(2).sum(1).clamp_min(1e-12)
-        return cls - (1.0 - eta) * coef.view(-1, *([1] * (cls.dim() - 1))) * eps["cond"] + anchor

@@ -19,7 +19,7 @@ TOY_DEFAULT_STEPS = 400
 # `configs/csd-if-object.yaml` (csd_reference.md §1a/§2a): cond 1, uncond [0,-0,-1,5000], null [0,-1,0,5000]
 # ⇔ ω1 = 1, ω2 0 → 1 over steps 0-5000; t_max steps from 0.98 to 0.5 after step 5000; uniform w; unit-L2.
 # Perp-Neg (csd-if.yaml; not csd-if-object.yaml) with perpneg_scale 3: it applies when a task passes view negatives
-# (PromptEmbeddings.perp_neg; text to mesh's coarse stage does), so the texture task keeps csd-if-object's form.
+# (PromptEmbeddings.perp_neg; text to mesh on real priors does), so the texture task keeps csd-if-object's form.
 CSD_IF = CSDConfig(
     name="csd-if", omega1=1.0, omega2=[0, 0.0, 1.0, 5000], t_min=0.02, t_max=[5000, 0.98, 0.5, 5001],
     weighting="uniform", grad_mode="unit_l2", negative_prompt=OFFICIAL_NEGATIVE_PROMPT,
@@ -49,16 +49,15 @@ CSD_EDIT = CSDConfig(
     grad_mode="unit_l2", negative_prompt="", reference_steps=10000,
 )
 
-# The bundled toy prior (v3 knows the view words and the official negative prompt's artefact words): csd-if's recipe
-# rescaled to a short CPU run — the official negative prompt with ω2 annealed 0 → 1 over the first half of the run,
-# view-dependent prompts (automatic for priors that know the view words), Perp-Neg at csd-if's scale (it applies
-# where a task passes view negatives: text to mesh's coarse stage). One deviation: t keeps the full [0.02, 0.98]
-# range for the whole run. The official late drop to t ≤ 0.5 refines detail on a 64² IF render, but on the 32² toy
-# prior the classifier direction at t ≤ 0.5 is mostly pattern and background evidence, and Adam (eps 1e-15,
-# scale-free) drives the weakly seen parts of a mesh to "background" colours — light, complementary tints
-# (measured on v2: "a blue sphere" on Spot, 150 steps, object pixels in the blue family or neutral 0.47 with the
-# drop, 0.76 without; bench/README.md).
-CSD_TOY = GuidanceConfig.scaled(CSD_IF, TOY_DEFAULT_STEPS).replace(name="csd-toy", t_max=0.98)
+# The bundled toy prior: csd-if rescaled to a short CPU run; its vocabulary has no words for the official
+# negative prompt, so there is none (ω2 then multiplies ε(∅) − ε(∅) = 0 and the null branch carries −ω1).
+# t keeps the full [0.02, 0.98] range for the whole run: the official late drop to t ≤ 0.5 refines detail on a
+# 64² IF render, but on the 32² toy prior the classifier direction at t ≤ 0.5 is mostly pattern and background
+# evidence, and Adam (eps 1e-15, scale-free) drives the weakly seen parts of a mesh to "background" colours —
+# light, complementary tints (measured: "a blue sphere" on Spot, 150 steps, object pixels in the blue family or
+# neutral 0.47 with the drop, 0.76 without; bench/README.md).
+CSD_TOY = GuidanceConfig.scaled(CSD_IF, TOY_DEFAULT_STEPS).replace(name="csd-toy", negative_prompt="",
+                                                                  perpneg_scale=0.0, t_max=0.98)
 
 PRESETS: dict[str, GuidanceConfig] = {c.name: c for c in (CSD_IF, CSD_SD_REFINE, SDS_SD, CSD_EDIT, CSD_TOY)}
 

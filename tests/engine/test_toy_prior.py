@@ -1,7 +1,6 @@
 """The bundled toy prior, judged by plain image statistics (never by the model itself): DDIM samples follow the
-prompt's colour, pattern and shape, its view words (", overhead view" vs ", side view") and the official negative
-prompt's artefact words ("oversaturated color", "noisy"); it loads with stock diffusers/transformers classes, and
-2D CSD moves an image the way the prompt says."""
+prompt's colour and pattern, it loads with stock diffusers/transformers classes, and 2D CSD moves an image the
+way the prompt says."""
 from __future__ import annotations
 
 import json
@@ -9,16 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from toy_adherence import (
-    TESTED_SHAPES,
-    band_energy,
-    colour_hit,
-    ground_truth,
-    high_frequency_energy,
-    mean_saturation,
-    non_roundness,
-    shape_classifier,
-)
+from toy_adherence import TESTED_SHAPES, band_energy, colour_hit, ground_truth, shape_classifier
 
 from csd_blender.protocol.errors import ErrorCode, ProtocolError
 from engine.guidance import PromptEmbeddings, build_guidance
@@ -55,11 +45,10 @@ def test_unknown_words_list_the_vocabulary():
     assert "teapot" in str(info.value) and "sphere" in str(info.value) and "checkered" in str(info.value)
 
 
-# Measured with the bundled v3 prior (seed 1, 16 samples; v2 in brackets): green 14 (16), blue 14 (16), orange 7 (10),
-# purple 14 (14), white 4 (8), black 12 (15); red 16 and yellow 15 pass. Issue 20's criterion is 15/16 for all eight
-# colours: strict, so a retrained prior that passes must remove its mark.
-_WEAK = {"green": "14/16 (v3)", "blue": "14/16 (v3)", "orange": "7/16 (v3)", "purple": "14/16 (v3)",
-         "white": "4/16 (v3)", "black": "12/16 (v3)"}
+# Measured with the bundled v2 prior (seed 1, 16 samples): orange 10 (red-leaning hues 13-22°), purple 14 and white
+# 8 (confused with black: white with dark-grey stripes and black with white stripes are the same picture in the
+# data, see engine/toy/dataset.sample_neutral). Strict: remove a mark when a retrained prior passes.
+_WEAK = {"orange": "orange drifts to red (10/16)", "purple": "purple 14/16", "white": "white confused with black (8/16)"}
 
 
 @pytest.mark.slow
@@ -69,7 +58,7 @@ def test_ddim_samples_follow_every_colour_word(colour):
     shape = SHAPE_CYCLE[list(COLOURS).index(colour) % len(SHAPE_CYCLE)]
     samples = ddim_sample(TOY_PRIOR_DIR, f"a {colour} {shape}", N, steps=25, guidance_scale=4.0, seed=1).numpy()
     hits = sum(colour_hit(img, colour) for img in samples)
-    assert hits >= 15, f"{hits}/{N} samples of 'a {colour} {shape}' in the {colour} family"
+    assert hits >= 0.9 * N, f"{hits}/{N} samples of 'a {colour} {shape}' in the {colour} family"
 
 
 @pytest.mark.slow
@@ -90,57 +79,13 @@ def test_silhouette_classifier_names_held_back_ground_truth_views():
         assert sum(n == shape for n in named) >= 0.9 * len(views), f"{shape}: named {named}"
 
 
-# v3 (seed 3): cube 9/16 (named torus 7×), sphere 9/16 (cube 4×, torus 4×); v2 had 14 and 13. Strict.
-_WEAK_SHAPES = {"cube": "9/16 (v3)", "sphere": "9/16 (v3)"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=_WEAK_SHAPES[s])) if s in _WEAK_SHAPES else s
-    for s in TESTED_SHAPES])
+@pytest.mark.parametrize("shape", TESTED_SHAPES)
 def test_ddim_samples_show_the_prompt_shape(shape):
     colour = ("red", "green", "blue", "yellow")[TESTED_SHAPES.index(shape)]
     samples = ddim_sample(TOY_PRIOR_DIR, f"a {colour} {shape}", N, steps=25, guidance_scale=4.0, seed=3).numpy()
     named = [shape_classifier().predict(img) for img in samples]
     assert sum(n == shape for n in named) >= 0.7 * N, f"'a {colour} {shape}' named {named}"
-
-
-def _paired(prompt_a: str, prompt_b: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """N DDIM samples of two prompts from the same initial noise (the same seed): paired samples."""
-    a = ddim_sample(TOY_PRIOR_DIR, prompt_a, N, steps=25, guidance_scale=4.0, seed=seed).numpy()
-    b = ddim_sample(TOY_PRIOR_DIR, prompt_b, N, steps=25, guidance_scale=4.0, seed=seed).numpy()
-    return a, b
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("shape, colour", [("cone", "orange"), ("cylinder", "green")])
-def test_overhead_view_word_gives_rounder_less_tapered_silhouettes(shape, colour):
-    """Seen from above, a cone or a cylinder is a disc: "…, overhead view" samples are rounder and less tapered than
-    "…, side view" samples from the same noise, by the shape classifier's silhouette statistics."""
-    over, side = _paired(f"a {colour} {shape}, overhead view", f"a {colour} {shape}, side view", seed=4)
-    s_over, s_side = [non_roundness(i) for i in over], [non_roundness(i) for i in side]
-    hits = sum(o < s for o, s in zip(s_over, s_side))
-    assert hits >= 14, (f"{shape}: overhead rounder in {hits}/{N} pairs; non-roundness overhead "
-                        f"{np.round(s_over, 2)} side {np.round(s_side, 2)}")
-
-
-ARTEFACT_PROMPTS = ("a red striped sphere", "a green cube", "a blue checkered cylinder", "a yellow torus")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("phrase, statistic", [("oversaturated color", mean_saturation),
-                                               ("noisy", high_frequency_energy)])
-def test_artefact_words_add_their_artefact(phrase, statistic):
-    """The official negative prompt's words mean what the data showed: "…, oversaturated color" samples are more
-    saturated and "…, noisy" samples have more high-frequency energy than the same prompt's, from the same noise
-    (4 prompts × 4 samples)."""
-    pairs = []
-    for i, prompt in enumerate(ARTEFACT_PROMPTS):
-        with_word = ddim_sample(TOY_PRIOR_DIR, f"{prompt}, {phrase}", 4, steps=25, guidance_scale=4.0, seed=10 + i)
-        without = ddim_sample(TOY_PRIOR_DIR, prompt, 4, steps=25, guidance_scale=4.0, seed=10 + i)
-        pairs += [(statistic(a), statistic(b)) for a, b in zip(with_word.numpy(), without.numpy())]
-    hits = sum(a > b for a, b in pairs)
-    assert hits >= 14, f"'{phrase}' raised {statistic.__name__} in {hits}/{len(pairs)} pairs: {np.round(pairs, 3)}"
 
 
 def _csd_2d(omega: float, steps: int = 300) -> np.ndarray:

@@ -1,6 +1,5 @@
 """View-dependent prompting: the view word of a camera, and texture jobs on a real-architecture prior sending one
-prompt per camera (", front view" ... ); the toy prior (v3 knows the view words) gets them too, with the official
-negative prompt, and a prior that does not know the words gets none."""
+prompt per camera (", front view" ... ) while the toy prior, whose vocabulary has no view words, gets none."""
 from __future__ import annotations
 
 import numpy as np
@@ -65,25 +64,8 @@ def test_texture_job_on_a_real_architecture_sends_one_view_prompt_per_camera(tmp
         assert len({tuple(row.flatten().tolist()) for row in cond}) >= 2
 
 
-def test_toy_prior_gets_view_words_and_the_official_negative_prompt():
-    from engine.guidance.presets import OFFICIAL_NEGATIVE_PROMPT
-
-    prior = _Recording(load_prior("toy"))
+def test_toy_prior_gets_no_view_words():
     params = TextureParams(prompt="a red plain sphere", steps=2, batch_size=2, texture_size=64, progress_every=2,
                            preview_size=32)
-    result = run_texture(make_texture_job(params, _sphere()), prior=prior)
-    assert result.stats["view_prompts"] is True and result.stats["guidance_preset"] == "csd-toy"
-    assert result.stats["negative_prompt"] == OFFICIAL_NEGATIVE_PROMPT
-    assert "a red plain sphere, overhead view" in prior.prompts
-
-
-class _NoViewWords(_Recording):
-    def knows_words(self, words):
-        return not set(words) & {"view", "overhead", "oversaturated"}
-
-
-def test_a_prior_without_the_words_gets_no_view_prompts_and_no_default_negative():
-    params = TextureParams(prompt="a red plain sphere", steps=2, batch_size=2, texture_size=64, progress_every=2,
-                           preview_size=32)
-    result = run_texture(make_texture_job(params, _sphere()), prior=_NoViewWords(load_prior("toy")))
-    assert result.stats["view_prompts"] is False and result.stats["negative_prompt"] == ""
+    result = run_texture(make_texture_job(params, _sphere()))
+    assert result.stats["view_prompts"] is False
