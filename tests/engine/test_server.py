@@ -33,7 +33,7 @@ from csd_blender.protocol.errors import ErrorCode, ProtocolError
 
 def test_handshake_describes_the_engine(engine, client):
     hello = client.hello
-    assert hello.protocol_version == "1.0" and hello.device == "cpu" and "texture" in hello.tasks
+    assert hello.protocol_version == m.PROTOCOL_VERSION_STR and hello.device == "cpu" and "texture" in hello.tasks
     assert set(hello.guidance) == {"csd", "sds"} and hello.memory_total_bytes > 0
     assert set(hello.backends) == {"nvdiffrast", "tinycudann"}
     assert not os.path.exists(Path(engine._tmpdir or "/nonexistent") / "token"), "token file left behind"

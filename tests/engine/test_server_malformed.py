@@ -230,6 +230,9 @@ CASES = {  # name -> (frames builder(prior_dir, token), expected code)
     "edit_texture_two_channels": (
         lambda d, t: _edit_frames(t, arrays={"texture": np.zeros((32, 32, 2), np.float32)}), ErrorCode.BAD_ARRAY),
     "edit_texture_nan": (lambda d, t: _edit_frames(t, arrays={"texture": _nan_texture()}), ErrorCode.BAD_ARRAY),
+    "edit_face_mask_empty": (
+        lambda d, t: _edit_frames(t, arrays={"face_mask": np.zeros(len(edit_arrays()["faces"]), np.uint8)}),
+        ErrorCode.BAD_MASK),
 }
 
 
@@ -278,7 +281,7 @@ def test_the_table_covers_every_code_a_bad_request_can_earn():
         ErrorCode.MALFORMED_MESSAGE, ErrorCode.PROTOCOL_MISMATCH, ErrorCode.UNAUTHORIZED, ErrorCode.MESSAGE_TOO_LARGE,
         ErrorCode.UNKNOWN_MESSAGE, ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_TASK, ErrorCode.BAD_ARRAY,
         ErrorCode.INVALID_MESH, ErrorCode.MESH_TOO_LARGE, ErrorCode.BAD_PROMPT, ErrorCode.NO_TEXTURE,
-        ErrorCode.NO_UVS, ErrorCode.UV_TEXTURE_MISMATCH, ErrorCode.UNKNOWN_JOB,
+        ErrorCode.NO_UVS, ErrorCode.UV_TEXTURE_MISMATCH, ErrorCode.UNKNOWN_JOB, ErrorCode.BAD_MASK,
     }
     others = {ErrorCode.MODEL_MISSING, ErrorCode.OUT_OF_MEMORY, ErrorCode.CANCELLED, ErrorCode.ENGINE_DIED,
               ErrorCode.ENGINE_BUSY, ErrorCode.INTERNAL}   # tested where they arise, not by a malformed request
