@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..commands.edit import add_edit_parser
-from ..commands.generate import add_generate_demo_parser, add_generate_parser
-from ..commands.models import add_models_parser
-from ..commands.texture import add_demo_parser, add_texture_parser
 from .batch import add_batch_parser
+from .jobs import add_job_parsers
+from .models import add_models_parser
 from .serve import add_serve_parser
 
 
@@ -16,8 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per subcommand."""
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for add in (add_serve_parser, add_texture_parser, add_demo_parser, add_edit_parser, add_generate_parser,
-                add_generate_demo_parser, add_batch_parser, add_models_parser):
+    for add in (add_serve_parser, add_job_parsers, add_batch_parser, add_models_parser):
         add(subparsers)
     return parser
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csd_blender.protocol.errors import ProtocolError
-
 logger = logging.getLogger(__name__)
 
 
@@ -114,49 +112,6 @@ def reproduce_argv(command: str, options: dict[str, Any]) -> list[str]:
         else:
             argv += [flag, str(value)]
     return argv
-
-
-def run_reporting_errors(run: Callable, args: argparse.Namespace) -> tuple[int, dict[str, Path] | None]:
-    """Call `run(args)`; a user-caused error becomes one `error: [code] message` line on stderr and status 2.
-
-    Args:
-        run: a `run_files(args) -> {kind: path}` function.
-        args: the parsed command line.
-    """
-    try:
-        return 0, run(args)
-    except ProtocolError as exc:  # EngineError, MeshError, RequestError, … : one clear line
-        print(f"error: {exc}", file=sys.stderr)
-        return 2, None
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130, None
-
-
-def run_command(run: Callable, args: argparse.Namespace, banner: str = "", opener: str = "") -> int:
-    """A job command's body: run it, print the output paths; exit 0, or 2 with one `error:` line on bad input.
-
-    Args:
-        run: the command's `run_files`.
-        args: the parsed command line.
-        banner: a demo's opening line (stderr); with it the outputs are introduced with the time taken.
-        opener: a closing hint (e.g. how to open the result in Blender).
-    """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    t0 = time.time()
-    if banner:
-        print(banner, file=sys.stderr)
-    code, files = run_reporting_errors(run, args)
-    if files:
-        indent = ""
-        if banner:
-            print(f"done in {time.time() - t0:.0f} s. Outputs in {Path(args.out).resolve()}:")
-            indent = "  "
-        for kind, path in files.items():
-            print(f"{indent}{kind:12s} {path}")
-        if opener:
-            print(opener)
-    return code
 
 
 def add_mask_options(p: argparse.ArgumentParser) -> None:

@@ -21,7 +21,6 @@ from .common import (
     mesh_record,
     out_dir,
     reproduce_argv,
-    run_command,
     run_with_bar,
 )
 
@@ -58,7 +57,6 @@ def add_edit_parser(subparsers) -> None:
     p.add_argument("--progress-every", type=int, default=10)
     add_mask_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_edit)
 
 
 def params_from_args(args: argparse.Namespace):
@@ -124,11 +122,6 @@ def run_edit_files(args: argparse.Namespace, write_dir: str | Path | None = None
     write_job_record(files["job"], "edit", result.params, result.stats, _reproduce_argv(args, result.params),
                      seconds, mesh=record)
     return files
-
-
-def cmd_edit(args: argparse.Namespace) -> int:
-    """`python -m engine edit …`: exit 0 with the output paths printed, 2 on a bad input."""
-    return run_command(run_edit_files, args)
 
 
 COMMAND = JobCommand("edit", add_edit_parser, params_from_args, run_edit_files)

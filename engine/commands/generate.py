@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..models.store import job_sources, require_downloaded
-from .common import JobCommand, ProgressBar, out_dir, reproduce_argv, run_command, run_with_bar
+from .common import JobCommand, ProgressBar, out_dir, reproduce_argv, run_with_bar
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,6 @@ def add_generate_parser(subparsers) -> None:
     p.add_argument("--prompt", required=True, help='e.g. "a red cube" (toy prior vocabulary)')
     p.add_argument("--out", required=True, help="output folder")
     _add_generate_options(p)
-    p.set_defaults(func=cmd_generate)
 
 
 def add_generate_demo_parser(subparsers) -> None:
@@ -38,7 +37,6 @@ def add_generate_demo_parser(subparsers) -> None:
     p.add_argument("--out", default="generate_demo_out", help="output folder (default: generate_demo_out)")
     p.add_argument("--prompt", default=GENERATE_DEMO_PROMPT)
     _add_generate_options(p, demo=True)
-    p.set_defaults(func=cmd_generate_demo)
 
 
 def _add_generate_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
@@ -140,18 +138,6 @@ def run_generate_files(args: argparse.Namespace, write_dir: str | Path | None = 
         seconds,
     )
     return files
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    """`python -m engine generate …`: exit 0 with the output paths printed, 2 on a bad input."""
-    return run_command(run_generate_files, args)
-
-
-def cmd_generate_demo(args: argparse.Namespace) -> int:
-    """`python -m engine generate-demo`: text to mesh on the toy prior, then say where the results are."""
-    return run_command(run_generate_files, args,
-                       banner=f"CSD text-to-mesh demo: {args.prompt!r} on the toy prior ({args.device}) …",
-                       opener="Open generated.glb in Blender (File > Import > glTF) or look at turntable.png.")
 
 
 COMMAND = JobCommand("generate", add_generate_parser, params_from_args, run_generate_files)

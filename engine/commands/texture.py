@@ -22,7 +22,6 @@ from .common import (
     mesh_record,
     out_dir,
     reproduce_argv,
-    run_command,
     run_with_bar,
 )
 
@@ -43,7 +42,6 @@ def add_texture_parser(subparsers) -> None:
     p.add_argument("--texture", default=None,
                    help="with --mask: the object's current texture, kept outside the region (default: the mesh "
                         "file's own; without one the result is RGBA, transparent outside the region)")
-    p.set_defaults(func=cmd_texture)
 
 
 def add_demo_parser(subparsers) -> None:
@@ -52,7 +50,7 @@ def add_demo_parser(subparsers) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--prompt", default=DEMO_PROMPT)
     _add_job_options(p, demo=True)
-    p.set_defaults(func=cmd_demo, mesh=str(DEMO_MESH))
+    p.set_defaults(mesh=str(DEMO_MESH))
 
 
 def _add_job_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
@@ -174,19 +172,6 @@ def _reproduce_argv(args: argparse.Namespace, params: dict) -> list[str]:
         "--mask-border": getattr(args, "mask", None) and params["mask_border"],
         "--texture": getattr(args, "texture", None) and Path(args.texture).resolve(),
     })
-
-
-def cmd_texture(args: argparse.Namespace) -> int:
-    """`python -m engine texture …`: exit 0 with the output paths printed, 2 on a bad input."""
-    return run_command(run_texture_files, args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """`python -m engine demo`: texture the bundled Spot with the toy prior and say where the results are."""
-    return run_command(run_texture_files, args,
-                       banner=f"CSD demo: texturing {DEMO_MESH.name} with {args.prompt!r} on the toy prior "
-                              f"({args.device}) …",
-                       opener="Open textured.glb in Blender (File > Import > glTF) or look at turntable.png.")
 
 
 COMMAND = JobCommand("texture", add_texture_parser, params_from_args, run_texture_files)

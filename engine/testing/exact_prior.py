@@ -271,11 +271,11 @@ def silhouettes(vertices, faces, size: int = 64, views: int = 8) -> Tensor:
         vertices: (V, 3) array-like; faces: (F, 3) array-like.
         size: mask edge in pixels; views: turntable views.
     """
+    import numpy as np
+
     from ..mesh import Mesh, normalize
     from ..render.surface import hit_surface
     from ..tasks.common.views import fixed_views
-
-    import numpy as np
 
     mesh_n, _ = normalize(Mesh(np.asarray(vertices, np.float32), np.asarray(faces, np.int64)))
     with torch.no_grad():
